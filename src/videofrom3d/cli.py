@@ -1,0 +1,215 @@
+"""The ``videofrom3d`` command: parses arguments and calls the API, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from pathlib import Path
+
+DESCRIPTION = """\
+Turn coarse 3D geometry, a camera path and a style image into a style-consistent video (VideoFrom3D).
+
+Stages (each takes a job file, or the equivalent flags, and reuses what earlier runs left in the work folder):
+  prepare     edge maps, depth, exact flow and warped noise per arc (CPU, no weights; paper 3.1)
+  align       style LoRA on FLUX.1-dev + HED ControlNet ("distribution alignment", paper 3.2)
+  anchors     anchor views with sparse appearance-guided sampling (SAG, paper 3.2)
+  inbetween   frames between anchors with CogVideoX, edges and warped noise (GGI, paper 3.3)
+  render      all of the above, then the video
+  demo        render the bundled example into out/demo
+  doctor      what this machine has: Python, torch, GPU, and every model weight (found / missing)
+  eval        metrics of one or more rendered work folders
+  scene       inspect a scene file;  trajectory  export or picture a camera path
+"""
+
+EPILOG = """\
+examples:
+  videofrom3d demo                                   # the bundled example, CPU preview engine, ~1 minute
+  videofrom3d scene info town.glb --json
+  videofrom3d trajectory preview job.toml -o path.png
+  videofrom3d render job.toml --engine preview       # no weights needed
+  videofrom3d render job.toml --engine diffusion     # FLUX + CogVideoX from local weights, on a GPU
+  videofrom3d render job.toml --reseed-anchor 2 1234 # redo anchor 2 and the two arcs that touch it
+"""
+
+
+def add_job_args(p: argparse.ArgumentParser, required: bool = False) -> None:
+    """The job file and the flags that stand in for it or override it."""
+    p.add_argument("job", nargs=None if required else "?", type=Path, help="job file (TOML); see README 'Job files'")
+    g = p.add_argument_group("job overrides (flags win over the job file)")
+    g.add_argument("--scene", type=Path, help="scene file (.glb .gltf .obj .ply .stl .off)")
+    g.add_argument("--trajectory", type=Path, help="camera path (our JSON, glTF/GLB camera, transforms.json, COLMAP)")
+    g.add_argument("--style", type=Path, action="append", help="style reference image (repeatable)")
+    g.add_argument("--identifier", action="append", help="identifier prompt of each --style, in order")
+    g.add_argument("--size", help='frame size "WIDTHxHEIGHT" (default 720x480)')
+    g.add_argument("--out", type=Path, help="work folder (default work/<job name>)")
+    g.add_argument("--seed", type=int, help="seed of every random draw")
+
+
+def job_from_args(args: argparse.Namespace):
+    """A Job from the job file and/or flags; flags override the file."""
+    from videofrom3d.job import JobError, job_from_dict, load_job, parse_size
+
+    if args.job is not None:
+        import dataclasses
+
+        job = load_job(args.job)
+        changes = {}
+        if args.scene is not None:
+            changes["scene"] = dataclasses.replace(job.scene, path=args.scene)
+        if args.trajectory is not None:
+            changes["trajectory"] = dataclasses.replace(job.trajectory, path=args.trajectory, generator=None)
+        if args.style:
+            changes["styles"] = _styles_from_flags(args)
+        if args.size:
+            changes["width"], changes["height"] = parse_size(args.size)
+        if args.out is not None:
+            changes["out"] = args.out
+        if args.seed is not None:
+            changes["seed"] = args.seed
+        return dataclasses.replace(job, **changes) if changes else job
+    if args.scene is None or args.trajectory is None:
+        raise JobError("give a job file, or at least --scene and --trajectory")
+    doc = {
+        "name": args.scene.stem,
+        "scene": {"path": str(args.scene.resolve())},
+        "trajectory": {"path": str(args.trajectory.resolve())},
+    }
+    if args.style:
+        idents = args.identifier or []
+        doc["style"] = [
+            {"image": str(s.resolve()), "identifier": idents[i] if i < len(idents) else ""} for i, s in enumerate(args.style)
+        ]
+    if args.size:
+        doc["size"] = args.size
+    if args.out is not None:
+        doc["out"] = str(args.out.resolve())
+    if args.seed is not None:
+        doc["seed"] = args.seed
+    return job_from_dict(doc, base=Path.cwd())
+
+
+def _styles_from_flags(args):
+    from videofrom3d.job import StyleRef
+
+    idents = args.identifier or []
+    return tuple(StyleRef(s, idents[i] if i < len(idents) else "") for i, s in enumerate(args.style))
+
+
+# --------------------------------------------------------------------------------------------------- commands
+
+
+def cmd_scene_info(args) -> int:
+    from videofrom3d.scene.mesh import load_scene
+
+    scene = load_scene(args.file, up=args.up, unit_scale=args.unit_scale)
+    info = scene.info()
+    if args.json:
+        print(json.dumps(info))
+    else:
+        lo, hi = info["bounds"]
+        print(f"{args.file}")
+        print(f"  triangles  {info['triangles']:,}")
+        print(f"  objects    {info['objects']}")
+        print(f"  bounds     min ({lo[0]:.3f}, {lo[1]:.3f}, {lo[2]:.3f})  max ({hi[0]:.3f}, {hi[1]:.3f}, {hi[2]:.3f})")
+        print(f"  size       {hi[0] - lo[0]:.3f} x {hi[1] - lo[1]:.3f} x {hi[2] - lo[2]:.3f} (x, y, z; Y is up)")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="videofrom3d",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    from videofrom3d import __version__
+
+    parser.add_argument("--version", action="version", version=f"videofrom3d {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, help_text: str, description: str | None = None) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=help_text, description=description or help_text, formatter_class=argparse.RawDescriptionHelpFormatter
+        )
+
+    # scene
+    p = add("scene", "inspect a scene file")
+    ssub = p.add_subparsers(dest="scene_command", metavar="SUBCOMMAND", required=True)
+    q = ssub.add_parser("info", help="triangles, objects and bounds of a scene")
+    q.add_argument("file", type=Path)
+    q.add_argument("--json", action="store_true", help='print {"triangles", "objects", "bounds"} as JSON')
+    q.add_argument("--up", default="y", choices=["y", "z"], help="the file's up axis (default y, glTF)")
+    q.add_argument("--unit-scale", type=float, default=1.0, help="multiply coordinates by this")
+    q.set_defaults(func=cmd_scene_info)
+
+    _register_trajectory(add)
+    _register_stages(add)
+    _register_eval(add)
+    return parser
+
+
+def _register_trajectory(add) -> None:
+    """``trajectory export`` and ``trajectory preview`` (foundation)."""
+    p = add("trajectory", "export or picture a camera path")
+    tsub = p.add_subparsers(dest="trajectory_command", metavar="SUBCOMMAND", required=True)
+    q = tsub.add_parser("export", help="write per-frame cameras (OpenCV K and world_to_cam) as JSON")
+    q.add_argument("source", type=Path, help="a job file or any supported trajectory file")
+    q.add_argument("-o", "--output", type=Path, required=True)
+    q.add_argument("--frames", type=int, help="resample to this many frames")
+    q.add_argument("--size", help='"WIDTHxHEIGHT" (default: the job\'s, else 720x480)')
+    q.set_defaults(func=cmd_trajectory_export)
+    q = tsub.add_parser("preview", help="PNG: top-down plan with the path, frustums, arcs, and the first view")
+    add_job_args(q)
+    q.add_argument("-o", "--output", type=Path, help="PNG to write (default WORK/trajectory.png)")
+    q.set_defaults(func=cmd_trajectory_preview)
+
+
+def _register_stages(add) -> None:
+    """prepare, align, anchors, inbetween, render, demo, doctor (pipeline)."""
+
+
+def _register_eval(add) -> None:
+    """eval (evaluation)."""
+
+
+def cmd_trajectory_export(args) -> int:
+    from videofrom3d.scene.trajectory import export_trajectory
+
+    path = export_trajectory(args.source, args.output, frames=args.frames, size=args.size)
+    print(f"wrote {path}")
+    return 0
+
+
+def cmd_trajectory_preview(args) -> int:
+    from videofrom3d.scene.plot import write_trajectory_preview
+
+    job = job_from_args(args)
+    out = args.output or (job.work_dir / "trajectory.png")
+    write_trajectory_preview(job, out)
+    print(f"wrote {out}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 0
+    from videofrom3d.errors import USER_ERRORS
+
+    try:
+        return int(args.func(args) or 0)
+    except USER_ERRORS as e:
+        print(f"videofrom3d: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("videofrom3d: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,349 @@
+"""Job files: what to render, as frozen dataclasses read from TOML; errors name the key and the expected form.
+
+A job file (paths are relative to the job file)::
+
+    name = "town"                      # the default work folder is work/<name>
+    seed = 0
+    out = "work/town"                  # optional
+    fps = 8
+
+    [scene]
+    path = "town.glb"
+    up = "y"                           # the file's up axis: "y" (glTF) or "z" (Blender, CAD)
+    unit_scale = 1.0
+
+    [trajectory]
+    path = "camera.json"               # ours, a .glb/.gltf with an animated camera, transforms.json, COLMAP dir
+    camera = "Camera"                  # camera name inside a glTF (optional)
+    frames = 136                       # resample to this many frames (optional; default: the file's count)
+    timing = "auto"                    # auto | keys | constant-speed
+    # or a generator instead of path:
+    # generator = "orbit"; center = [0, 0, 0]; radius = 20; height = 6; degrees = 90; fov_y = 50
+
+    [size]
+    width = 720
+    height = 480
+
+    [arcs]
+    frames_per_arc = 45                # paper 3.3: 46 frames per arc, shared ends
+
+    [[style]]
+    image = "style.png"
+    identifier = "a photo of sks town"
+
+    [anchor_prompts]                   # post-prompting (paper Fig. 8), anchor index -> extra words
+    2 = "in winter, snow"
+
+    [models]                           # ids or local folders; see `videofrom3d doctor`
+    flux = "black-forest-labs/FLUX.1-dev"
+
+    [anchors]                          # per-stage options, checked by the stage's config dataclass
+    steps = 25
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tomllib
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from videofrom3d.errors import VideoFrom3DError
+
+STAGE_TABLES = ("prepare", "noise", "align", "anchors", "inbetween", "preview", "eval")
+_TOP_KEYS = {"name", "seed", "out", "fps", "scene", "trajectory", "size", "arcs", "style", "anchor_prompts", "models"}
+
+
+class JobError(VideoFrom3DError, ValueError):
+    """A job file or flag that cannot be used; the message names the key and the expected form."""
+
+
+@dataclass(frozen=True)
+class SceneSpec:
+    path: Path
+    up: str = "y"
+    unit_scale: float = 1.0
+
+
+@dataclass(frozen=True)
+class TrajectorySpec:
+    """A trajectory file or a generator with its parameters; ``frames`` resamples, ``timing`` as in
+    :mod:`videofrom3d.scene.trajectory`."""
+
+    path: Path | None = None
+    generator: str | None = None
+    params: tuple[tuple[str, Any], ...] = ()
+    camera: str | None = None
+    frames: int | None = None
+    timing: str = "auto"
+
+    def param_dict(self) -> dict[str, Any]:
+        return dict(self.params)
+
+
+@dataclass(frozen=True)
+class StyleRef:
+    image: Path
+    identifier_prompt: str
+
+
+@dataclass(frozen=True)
+class Job:
+    name: str
+    scene: SceneSpec
+    trajectory: TrajectorySpec
+    styles: tuple[StyleRef, ...] = ()
+    anchor_prompts: tuple[tuple[int, str], ...] = ()
+    width: int = 720  # paper 4.1: 720x480
+    height: int = 480
+    frames_per_arc: int = 45  # paper 3.3: 46-frame arcs with shared ends
+    fps: float = 8.0  # CogVideoX-5B's native rate
+    seed: int = 0
+    out: Path | None = None
+    models: tuple[tuple[str, str], ...] = ()
+    stage_options: tuple[tuple[str, tuple[tuple[str, Any], ...]], ...] = ()
+    source: Path | None = field(default=None, compare=False)
+
+    @property
+    def work_dir(self) -> Path:
+        return self.out if self.out is not None else Path("work") / self.name
+
+    def options(self, stage: str) -> dict[str, Any]:
+        """The job's ``[stage]`` table as a dict (empty when absent)."""
+        return dict(dict(self.stage_options).get(stage, ()))
+
+    def model(self, key: str) -> str | None:
+        return dict(self.models).get(key)
+
+    def anchor_prompt(self, k: int) -> str:
+        return dict(self.anchor_prompts).get(k, "")
+
+    def to_dict(self) -> dict:
+        """A JSON-able view, used to hash what each stage reads."""
+        return json.loads(json.dumps(dataclasses.asdict(self), default=str))
+
+
+def load_job(path: str | os.PathLike) -> Job:
+    """Read and validate a TOML job file."""
+    path = Path(path)
+    if not path.is_file():
+        raise JobError(f"job file not found: {path}")
+    try:
+        doc = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise JobError(f"{path}: not valid TOML ({e})") from e
+    return job_from_dict(doc, base=path.parent, source=path)
+
+
+def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None) -> Job:
+    where = f"{source}: " if source else ""
+
+    def err(key: str, expected: str, got: Any = None) -> JobError:
+        got_s = "" if got is None else f", got {got!r}"
+        return JobError(f"{where}[{key}] must be {expected}{got_s}")
+
+    unknown = set(doc) - _TOP_KEYS - set(STAGE_TABLES)
+    if unknown:
+        raise JobError(f"{where}unknown key(s) {sorted(unknown)}; known: {sorted(_TOP_KEYS | set(STAGE_TABLES))}")
+
+    def resolve(p: str) -> Path:
+        q = Path(os.path.expanduser(p))
+        return q if q.is_absolute() else (base / q)
+
+    name = doc.get("name", source.stem if source else "job")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise err("name", "a non-empty string without '/'", name)
+
+    scene = doc.get("scene")
+    if isinstance(scene, str):
+        scene = {"path": scene}
+    if not isinstance(scene, dict) or "path" not in scene:
+        raise err("scene", 'a table with path = "scene.glb"', scene)
+    if scene.get("up", "y") not in ("y", "z"):
+        raise err("scene.up", '"y" or "z"', scene.get("up"))
+    scene_spec = SceneSpec(
+        path=resolve(str(scene["path"])),
+        up=scene.get("up", "y"),
+        unit_scale=_number(scene.get("unit_scale", 1.0), "scene.unit_scale", err, positive=True),
+    )
+
+    traj = doc.get("trajectory")
+    if isinstance(traj, str):
+        traj = {"path": traj}
+    if not isinstance(traj, dict) or (("path" in traj) == ("generator" in traj)):
+        raise err("trajectory", 'a table with either path = "camera.json" or generator = "orbit"|"flythrough"', traj)
+    reserved = {"path", "generator", "camera", "frames", "timing"}
+    timing = traj.get("timing", "auto")
+    if timing not in ("auto", "keys", "constant-speed"):
+        raise err("trajectory.timing", '"auto", "keys" or "constant-speed"', timing)
+    frames = traj.get("frames")
+    if frames is not None and (not isinstance(frames, int) or frames < 2):
+        raise err("trajectory.frames", "an integer >= 2", frames)
+    if "generator" in traj and traj["generator"] not in ("orbit", "flythrough"):
+        raise err("trajectory.generator", '"orbit" or "flythrough"', traj["generator"])
+    traj_spec = TrajectorySpec(
+        path=resolve(str(traj["path"])) if "path" in traj else None,
+        generator=traj.get("generator"),
+        params=tuple(sorted((k, _freeze(v)) for k, v in traj.items() if k not in reserved)),
+        camera=traj.get("camera"),
+        frames=frames,
+        timing=timing,
+    )
+
+    styles_raw = doc.get("style", [])
+    if isinstance(styles_raw, dict):
+        styles_raw = [styles_raw]
+    styles = []
+    for i, s in enumerate(styles_raw):
+        if not isinstance(s, dict) or "image" not in s:
+            raise err(f"style[{i}]", 'a table with image = "style.png" and identifier = "..."', s)
+        ident = s.get("identifier", "")
+        if not isinstance(ident, str):
+            raise err(f"style[{i}].identifier", "a string", ident)
+        styles.append(StyleRef(resolve(str(s["image"])), ident))
+
+    prompts = doc.get("anchor_prompts", {})
+    if not isinstance(prompts, dict):
+        raise err("anchor_prompts", 'a table like { 2 = "in winter" }', prompts)
+    anchor_prompts = []
+    for k, v in prompts.items():
+        try:
+            ki = int(k)
+        except ValueError:
+            raise err(f"anchor_prompts.{k}", "keyed by an anchor index (integer)", k) from None
+        if ki < 0 or not isinstance(v, str):
+            raise err(f"anchor_prompts.{k}", "a string for a non-negative anchor index", v)
+        anchor_prompts.append((ki, v))
+
+    size = doc.get("size", {})
+    if isinstance(size, str):
+        size = dict(zip(("width", "height"), parse_size(size, err), strict=True))
+    width = _integer(size.get("width", 720), "size.width", err, minimum=16)
+    height = _integer(size.get("height", 480), "size.height", err, minimum=16)
+    if width % 16 or height % 16:
+        raise err("size", "width and height divisible by 16 (the diffusion models' latent patches)", (width, height))
+    arcs = doc.get("arcs", {})
+    frames_per_arc = _integer(arcs.get("frames_per_arc", 45), "arcs.frames_per_arc", err, minimum=1)
+
+    models = doc.get("models", {})
+    if not isinstance(models, dict) or not all(isinstance(v, str) for v in models.values()):
+        raise err("models", 'a table of strings, e.g. flux = "/models/FLUX.1-dev"', models)
+
+    stage_options = []
+    for stage in STAGE_TABLES:
+        if stage in doc:
+            if not isinstance(doc[stage], dict):
+                raise err(stage, "a table of options", doc[stage])
+            stage_options.append((stage, tuple(sorted((k, _freeze(v)) for k, v in doc[stage].items()))))
+
+    out = doc.get("out")
+    return Job(
+        name=name,
+        scene=scene_spec,
+        trajectory=traj_spec,
+        styles=tuple(styles),
+        anchor_prompts=tuple(sorted(anchor_prompts)),
+        width=width,
+        height=height,
+        frames_per_arc=frames_per_arc,
+        fps=_number(doc.get("fps", 8.0), "fps", err, positive=True),
+        seed=_integer(doc.get("seed", 0), "seed", err, minimum=0),
+        out=resolve(out) if isinstance(out, str) else None,
+        models=tuple(sorted(models.items())),
+        stage_options=tuple(stage_options),
+        source=source,
+    )
+
+
+def parse_size(text: str, err=None) -> tuple[int, int]:
+    """"720x480" -> (720, 480)."""
+    try:
+        w, h = (int(x) for x in str(text).lower().split("x"))
+        return w, h
+    except ValueError:
+        if err is not None:
+            raise err("size", 'a string "WIDTHxHEIGHT" like "720x480"', text) from None
+        raise JobError(f'size must look like "720x480", got {text!r}') from None
+
+
+def config_from_options(cls: type, options: dict[str, Any], section: str):
+    """Build the frozen config dataclass ``cls`` from a job's ``[section]`` table, checking names and types.
+
+    Unknown keys and wrong types raise :class:`JobError` naming ``[section].key``; tuples accept lists."""
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = set(options) - set(fields)
+    if unknown:
+        raise JobError(f"[{section}] unknown option(s) {sorted(unknown)}; known: {sorted(fields)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, value in options.items():
+        values[key] = _coerce(value, hints[key], f"[{section}].{key}")
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        last = None
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return _coerce(value, a, where)
+            except JobError as e:
+                last = e
+        raise last or JobError(f"{where} has the wrong type")
+    if origin is typing.Literal:
+        if value not in args:
+            raise JobError(f"{where} must be one of {list(args)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise JobError(f"{where} must be a list, got {value!r}")
+        inner = args[0] if args else Any
+        return tuple(_coerce(v, inner, where) for v in value)
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise JobError(f"{where} must be true or false, got {value!r}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise JobError(f"{where} must be an integer, got {value!r}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise JobError(f"{where} must be a number, got {value!r}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise JobError(f"{where} must be a string, got {value!r}")
+        return value
+    return value
+
+
+def _freeze(v: Any) -> Any:
+    if isinstance(v, list):
+        return tuple(_freeze(x) for x in v)
+    if isinstance(v, dict):
+        return tuple(sorted((k, _freeze(x)) for k, x in v.items()))
+    return v
+
+
+def _number(v: Any, key: str, err, positive: bool = False) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or (positive and v <= 0):
+        raise err(key, "a positive number" if positive else "a number", v)
+    return float(v)
+
+
+def _integer(v: Any, key: str, err, minimum: int | None = None) -> int:
+    if isinstance(v, bool) or not isinstance(v, int) or (minimum is not None and v < minimum):
+        raise err(key, f"an integer >= {minimum}" if minimum is not None else "an integer", v)
+    return v

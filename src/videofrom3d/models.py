@@ -1,0 +1,171 @@
+"""Every weight videofrom3d can use: id, files, licence, and where to find it, offline-first.
+
+A model is looked up, in order, at: the path or id the job gives (``[models]`` table or ``--model-path``),
+``$VIDEOFROM3D_MODELS/<org>/<name>`` and ``$VIDEOFROM3D_MODELS/<name>``, then the Hugging Face cache
+(``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``; ``models--org--name/snapshots/
+<revision>/`` with ``refs/main`` preferred). Nothing is ever downloaded: a missing model is an error naming
+the model and every place looked. Weights are read as safetensors (a torch file only with
+``weights_only=True``, and only where the upstream release has no safetensors).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from videofrom3d.errors import VideoFrom3DError
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """One weight set: ``key`` is the name used in job files, ``repo_id`` the Hugging Face id, ``marker``
+    a file whose presence shows the folder is complete enough to try loading."""
+
+    key: str
+    repo_id: str
+    marker: str
+    licence: str
+    size: str
+    used_by: str
+    note: str = ""
+
+
+MODELS: dict[str, ModelSpec] = {
+    m.key: m
+    for m in (
+        ModelSpec(
+            "flux", "black-forest-labs/FLUX.1-dev", "model_index.json",
+            "FLUX.1 [dev] Non-Commercial License (gated: accept it on the model page first)", "~34 GB",
+            "align, anchors (paper 3.2)",
+        ),
+        ModelSpec(
+            "controlnet_hed", "XLabs-AI/flux-controlnet-hed-diffusers", "config.json",
+            "FLUX.1 [dev] Non-Commercial License", "~1.5 GB", "align, anchors (paper 3.2)",
+        ),
+        ModelSpec(
+            "cogvideox", "THUDM/CogVideoX-5b-I2V", "model_index.json",
+            "CogVideoX License (transformer); Apache-2.0 (VAE, T5)", "~21 GB", "inbetween (paper 3.3)",
+        ),
+        ModelSpec(
+            "ggi", "videofrom3d/ggi-checkpoint-1350", "config.json",
+            "as released by the VideoFrom3D authors (CogVideoX License applies)", "~15 GB",
+            "inbetween: the authors' released GGI transformer (checkpoint-1350/transformer)",
+            note="distributed by the authors outside the hub; point [models].ggi at the folder",
+        ),
+        ModelSpec(
+            "flow_lora", "Eyeline-Research/Go-with-the-Flow", "I2V5B_final_i38800_nearest_lora_weights.safetensors",
+            "Go-with-the-Flow release licence", "~0.7 GB", "inbetween without the GGI checkpoint",
+        ),
+        ModelSpec(
+            "blip2", "Salesforce/blip2-opt-2.7b", "config.json", "MIT", "~15 GB",
+            "inbetween: captions the first anchor when no prompt is given",
+        ),
+        ModelSpec(
+            "hed", "lllyasviel/Annotators", "ControlNetHED.pth", "Apache-2.0", "~29 MB",
+            "align: HED edges of the style crops (classical soft-edge fallback without it)",
+        ),
+        ModelSpec(
+            "depth", "Intel/dpt-hybrid-midas", "config.json", "Apache-2.0", "~0.5 GB", "eval: PSNR-D",
+        ),
+        ModelSpec(
+            "clip_l", "openai/clip-vit-large-patch14", "config.json", "MIT", "~1.7 GB", "eval: CLIP-A, CLIP-I",
+        ),
+        ModelSpec(
+            "clip_b", "openai/clip-vit-base-patch32", "config.json", "MIT", "~0.6 GB",
+            "eval: background consistency",
+        ),
+        ModelSpec(
+            "dino", "facebook/dino-vitb16", "config.json", "Apache-2.0", "~0.35 GB", "eval: subject consistency",
+        ),
+        ModelSpec(
+            "aesthetic", "laion/aesthetic-predictor-v1", "sa_0_4_vit_l_14_linear.pth", "MIT", "4 KB",
+            "eval: CLIP-A linear head",
+        ),
+        ModelSpec(
+            "musiq", "musiq-koniq", "musiq_koniq.safetensors", "Apache-2.0", "~0.1 GB", "eval: MUSIQ",
+        ),
+    )
+}
+
+
+class MissingModelError(VideoFrom3DError, FileNotFoundError):
+    """A weight that is not on this machine; the message names it and every place looked."""
+
+    def __init__(self, key: str, looked: list[Path], hint: str = ""):
+        spec = MODELS.get(key)
+        name = f"{key} ({spec.repo_id})" if spec else key
+        places = "\n  ".join(str(p) for p in looked) or "(nowhere)"
+        how = hint or (
+            f"download it on a machine with hub access (e.g. `huggingface-cli download {spec.repo_id}`) and copy "
+            f"the folder here, or set [models].{key} in the job to a local folder" if spec else ""
+        )
+        super().__init__(f"model {name} not found. Looked in:\n  {places}\n{how}".rstrip())
+        self.key = key
+        self.looked = looked
+
+
+def hf_cache_dir() -> Path:
+    if os.environ.get("HF_HUB_CACHE"):
+        return Path(os.environ["HF_HUB_CACHE"])
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]) / "hub"
+    return Path.home() / ".cache" / "huggingface" / "hub"
+
+
+def hf_snapshot_candidates(repo_id: str, cache: Path | None = None) -> list[Path]:
+    """Snapshot folders of ``repo_id`` in the HF cache, the one ``refs/main`` names first."""
+    root = (cache or hf_cache_dir()) / ("models--" + repo_id.replace("/", "--"))
+    snaps = root / "snapshots"
+    if not snaps.is_dir():
+        return [snaps]
+    ordered = []
+    ref = root / "refs" / "main"
+    if ref.is_file():
+        ordered.append(snaps / ref.read_text().strip())
+    ordered += sorted((p for p in snaps.iterdir() if p not in ordered), key=lambda p: p.stat().st_mtime, reverse=True)
+    return ordered
+
+
+def candidate_paths(key: str, override: str | os.PathLike | None = None) -> list[Path]:
+    """Every place :func:`locate` looks, in order."""
+    spec = MODELS.get(key)
+    repo_id = str(override) if override is not None and not _looks_like_path(override) else (spec.repo_id if spec else key)
+    places: list[Path] = []
+    if override is not None and _looks_like_path(override):
+        places.append(Path(os.path.expanduser(str(override))))
+    root = os.environ.get("VIDEOFROM3D_MODELS")
+    if root:
+        places += [Path(root) / repo_id, Path(root) / repo_id.split("/")[-1]]
+    places += hf_snapshot_candidates(repo_id)
+    return places
+
+
+def locate(key: str, override: str | os.PathLike | None = None, marker: str | None = None) -> Path:
+    """Folder holding model ``key`` (or the id/path ``override``); raises :class:`MissingModelError`."""
+    spec = MODELS.get(key)
+    marker = marker if marker is not None else (spec.marker if spec else None)
+    looked = candidate_paths(key, override)
+    for place in looked:
+        if place.is_file():
+            return place
+        if place.is_dir() and (marker is None or (place / marker).exists() or _has_marker_below(place, marker)):
+            return place
+    raise MissingModelError(key, looked)
+
+
+def find(key: str, override: str | os.PathLike | None = None) -> Path | None:
+    """Like :func:`locate` but None when missing."""
+    try:
+        return locate(key, override)
+    except MissingModelError:
+        return None
+
+
+def _has_marker_below(place: Path, marker: str) -> bool:
+    return any(place.glob(f"*/{marker}"))
+
+
+def _looks_like_path(s: str | os.PathLike) -> bool:
+    s = str(s)
+    return isinstance(s, str) and (s.startswith(("/", ".", "~")) or os.sep in s and Path(s).exists() or Path(s).exists())

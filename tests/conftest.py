@@ -1,0 +1,21 @@
+"""Test settings shared by every tier: offline hub, deterministic threads, a temp work folder."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TQDM_DISABLE", "1")
+
+import importlib.util
+
+import pytest
+
+HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("diffusers") is not None
+
+
+def pytest_collection_modifyitems(config, items):
+    skip_torch = pytest.mark.skip(reason="needs the diffusion extra (torch, diffusers)")
+    for item in items:
+        if "torch" in item.keywords and not HAS_TORCH:
+            item.add_marker(skip_torch)
