@@ -1,1 +1,28 @@
-"""prepare"""
+"""Preprocessing (paper 3.1): G-buffers, structural edge maps, exact flow with visibility, warped noise,
+arcs and their on-disk layout, and the export in the authors' folder layout. CPU only, no weights."""
+
+from videofrom3d.prepare.arcs import (
+    PreparedArc,
+    PrepareConfig,
+    arc_dir,
+    arc_ranges,
+    check_cameras,
+    prepare_arc,
+    write_arc_preview,
+)
+from videofrom3d.prepare.flow import backward_warp, geometric_flow
+from videofrom3d.prepare.gbuffer import GBuffer, make_renderer
+
+__all__ = [
+    "GBuffer",
+    "PrepareConfig",
+    "PreparedArc",
+    "arc_dir",
+    "arc_ranges",
+    "backward_warp",
+    "check_cameras",
+    "geometric_flow",
+    "make_renderer",
+    "prepare_arc",
+    "write_arc_preview",
+]

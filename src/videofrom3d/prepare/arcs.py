@@ -20,6 +20,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -183,3 +184,251 @@ def _read_u16(path: Path) -> np.ndarray:
     if raw is None:
         raise FileNotFoundError(f"cannot read {path}")
     return raw
+
+
+# ------------------------------------------------------------------------------------------------ preparing
+
+
+@dataclass(frozen=True)
+class PrepareConfig:
+    """Options of the job's ``[prepare]`` table.
+
+    Edge types and their look follow the authors' Line Art setup (paper 3.1; research/geometry.md 1.1):
+    silhouette, crease at 40 degrees (Line Art's 140-degree crease angle), border and intersection lines.
+    A look is ``(core width px, softness px, intensity)`` at 720 px image height, scaled with the height."""
+
+    backend: Literal["auto", "moderngl", "embree"] = "auto"
+    silhouette: bool = True
+    crease: bool = True
+    border: bool = True
+    intersection: bool = True
+    crease_angle_deg: float = 40.0
+    silhouette_look: tuple[float, ...] = (5.5, 0.9, 1.0)
+    border_look: tuple[float, ...] = (3.0, 1.0, 0.85)
+    crease_look: tuple[float, ...] = (2.5, 1.0, 0.8)
+    intersection_look: tuple[float, ...] = (2.5, 1.0, 0.8)
+    line_scale: float = 1.0  # multiplies every width and softness
+    supersample: int = 1  # odd factor: edges drawn at s x the size and area-averaged down
+    depth_tolerance: float = 0.005  # flow visibility: relative plane distance, plus one pixel footprint
+    hed: bool = False  # also run a real HED network over the lines when its weights are present
+    preview: bool = True  # write preview.mp4 (edges | depth | flow) per arc
+
+    def __post_init__(self) -> None:
+        if self.supersample < 1 or self.supersample % 2 == 0:
+            raise ValueError(f"[prepare].supersample must be an odd integer >= 1, got {self.supersample}")
+        for name in ("silhouette_look", "border_look", "crease_look", "intersection_look"):
+            if len(getattr(self, name)) != 3:
+                raise ValueError(f"[prepare].{name} must be [core_px, softness_px, intensity]")
+
+    def edge_config(self):
+        from videofrom3d.prepare.edges import EdgeConfig, LineLook
+
+        def look(v):
+            return LineLook(core=v[0] * self.line_scale, softness=v[1] * self.line_scale, intensity=v[2])
+
+        return EdgeConfig(
+            silhouette=self.silhouette,
+            crease=self.crease,
+            border=self.border,
+            intersection=self.intersection,
+            crease_angle_deg=self.crease_angle_deg,
+            silhouette_look=look(self.silhouette_look),
+            border_look=look(self.border_look),
+            crease_look=look(self.crease_look),
+            intersection_look=look(self.intersection_look),
+        )
+
+
+def check_cameras(cameras, first_frame: int = 0) -> None:
+    """Raise a user error naming the global frames whose camera has NaN/inf in K or its pose, or whose
+    size differs from the first; call it before writing anything."""
+    from videofrom3d.errors import VideoFrom3DError
+
+    if len(cameras) == 0:
+        raise VideoFrom3DError("no cameras to prepare")
+    bad = [first_frame + i for i, c in enumerate(cameras)
+           if not (np.isfinite(c.K).all() and np.isfinite(c.world_to_cam).all())]
+    if bad:
+        raise VideoFrom3DError(f"camera poses with NaN or inf at frame(s) {_frame_list(bad)}; fix the trajectory")
+    size = (cameras[0].width, cameras[0].height)
+    other = [first_frame + i for i, c in enumerate(cameras) if (c.width, c.height) != size]
+    if other:
+        raise VideoFrom3DError(f"frame(s) {_frame_list(other)} have another image size than {size}")
+
+
+def _frame_list(frames: list[int]) -> str:
+    return ", ".join(str(f) for f in frames[:20]) + (f" ... ({len(frames)} in all)" if len(frames) > 20 else "")
+
+
+def view_warnings(gbuffers, cameras, first_frame: int = 0) -> list[str]:
+    """Warnings (one string per problem, naming the global frames) for cameras that see nothing, or sit
+    inside a closed mesh (every pixel hits the back of a face)."""
+    empty, inside = [], []
+    for i, (gb, cam) in enumerate(zip(gbuffers, cameras)):
+        cover = float(gb.hit.mean())
+        if cover == 0.0:
+            empty.append(first_frame + i)
+            continue
+        if cover > 0.99:
+            # view ray directions in world space, against the face normals: > 0 means a back face
+            from videofrom3d.prepare.flow import camera_rays
+
+            rays = camera_rays(cam)[::4, ::4] @ cam.cam_to_world[:3, :3].T.astype(np.float32)
+            n = gb.normal[::4, ::4]
+            h = gb.hit[::4, ::4]
+            back = (np.einsum("ijk,ijk->ij", rays, n) > 0)[h]
+            if back.mean() > 0.95:
+                inside.append(first_frame + i)
+    out = []
+    if empty:
+        out.append(f"camera sees nothing (no surface hit) at frame(s) {_frame_list(empty)}")
+    if inside:
+        out.append(f"camera is inside a closed mesh (sees only back faces) at frame(s) {_frame_list(inside)}")
+    return out
+
+
+def prepare_arc(
+    renderer,
+    scene,
+    cameras,
+    cfg: PrepareConfig | None = None,
+    index: int = 0,
+    first_frame: int = 0,
+    noise_fn=None,
+    timings: dict | None = None,
+) -> PreparedArc:
+    """G-buffers, edge maps, exact flows (and warped noise through ``noise_fn``) of one arc (paper 3.1).
+
+    ``renderer`` comes from :func:`videofrom3d.prepare.gbuffer.make_renderer` (built once per scene);
+    ``cameras`` are the arc's F = N+1 frames (global frames ``first_frame`` .. ``first_frame + F - 1``).
+    ``noise_fn(flow_forward, flow_forward_valid) -> (13, 16, 60, 90)`` computes the warped noise (the
+    pipeline binds :func:`videofrom3d.prepare.noise_warp.warped_noise_for_arc` with its config and seed).
+    Warns (naming the frames) when a camera sees nothing or sits inside a closed mesh; raises before any
+    work when a camera has NaN values. ``timings``, when given, receives seconds per step."""
+    import time
+    import warnings
+
+    from videofrom3d.prepare.edges import classify_edges, render_edge_map, topology_for
+    from videofrom3d.prepare.flow import arc_flows
+
+    cfg = cfg or PrepareConfig()
+    cameras = tuple(cameras)
+    check_cameras(cameras, first_frame)
+    if len(cameras) < 2:
+        raise ValueError("an arc needs at least 2 frames")
+    ecfg = cfg.edge_config()
+    s = cfg.supersample
+    t = timings if timings is not None else {}
+    t0 = time.perf_counter()
+    topo = topology_for(renderer, ecfg)
+    t["topology"] = t.get("topology", 0.0) + time.perf_counter() - t0
+
+    gbuffers, edges = [], []
+    t_render = t_edges = 0.0
+    for cam in cameras:
+        t0 = time.perf_counter()
+        if s == 1:
+            gb = renderer.render(cam)
+            big, big_cam = gb, cam
+        else:
+            big_cam = cam.resized(cam.width * s, cam.height * s)
+            big = renderer.render(big_cam)
+            gb = _subsample(big, s)
+        t1 = time.perf_counter()
+        masks = classify_edges(big, big_cam, topo, ecfg)
+        e = render_edge_map(masks, ecfg, height=big_cam.height)
+        if s != 1:
+            import cv2
+
+            e = cv2.resize(e, (cam.width, cam.height), interpolation=cv2.INTER_AREA)
+        t2 = time.perf_counter()
+        t_render += t1 - t0
+        t_edges += t2 - t1
+        gbuffers.append(gb)
+        edges.append(e)
+    t["gbuffer"] = t.get("gbuffer", 0.0) + t_render
+    t["edges"] = t.get("edges", 0.0) + t_edges
+
+    for msg in view_warnings(gbuffers, cameras, first_frame):
+        warnings.warn(f"arc {index}: {msg}", stacklevel=2)
+
+    if cfg.hed:
+        from videofrom3d.prepare.edges import hed_pass
+
+        t0 = time.perf_counter()
+        hed = hed_pass(np.stack(edges))
+        if hed is not None:
+            edges = list(hed)
+        t["hed"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    fwd, fwd_valid, e2s, e2s_valid = arc_flows(gbuffers, cameras, cfg.depth_tolerance)
+    t["flows"] = t.get("flows", 0.0) + time.perf_counter() - t0
+
+    noise = None
+    if noise_fn is not None:
+        t0 = time.perf_counter()
+        noise = np.asarray(noise_fn(fwd, fwd_valid), np.float32).astype(np.float16)
+        t["noise"] = t.get("noise", 0.0) + time.perf_counter() - t0
+
+    return PreparedArc(
+        index=index,
+        first_frame=first_frame,
+        cameras=cameras,
+        edge_maps=np.stack(edges).astype(np.float32),
+        depth=np.stack([g.depth for g in gbuffers]),
+        normals=np.stack([g.normal for g in gbuffers]),
+        object_ids=np.stack([g.object_id for g in gbuffers]),
+        flow_forward=fwd,
+        flow_forward_valid=fwd_valid,
+        flow_end_to_start=e2s,
+        flow_end_to_start_valid=e2s_valid,
+        warped_noise=noise,
+    )
+
+
+def _subsample(gb, s: int):
+    """The 1x G-buffer inside an s x (odd s) one: the centre sub-pixel of each s x s block is exactly the
+    pixel centre of the 1x image."""
+    from videofrom3d.prepare.gbuffer import GBuffer
+
+    c = s // 2
+    return GBuffer(
+        depth=np.ascontiguousarray(gb.depth[c::s, c::s]),
+        normal=np.ascontiguousarray(gb.normal[c::s, c::s]),
+        triangle_id=np.ascontiguousarray(gb.triangle_id[c::s, c::s]),
+        object_id=np.ascontiguousarray(gb.object_id[c::s, c::s]),
+        hit=np.ascontiguousarray(gb.hit[c::s, c::s]),
+    )
+
+
+def write_arc_preview(arc: PreparedArc, path: str | os.PathLike, fps: float = 8.0, scale: float = 0.5) -> Path:
+    """An mp4 of the arc: edge map | depth (turbo colours of inverse depth) | forward flow (colour wheel),
+    side by side, each panel ``scale`` x the arc size."""
+    import cv2
+
+    from videofrom3d.io.video import write_video
+    from videofrom3d.prepare.flow import flow_to_color
+
+    w, h = arc.size
+    pw, ph = max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
+    hit = arc.depth > 0
+    inv = np.where(hit, 1.0 / np.where(hit, arc.depth, 1.0), 0.0)
+    lo, hi = (np.percentile(inv[hit], [1, 99]) if hit.any() else (0.0, 1.0))
+    mags = np.linalg.norm(arc.flow_forward, axis=-1)[arc.flow_forward_valid]
+    max_mag = float(np.percentile(mags, 99)) if mags.size else 1.0
+
+    def frames():
+        for i in range(arc.frame_count):
+            e = np.repeat(arc.edge_maps[i][..., None], 3, axis=-1)
+            dn = np.clip((inv[i] - lo) / max(hi - lo, 1e-9), 0, 1)
+            d = cv2.applyColorMap((dn * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1].astype(np.float32) / 255
+            d[~hit[i]] = 0.0
+            if i < arc.frame_count - 1:
+                f = flow_to_color(arc.flow_forward[i], arc.flow_forward_valid[i], max_mag)
+            else:
+                f = np.zeros((h, w, 3), np.float32)
+            panels = [cv2.resize(x, (pw, ph), interpolation=cv2.INTER_AREA) for x in (e, d, f)]
+            yield np.concatenate(panels, axis=1)
+
+    return write_video(path, frames(), fps=fps)

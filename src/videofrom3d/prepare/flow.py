@@ -10,6 +10,9 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from videofrom3d.prepare.gbuffer import GBuffer
+from videofrom3d.scene.camera import Camera, pixel_grid
+
 
 def backward_warp(
     image: np.ndarray, flow_target_to_source: np.ndarray, valid: np.ndarray | None = None, fill: float = 0.0
@@ -34,3 +37,184 @@ def backward_warp(
     else:
         warped = np.where(mask, warped, fill)
     return warped.astype(np.float32), mask
+
+
+# ------------------------------------------------------------------------------------------------ exact flow
+
+DEPTH_TOLERANCE = 0.005
+"""Relative tolerance of the visibility test (a fraction of the depth), on top of one pixel footprint."""
+
+
+def camera_rays(cam: Camera) -> np.ndarray:
+    """(H, W, 3) float32 camera-space directions through the pixel centres, scaled to z = 1 (cached)."""
+    key = (cam.width, cam.height, cam.K.tobytes())
+    rays = _RAYS.get(key)
+    if rays is None:
+        Kinv = np.linalg.inv(cam.K)
+        grid = pixel_grid(cam.width, cam.height)
+        rays = (grid[..., 0:1] * Kinv[:, 0] + grid[..., 1:2] * Kinv[:, 1] + Kinv[:, 2]).astype(np.float32)
+        if len(_RAYS) > 8:
+            _RAYS.clear()
+        _RAYS[key] = rays
+    return rays
+
+
+_RAYS: dict = {}
+
+
+def geometric_flow(
+    gb_i: GBuffer, cam_i: Camera, gb_j: GBuffer, cam_j: Camera, depth_tolerance: float = DEPTH_TOLERANCE
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact flow of view i into view j and its visibility.
+
+    The surface point seen at each pixel centre of view i (its depth along the pixel's ray) is projected
+    into view j. Returns ``flow_i_to_j`` (H, W, 2) float32 pixels (0 where nothing was hit) and ``valid``
+    (H, W) bool: hit in i, in front of camera j, inside image j, and visible there: the pixel of j that
+    contains the projection sees the same triangle, or a surface whose plane passes within
+    ``depth_tolerance * z + one pixel footprint`` of the point (a crease or a neighbouring triangle of the
+    same surface); anything else means the point is hidden in j."""
+    h, w = gb_i.depth.shape
+    if (cam_i.width, cam_i.height) != (w, h) or (cam_j.width, cam_j.height) != gb_j.depth.shape[::-1]:
+        raise ValueError("G-buffer sizes do not match the cameras")
+    hj, wj = gb_j.depth.shape
+    T = cam_j.world_to_cam @ cam_i.cam_to_world  # camera i -> camera j
+    R, t = T[:3, :3].astype(np.float32), T[:3, 3].astype(np.float32)
+    Kj = cam_j.K
+    # point in camera j: R @ (depth * ray_i) + t, projected with K_j (folded into one 3x3)
+    M = (Kj @ T[:3, :3]).astype(np.float32)
+    m = (Kj @ T[:3, 3]).astype(np.float32)
+    p = camera_rays(cam_i) * gb_i.depth[..., None]
+    q = p @ M.T + m  # (H, W, 3) homogeneous pixel coordinates in j, times z_j
+    zj = q[..., 2]
+    front = gb_i.hit & (zj > 1e-12)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(front, 1.0 / np.where(front, zj, 1.0), 0.0).astype(np.float32)
+    uj = q[..., 0] * inv
+    vj = q[..., 1] * inv
+    grid = pixel_grid(w, h).astype(np.float32)
+    flow = np.stack([uj - grid[..., 0], vj - grid[..., 1]], axis=-1)
+    inside = front & (uj >= 0) & (uj < wj) & (vj >= 0) & (vj < hj)
+    xi = np.clip(uj, 0, wj - 1).astype(np.int32)
+    yi = np.clip(vj, 0, hj - 1).astype(np.int32)
+    flat = yi * wj + xi
+    tri_j = gb_j.triangle_id.reshape(-1)[flat]
+    same = tri_j == gb_i.triangle_id
+    valid = inside & (tri_j >= 0)
+    check = valid & ~same
+    if check.any():
+        # plane test against the surface that view j sees at that pixel
+        idx = flat[check]
+        zq = gb_j.depth.reshape(-1)[idx]
+        rays_j = camera_rays(cam_j).reshape(-1, 3)[idx]
+        qpt = rays_j * zq[:, None]  # the point j sees, camera j coordinates
+        nj = gb_j.normal.reshape(-1, 3)[idx] @ cam_j.world_to_cam[:3, :3].T.astype(np.float32)
+        pj = p[check] @ R.T + t
+        dist = np.abs(np.einsum("ij,ij->i", nj, pj - qpt))
+        z = pj[:, 2]
+        tol = depth_tolerance * z + z / float(min(Kj[0, 0], Kj[1, 1]))
+        valid[check] = dist <= tol
+    flow[~gb_i.hit] = 0.0
+    return flow.astype(np.float32), valid
+
+
+def arc_flows(
+    gbuffers: list[GBuffer], cameras: list[Camera] | tuple[Camera, ...], depth_tolerance: float = DEPTH_TOLERANCE
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Consecutive flows i -> i+1 and the end -> start flow of one arc.
+
+    Returns ``flow_forward`` (F-1, H, W, 2), ``flow_forward_valid`` (F-1, H, W), ``flow_end_to_start``
+    (H, W, 2), ``flow_end_to_start_valid`` (H, W)."""
+    n = len(gbuffers)
+    h, w = gbuffers[0].depth.shape
+    fwd = np.empty((n - 1, h, w, 2), np.float32)
+    fwd_valid = np.empty((n - 1, h, w), bool)
+    for i in range(n - 1):
+        fwd[i], fwd_valid[i] = geometric_flow(gbuffers[i], cameras[i], gbuffers[i + 1], cameras[i + 1], depth_tolerance)
+    e2s, e2s_valid = geometric_flow(gbuffers[-1], cameras[-1], gbuffers[0], cameras[0], depth_tolerance)
+    return fwd, fwd_valid, e2s, e2s_valid
+
+
+def correspondence_map(flow_target_to_source: np.ndarray) -> np.ndarray:
+    """(H, W, 2) flow of a target view into a source view -> (H, W, 2) continuous source position of each
+    target pixel (pixel-centre convention: the centre of source pixel [y, x] is (x + 0.5, y + 0.5))."""
+    h, w = flow_target_to_source.shape[:2]
+    return pixel_grid(w, h).astype(np.float32) + flow_target_to_source
+
+
+# ----------------------------------------------------------------------------- official 16-bit correspondence
+
+
+def encode_correspondence(flow_target_to_source: np.ndarray, valid: np.ndarray, source_size=None) -> np.ndarray:
+    """Flow of a target view into its source view -> the authors' 16-bit correspondence image.
+
+    Returns (H, W, 3) uint16 in **BGR** order, as ``cv2.imwrite`` expects and ``cv2.imread(...,
+    IMREAD_UNCHANGED)`` gives back: R = x_src / W * 65536, G = 65535 - y_src / H * 65536 (rounded, clipped),
+    B = 65535 where valid; all channels 0 where invalid. ``(x_src, y_src)`` is the continuous source
+    position (pixel centres at +0.5), so the authors' decoder ``floor(R * W / 65536)`` gives the source
+    pixel index. ``source_size`` (W, H) of the source view defaults to the target's."""
+    h, w = flow_target_to_source.shape[:2]
+    sw, sh = source_size if source_size is not None else (w, h)
+    pos = correspondence_map(flow_target_to_source).astype(np.float64)
+    r = np.clip(np.round(pos[..., 0] / sw * 65536.0), 0, 65535)
+    g = np.clip(65535.0 - np.round(pos[..., 1] / sh * 65536.0), 0, 65535)
+    v = np.asarray(valid, bool)
+    out = np.zeros((h, w, 3), np.uint16)
+    out[..., 2] = np.where(v, r, 0)
+    out[..., 1] = np.where(v, g, 0)
+    out[..., 0] = np.where(v, 65535, 0)
+    return out
+
+
+def decode_correspondence(bgr: np.ndarray, source_size=None) -> tuple[np.ndarray, np.ndarray]:
+    """The authors' 16-bit BGR correspondence image -> (flow_target_to_source (H, W, 2) float32, valid).
+
+    x_src = R / 65536 * W, y_src = (65535 - G) / 65536 * H (continuous, pixel centres at +0.5); valid
+    where B == 65535."""
+    arr = np.asarray(bgr)
+    if arr.dtype != np.uint16 or arr.ndim != 3 or arr.shape[2] < 3:
+        raise ValueError(f"a correspondence image is (H, W, 3) uint16, got {arr.shape} {arr.dtype}")
+    h, w = arr.shape[:2]
+    sw, sh = source_size if source_size is not None else (w, h)
+    x = arr[..., 2].astype(np.float64) / 65536.0 * sw
+    y = (65535.0 - arr[..., 1].astype(np.float64)) / 65536.0 * sh
+    valid = arr[..., 0] == 65535
+    grid = pixel_grid(w, h)
+    flow = np.stack([x - grid[..., 0], y - grid[..., 1]], axis=-1).astype(np.float32)
+    flow[~valid] = 0.0
+    return flow, valid
+
+
+def write_correspondence(path, flow_target_to_source: np.ndarray, valid: np.ndarray, source_size=None):
+    """Write :func:`encode_correspondence` as a 16-bit 3-channel PNG, atomically."""
+    from videofrom3d.io.atomic import atomic_path
+
+    img = encode_correspondence(flow_target_to_source, valid, source_size)
+    with atomic_path(path) as tmp:
+        if not cv2.imwrite(str(tmp), img, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+            raise OSError(f"cannot write {path}")
+    return path
+
+
+def read_correspondence(path, source_size=None) -> tuple[np.ndarray, np.ndarray]:
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise FileNotFoundError(f"cannot read {path}")
+    return decode_correspondence(raw, source_size)
+
+
+def flow_to_color(flow: np.ndarray, valid: np.ndarray | None = None, max_magnitude: float | None = None) -> np.ndarray:
+    """(H, W, 2) flow -> (H, W, 3) float32 RGB on the usual colour wheel (hue = direction, saturation =
+    magnitude / ``max_magnitude``); invalid pixels black."""
+    fx, fy = flow[..., 0].astype(np.float32), flow[..., 1].astype(np.float32)
+    mag, ang = cv2.cartToPolar(fx, fy, angleInDegrees=True)
+    if max_magnitude is None:
+        sel = mag[valid] if valid is not None else mag.ravel()
+        max_magnitude = float(np.percentile(sel, 99)) if sel.size else 1.0
+    hsv = np.empty(flow.shape[:2] + (3,), np.float32)
+    hsv[..., 0] = ang
+    hsv[..., 1] = np.clip(mag / max(max_magnitude, 1e-6), 0, 1)
+    hsv[..., 2] = 1.0
+    rgb = cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+    if valid is not None:
+        rgb[~valid] = 0.0
+    return rgb

@@ -1,0 +1,314 @@
+"""Structural edge maps (paper 3.1): silhouette, crease, border and intersection lines from a G-buffer,
+drawn in the soft white-on-black look of the HED-processed maps the models were trained on.
+
+Classification works on neighbouring pixel pairs (each pixel against its right and lower neighbour) whose
+triangle ids differ, which ignores the T-junctions and unwelded seams of real polygon soups:
+
+1. one side is background -> **silhouette**;
+2. a depth jump -> **silhouette** (occlusion contour), or **border** when the nearer triangle lies on an
+   open mesh boundary (a welded edge with one face). The jump test is geometric, not a raw depth
+   difference: the pair is continuous if each point lies within ``depth_jump_px`` pixel footprints of the
+   other's plane (or one does and their depths differ by less than ``depth_ratio``), so floors seen at
+   grazing angles give no false lines;
+3. continuous depth, different object ids -> **border** (object boundaries, contacts);
+4. continuous depth, same object, triangles edge-adjacent in the welded mesh, normals differing by more
+   than ``crease_angle_deg`` (40 degrees: Line Art's 140-degree crease angle, used by the authors) ->
+   **crease**;
+5. continuous depth, same object, not edge-adjacent, normals differing by more than
+   ``intersection_min_angle_deg`` -> **intersection** (surfaces crossing without sharing an edge; coplanar
+   non-adjacent triangles are T-junction artefacts and are dropped).
+
+Each type has its own switch and its own look (core width, soft shoulder, peak intensity). Widths are in
+pixels at ``reference_height`` (720, the official 1080x720 maps) and scale with the output height. The
+defaults reproduce the official sample: outer contours ~7 px of full white with 1-2 px shoulders, inner
+lines ~4-5 px peaking near 200/255.
+
+Welding and adjacency are computed once per scene and cached on the renderer (``renderer.cache``).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from videofrom3d.prepare.gbuffer import GBuffer
+from videofrom3d.scene.camera import Camera
+from videofrom3d.scene.mesh import Scene
+
+EDGE_TYPES = ("silhouette", "crease", "border", "intersection")
+TYPE_COLORS = {  # debug image colours (RGB)
+    "silhouette": (1.0, 1.0, 1.0),
+    "crease": (0.2, 0.6, 1.0),
+    "border": (1.0, 0.75, 0.1),
+    "intersection": (1.0, 0.2, 0.3),
+}
+
+
+@dataclass(frozen=True)
+class LineLook:
+    """How one line type is drawn: full-intensity ``core`` width and Gaussian ``softness`` (sigma of the
+    shoulders) in pixels at the reference height, and the ``intensity`` of its core in [0, 1]."""
+
+    core: float
+    softness: float
+    intensity: float
+
+
+@dataclass(frozen=True)
+class EdgeConfig:
+    """Options of the edge maps (the ``[prepare]`` table's edge keys)."""
+
+    silhouette: bool = True
+    crease: bool = True
+    border: bool = True
+    intersection: bool = True
+    crease_angle_deg: float = 40.0  # Line Art crease 140 degrees in the authors' town.blend
+    intersection_min_angle_deg: float = 5.0  # coplanar non-adjacent pairs are T-junctions, not lines
+    depth_jump_px: float = 2.5  # plane distance, in pixel footprints, that counts as a depth jump
+    depth_ratio: float = 0.05  # with one plane test failing, a relative depth step above this is a jump
+    weld_tolerance: float = 1e-6  # vertex welding grid, as a fraction of the scene's diagonal
+    reference_height: int = 720  # looks are in pixels at this image height (official maps: 1080x720)
+    silhouette_look: LineLook = LineLook(core=5.5, softness=0.9, intensity=1.0)
+    border_look: LineLook = LineLook(core=3.0, softness=1.0, intensity=0.85)
+    crease_look: LineLook = LineLook(core=2.5, softness=1.0, intensity=0.8)
+    intersection_look: LineLook = LineLook(core=2.5, softness=1.0, intensity=0.8)
+
+    def enabled(self) -> tuple[str, ...]:
+        return tuple(t for t in EDGE_TYPES if getattr(self, t))
+
+    def look(self, kind: str) -> LineLook:
+        return getattr(self, f"{kind}_look")
+
+
+# ------------------------------------------------------------------------------------------------ topology
+
+
+@dataclass(frozen=True, eq=False)
+class MeshTopology:
+    """Edge adjacency of the welded mesh: ``adjacent_keys`` sorted int64 ``a * T + b`` (a < b) for every
+    pair of faces sharing a welded edge; ``open_face`` (T,) bool for faces with an edge used by one face."""
+
+    triangle_count: int
+    adjacent_keys: np.ndarray
+    open_face: np.ndarray
+
+    def adjacent(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
+        keys = lo * self.triangle_count + hi
+        if self.adjacent_keys.size == 0:
+            return np.zeros(keys.shape, bool)
+        pos = np.searchsorted(self.adjacent_keys, keys)
+        pos = np.minimum(pos, self.adjacent_keys.size - 1)
+        return self.adjacent_keys[pos] == keys
+
+
+def mesh_topology(scene: Scene, weld_tolerance: float = 1e-6) -> MeshTopology:
+    """Weld vertices by quantised position, then pair the faces that share an edge."""
+    v = scene.vertices
+    lo, hi = v.min(axis=0), v.max(axis=0)
+    step = max(float(np.linalg.norm(hi - lo)) * weld_tolerance, 1e-12)
+    q = np.round((v - lo) / step).astype(np.int64)
+    _, weld = np.unique(q, axis=0, return_inverse=True)
+    weld = weld.reshape(-1)
+    f = weld[scene.faces]  # (T, 3) welded vertex ids
+    T = len(f)
+    e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
+    face = np.tile(np.arange(T, dtype=np.int64), 3)
+    e.sort(axis=1)
+    nv = int(weld.max()) + 1
+    ekey = e[:, 0] * nv + e[:, 1]
+    order = np.argsort(ekey, kind="stable")
+    ekey, face = ekey[order], face[order]
+    start = np.r_[True, ekey[1:] != ekey[:-1]]
+    group = np.cumsum(start) - 1
+    counts = np.bincount(group)
+    open_face = np.zeros(T, bool)
+    open_face[face[counts[group] == 1]] = True
+    # pairs of faces in each group (edges shared by 2 faces: one pair; non-manifold: all pairs)
+    first = np.flatnonzero(start)
+    pairs = []
+    max_count = int(counts.max()) if counts.size else 0
+    for k in range(1, max_count):
+        for m in range(k):
+            sel = counts > k
+            a = face[first[sel] + m]
+            b = face[first[sel] + k]
+            pairs.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
+    if pairs:
+        p = np.concatenate(pairs)
+        p = p[p[:, 0] != p[:, 1]]
+        keys = np.unique(p[:, 0] * T + p[:, 1])
+    else:
+        keys = np.zeros(0, np.int64)
+    return MeshTopology(T, keys, open_face)
+
+
+def topology_for(renderer, cfg: EdgeConfig) -> MeshTopology:
+    """The scene's topology, cached on the renderer (computed once per scene)."""
+    key = ("topology", cfg.weld_tolerance)
+    topo = renderer.cache.get(key)
+    if topo is None:
+        topo = mesh_topology(renderer.scene, cfg.weld_tolerance)
+        renderer.cache[key] = topo
+    return topo
+
+
+# ------------------------------------------------------------------------------------------------ classify
+
+
+def classify_edges(gb: GBuffer, cam: Camera, topo: MeshTopology, cfg: EdgeConfig | None = None) -> dict:
+    """Crisp line masks ``{type: (H, W) bool}`` for the enabled types; each line marks both pixels of
+    a classified pair, so it is centred on the boundary between them."""
+    from videofrom3d.prepare.flow import camera_rays
+
+    cfg = cfg or EdgeConfig()
+    h, w = gb.depth.shape
+    tri = gb.triangle_id
+    masks = {t: np.zeros((h, w), bool) for t in cfg.enabled()}
+    if not masks:
+        return masks
+    flat_tri = tri.reshape(-1)
+    # candidate pairs: (p, q) flat indices, right and lower neighbours
+    right = np.flatnonzero((tri[:, :-1] != tri[:, 1:]).reshape(-1))
+    p_r = right + right // (w - 1)  # map (y, x) in the (H, W-1) grid to flat (H, W)
+    down = np.flatnonzero((tri[:-1] != tri[1:]).reshape(-1))
+    p = np.concatenate([p_r, down])
+    q = np.concatenate([p_r + 1, down + w])
+    if p.size == 0:
+        return masks
+    tp, tq = flat_tri[p], flat_tri[q]
+    hp, hq = tp >= 0, tq >= 0
+    kind = np.full(p.shape, -1, np.int8)  # index into EDGE_TYPES, -1 = no line
+    kind[~(hp & hq)] = 0  # background on one side -> silhouette
+
+    both = np.flatnonzero(hp & hq)
+    if both.size:
+        pb, qb = p[both], q[both]
+        tpb, tqb = tp[both], tq[both]
+        rays = camera_rays(cam).reshape(-1, 3)
+        depth = gb.depth.reshape(-1)
+        zp, zq = depth[pb], depth[qb]
+        Pp = rays[pb] * zp[:, None]
+        Pq = rays[qb] * zq[:, None]
+        R = cam.world_to_cam[:3, :3].astype(np.float32)
+        normal = gb.normal.reshape(-1, 3)
+        np_w, nq_w = normal[pb], normal[qb]
+        np_c, nq_c = np_w @ R.T, nq_w @ R.T
+        d = Pq - Pp
+        d_pq = np.abs(np.einsum("ij,ij->i", np_c, d))
+        d_qp = np.abs(np.einsum("ij,ij->i", nq_c, d))
+        zmin = np.minimum(zp, zq)
+        zmax = np.maximum(zp, zq)
+        f = float(min(cam.K[0, 0], cam.K[1, 1]))
+        tol = cfg.depth_jump_px * zmin / f
+        dmin, dmax = np.minimum(d_pq, d_qp), np.maximum(d_pq, d_qp)
+        jump = (dmin > tol) | ((dmax > tol) & (zmax > (1.0 + cfg.depth_ratio) * zmin))
+        near_tri = np.where(zp <= zq, tpb, tqb)
+        kb = np.full(both.shape, -1, np.int8)
+        kb[jump] = np.where(topo.open_face[near_tri[jump]], 2, 0)
+        cont = ~jump
+        obj = gb.object_id.reshape(-1)
+        diff_obj = cont & (obj[pb] != obj[qb])
+        kb[diff_obj] = 2
+        same = np.flatnonzero(cont & ~diff_obj)
+        if same.size:
+            cosang = np.einsum("ij,ij->i", np_w[same], nq_w[same])
+            adj = topo.adjacent(tpb[same], tqb[same])
+            crease = adj & (cosang < math.cos(math.radians(cfg.crease_angle_deg)))
+            inter = ~adj & (cosang < math.cos(math.radians(cfg.intersection_min_angle_deg)))
+            ks = np.full(same.shape, -1, np.int8)
+            ks[crease] = 1
+            ks[inter] = 3
+            kb[same] = ks
+        kind[both] = kb
+
+    for idx, name in enumerate(EDGE_TYPES):
+        if name not in masks:
+            continue
+        sel = kind == idx
+        if sel.any():
+            m = masks[name].reshape(-1)
+            m[p[sel]] = True
+            m[q[sel]] = True
+    return masks
+
+
+# ------------------------------------------------------------------------------------------------ the look
+
+
+def soft_lines(mask: np.ndarray, look: LineLook, scale: float) -> np.ndarray:
+    """(H, W) bool crisp line pixels -> (H, W) float32 soft line of the given look (``scale`` = output
+    height / reference height). The core spans ``look.core * scale`` pixels around the line centre, then
+    falls off as a Gaussian of sigma ``look.softness * scale``."""
+    if not mask.any():
+        return np.zeros(mask.shape, np.float32)
+    core = look.core * scale / 2.0
+    sigma = max(look.softness * scale, 1e-3)
+    reach = core + 3.0 * sigma
+    # distance from each pixel centre to the line centre (marked pixels sit half a pixel off the boundary)
+    dist = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    r = dist + 0.5
+    out = np.zeros(mask.shape, np.float32)
+    near = r < reach
+    rr = np.maximum(r[near] - core, 0.0)
+    out[near] = look.intensity * np.exp(-0.5 * (rr / sigma) ** 2)
+    return out
+
+
+def render_edge_map(masks: dict, cfg: EdgeConfig | None = None, height: int | None = None) -> np.ndarray:
+    """Crisp masks -> (H, W) float32 soft edge map in [0, 1] (maximum over the types' looks)."""
+    cfg = cfg or EdgeConfig()
+    shape = next(iter(masks.values())).shape if masks else (height or 1, 1)
+    scale = (height or shape[0]) / cfg.reference_height
+    out = np.zeros(shape, np.float32)
+    groups: dict[LineLook, np.ndarray] = {}
+    for name, m in masks.items():
+        look = cfg.look(name)
+        groups[look] = groups[look] | m if look in groups else m
+    for look, m in groups.items():
+        np.maximum(out, soft_lines(m, look, scale), out=out)
+    return out
+
+
+def edge_map(renderer, gb: GBuffer, cam: Camera, cfg: EdgeConfig | None = None) -> np.ndarray:
+    """One frame's (H, W) float32 soft edge map from its G-buffer."""
+    cfg = cfg or EdgeConfig()
+    masks = classify_edges(gb, cam, topology_for(renderer, cfg), cfg)
+    return render_edge_map(masks, cfg)
+
+
+def debug_image(masks: dict) -> np.ndarray:
+    """(H, W, 3) float32 RGB: each type's crisp lines in its colour (``TYPE_COLORS``) on black."""
+    shape = next(iter(masks.values())).shape
+    out = np.zeros(shape + (3,), np.float32)
+    for name in EDGE_TYPES:
+        if name in masks:
+            out[masks[name]] = TYPE_COLORS[name]
+    return out
+
+
+def hed_pass(edge_maps: np.ndarray) -> np.ndarray | None:
+    """Run a real HED network over the maps when its module and weights exist, else None.
+
+    ``edge_maps`` (F, H, W) float32 -> (F, H, W) float32 HED output, or None (no torch, no HED module, or
+    no weights)."""
+    try:
+        from videofrom3d.annotators import hed  # written by the annotators area; needs torch
+        from videofrom3d.models import MissingModelError
+    except Exception:
+        return None
+    detector = getattr(hed, "load_hed", None)
+    if detector is None:
+        return None
+    try:
+        model = detector()
+    except (MissingModelError, FileNotFoundError, OSError):
+        return None
+    out = []
+    for e in edge_maps:
+        rgb = np.repeat(e[..., None], 3, axis=-1)
+        out.append(np.asarray(model(rgb), np.float32).reshape(e.shape))
+    return np.stack(out)

@@ -1,0 +1,297 @@
+"""G-buffers of a mesh scene seen by a camera: depth along +z, world normals, triangle id, object id.
+
+Two backends behind one interface (``make_renderer(scene, backend) -> Renderer`` with ``.render(cam)``):
+
+- ``moderngl``: one multiple-render-target draw in a headless EGL context (a GPU when the driver has one,
+  Mesa's llvmpipe software rasteriser otherwise). The fragment shader writes ``gl_PrimitiveID`` (the
+  triangle index) as an int and the view depth along +z as a float; object ids and normals are per-face
+  lookups on the CPU.
+- ``embree``: trimesh + embreex ray casting, one ray through each pixel centre; needs no system libraries.
+
+Both use the camera convention of :mod:`videofrom3d.scene.camera` exactly (array pixel ``[y, x]`` is the
+continuous point ``(x + 0.5, y + 0.5)``), so they agree pixel for pixel except on the rasterisation tie
+rules along triangle edges.
+
+The moderngl projection maps OpenCV camera coordinates straight to clip space with image row 0 at NDC
+y = -1, so the framebuffer reads back top row first (no flip). Depth testing uses ``gl_FragDepth`` =
+(z - near) / (far - near) in a 32-bit float depth buffer, which keeps a tiny near plane (1e-6 of the scene
+extent) without losing depth precision; triangles crossing the near plane are clipped by the rasteriser.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from dataclasses import dataclass
+
+import numpy as np
+
+from videofrom3d.scene.camera import Camera
+from videofrom3d.scene.mesh import Scene
+
+BACKENDS = ("auto", "moderngl", "embree")
+
+
+@dataclass(frozen=True, eq=False)
+class GBuffer:
+    """One view's buffers: ``depth`` (H, W) float32 along +z (0 = miss), ``normal`` (H, W, 3) float32 world
+    face normal (0 = miss), ``triangle_id`` (H, W) int32 (-1 = miss), ``object_id`` (H, W) int32 (-1 = miss),
+    ``hit`` (H, W) bool."""
+
+    depth: np.ndarray
+    normal: np.ndarray
+    triangle_id: np.ndarray
+    object_id: np.ndarray
+    hit: np.ndarray
+
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.depth.shape
+
+
+class Renderer:
+    """Base of the backends: scene-level caches shared by every frame (face normals, object ids, and the
+    welded edge adjacency used by the edge extractor, computed on first use)."""
+
+    backend = "none"
+
+    def __init__(self, scene: Scene):
+        self.scene = scene
+        self.face_normals = scene.face_normals().astype(np.float32)
+        self.face_object = np.asarray(scene.face_object, np.int32)
+        # scene-level caches other modules fill on first use (edges: welded adjacency)
+        self.cache: dict = {}
+        lo, hi = scene.bounds
+        self.center = (lo + hi) / 2.0
+        self.extent = float(np.linalg.norm(hi - lo)) or 1.0
+
+    def render(self, cam: Camera, supersample: int = 1) -> GBuffer:
+        """G-buffer of ``cam``; ``supersample`` s renders at (s*W, s*H) with the camera resized exactly."""
+        if supersample != 1:
+            cam = cam.resized(cam.width * supersample, cam.height * supersample)
+        tri = self._triangle_ids(cam)
+        return self._assemble(tri, self._depth_cache)
+
+    def _assemble(self, tri: np.ndarray, depth: np.ndarray) -> GBuffer:
+        hit = tri >= 0
+        safe = np.where(hit, tri, 0)
+        normal = self.face_normals[safe]
+        normal[~hit] = 0.0
+        obj = np.where(hit, self.face_object[safe], -1).astype(np.int32)
+        depth = np.where(hit, depth, 0.0).astype(np.float32)
+        return GBuffer(depth=depth, normal=normal, triangle_id=tri.astype(np.int32), object_id=obj, hit=hit)
+
+    def near_far(self, cam: Camera) -> tuple[float, float]:
+        """Clip range for ``cam``: near = 1e-6 of the scene extent, far = beyond the farthest bound corner."""
+        lo, hi = self.scene.bounds
+        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
+        zc = corners @ cam.world_to_cam[2, :3] + cam.world_to_cam[2, 3]
+        far = max(float(zc.max()), 0.0) * 1.01 + 1e-3 * self.extent
+        near = 1e-6 * self.extent
+        return near, max(far, 2 * near)
+
+    def close(self) -> None:
+        """Free backend resources (GL context)."""
+
+
+# ------------------------------------------------------------------------------------------------ moderngl
+
+_VERTEX = """
+#version 330
+uniform mat4 mvp;
+uniform mat4 mv;
+in vec3 in_pos;
+out float v_z;
+void main() {
+    vec4 pc = mv * vec4(in_pos, 1.0);
+    v_z = pc.z;
+    gl_Position = mvp * vec4(in_pos, 1.0);
+}
+"""
+
+_FRAGMENT = """
+#version 330
+uniform float near;
+uniform float far;
+in float v_z;
+layout(location = 0) out int out_tri;
+layout(location = 1) out float out_z;
+void main() {
+    out_tri = gl_PrimitiveID;
+    out_z = v_z;
+    gl_FragDepth = (v_z - near) / (far - near);
+}
+"""
+
+
+def projection_matrix(cam: Camera, near: float, far: float) -> np.ndarray:
+    """(4, 4) OpenCV camera coordinates -> clip space for ``cam.K`` with pixel centres at +0.5.
+
+    NDC x = 2u/W - 1 and NDC y = 2v/H - 1 (row 0 of the framebuffer = image row 0), w = z; NDC z maps
+    [near, far] to [-1, 1] (only used for clipping; the depth test uses gl_FragDepth)."""
+    K, W, H = cam.K, cam.width, cam.height
+    P = np.zeros((4, 4))
+    P[0, 0] = 2.0 * K[0, 0] / W
+    P[0, 1] = 2.0 * K[0, 1] / W
+    P[0, 2] = 2.0 * K[0, 2] / W - 1.0
+    P[1, 1] = 2.0 * K[1, 1] / H
+    P[1, 2] = 2.0 * K[1, 2] / H - 1.0
+    P[2, 2] = (far + near) / (far - near)
+    P[2, 3] = -2.0 * far * near / (far - near)
+    P[3, 2] = 1.0
+    return P
+
+
+class ModernGLRenderer(Renderer):
+    """Rasterises with moderngl in a standalone EGL context; context and vertex buffer built once."""
+
+    backend = "moderngl"
+
+    def __init__(self, scene: Scene, ctx=None):
+        super().__init__(scene)
+        import moderngl
+
+        self._moderngl = moderngl
+        self.ctx = ctx if ctx is not None else moderngl.create_standalone_context(backend="egl")
+        self._lock = threading.Lock()
+        # vertices per triangle corner, centred on the scene so float32 keeps precision far from the origin
+        corners = (scene.vertices[scene.faces.reshape(-1)] - self.center).astype(np.float32)
+        self.vbo = self.ctx.buffer(corners.tobytes())
+        self.prog = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_FRAGMENT)
+        self.vao = self.ctx.vertex_array(self.prog, [(self.vbo, "3f", "in_pos")])
+        self._fbo = None
+        self._fbo_size = None
+        self._depth_cache = None
+
+    def _framebuffer(self, w: int, h: int):
+        if self._fbo_size != (w, h):
+            if self._fbo is not None:
+                self._fbo.release()
+                for t in self._textures:
+                    t.release()
+            tri = self.ctx.texture((w, h), 1, dtype="i4")
+            z = self.ctx.texture((w, h), 1, dtype="f4")
+            depth = self.ctx.depth_texture((w, h))
+            self._textures = (tri, z, depth)
+            self._fbo = self.ctx.framebuffer(color_attachments=[tri, z], depth_attachment=depth)
+            self._fbo_size = (w, h)
+        return self._fbo
+
+    def _triangle_ids(self, cam: Camera) -> np.ndarray:
+        w, h = cam.width, cam.height
+        near, far = self.near_far(cam)
+        shift = np.eye(4)
+        shift[:3, 3] = self.center  # undo the centring of the vertex buffer
+        mv = cam.world_to_cam @ shift
+        mvp = projection_matrix(cam, near, far) @ mv
+        with self._lock:
+            fbo = self._framebuffer(w, h)
+            fbo.use()
+            self.ctx.viewport = (0, 0, w, h)
+            self.ctx.enable(self._moderngl.DEPTH_TEST)
+            self.ctx.disable(self._moderngl.CULL_FACE)
+            fbo.clear(depth=1.0)  # z = 0 marks a miss (every drawn fragment has z >= near > 0)
+            self.prog["mvp"].write(mvp.T.astype(np.float32).tobytes())
+            self.prog["mv"].write(mv.T.astype(np.float32).tobytes())
+            self.prog["near"].value = near
+            self.prog["far"].value = far
+            self.vao.render(self._moderngl.TRIANGLES)
+            tri = np.frombuffer(fbo.read(attachment=0, components=1, dtype="i4"), np.int32).reshape(h, w)
+            z = np.frombuffer(fbo.read(attachment=1, components=1, dtype="f4"), np.float32).reshape(h, w)
+        self._depth_cache = z
+        return np.where(z > 0, tri, -1).astype(np.int32)
+
+    def close(self) -> None:
+        for obj in (self.vao, self.prog, self.vbo, self._fbo):
+            if obj is not None:
+                obj.release()
+        self.ctx.release()
+
+
+# ------------------------------------------------------------------------------------------------ embree
+
+
+class EmbreeRenderer(Renderer):
+    """Casts one ray per pixel centre with trimesh + embreex; depth from the exact ray-plane distance."""
+
+    backend = "embree"
+
+    def __init__(self, scene: Scene):
+        super().__init__(scene)
+        import trimesh
+        from trimesh.ray.ray_pyembree import RayMeshIntersector
+
+        mesh = trimesh.Trimesh(scene.vertices - self.center, scene.faces, process=False, validate=False)
+        self._intersector = RayMeshIntersector(mesh)
+        tri = scene.vertices[scene.faces]
+        self._v0 = tri[:, 0] - self.center
+        self._n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        self._rays: dict = {}
+        self._depth_cache = None
+
+    def _camera_rays(self, cam: Camera) -> np.ndarray:
+        key = (cam.width, cam.height, cam.K.tobytes())
+        if key not in self._rays:
+            u, v = np.meshgrid(np.arange(cam.width) + 0.5, np.arange(cam.height) + 0.5)
+            pix = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], axis=1)
+            self._rays = {key: pix @ np.linalg.inv(cam.K).T}  # camera-space directions with z = 1
+        return self._rays[key]
+
+    def _triangle_ids(self, cam: Camera) -> np.ndarray:
+        d_cam = self._camera_rays(cam)
+        c2w = cam.cam_to_world
+        d_world = d_cam @ c2w[:3, :3].T
+        origin = c2w[:3, 3] - self.center
+        origins = np.broadcast_to(origin, d_world.shape)
+        tri = self._intersector.intersects_first(origins, d_world).astype(np.int32)
+        hit = tri >= 0
+        depth = np.zeros(tri.shape, np.float64)
+        t = tri[hit]
+        n = self._n[t]
+        # ray o + s * d (d has camera z = 1, so s is the depth along +z) meets the plane n.(x - v0) = 0
+        num = np.einsum("ij,ij->i", n, self._v0[t] - origin)
+        den = np.einsum("ij,ij->i", n, d_world[hit])
+        with np.errstate(divide="ignore", invalid="ignore"):
+            depth[hit] = num / den
+        bad = hit.copy()
+        bad[hit] = ~(np.isfinite(depth[hit]) & (depth[hit] > 0))
+        tri[bad] = -1
+        depth[bad] = 0.0
+        self._depth_cache = depth.reshape(cam.height, cam.width).astype(np.float32)
+        return tri.reshape(cam.height, cam.width)
+
+
+# ------------------------------------------------------------------------------------------------ factory
+
+
+def moderngl_available() -> tuple[bool, str]:
+    """Whether a headless EGL context can be created here, and why not."""
+    try:
+        import moderngl
+
+        ctx = moderngl.create_standalone_context(backend="egl")
+        ctx.release()
+        return True, ""
+    except Exception as e:  # missing libEGL, no driver, ...
+        return False, f"{type(e).__name__}: {e}"
+
+
+def make_renderer(scene: Scene, backend: str = "auto") -> Renderer:
+    """A renderer for ``scene`` (build once per scene, call ``.render(cam)`` per frame).
+
+    ``backend``: "moderngl" (headless EGL), "embree" (ray casting), or "auto" (moderngl if an EGL context
+    can be created, else embree with a one-line note on stderr)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {', '.join(BACKENDS)}, got {backend!r}")
+    if backend == "moderngl":
+        return ModernGLRenderer(scene)
+    if backend == "embree":
+        return EmbreeRenderer(scene)
+    try:
+        import moderngl
+
+        ctx = moderngl.create_standalone_context(backend="egl")
+    except Exception as e:
+        print(f"note: no EGL context for moderngl ({type(e).__name__}: {e}); using the embree ray caster", file=sys.stderr)
+        return EmbreeRenderer(scene)
+    return ModernGLRenderer(scene, ctx=ctx)
