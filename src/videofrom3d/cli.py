@@ -172,6 +172,56 @@ def _register_stages(add) -> None:
 
 def _register_eval(add) -> None:
     """eval (evaluation)."""
+    p = add(
+        "eval",
+        "metrics of one or more rendered work folders",
+        "Score rendered work folders: the paper's Table 2 metrics whose weights are on this machine (pseudo-GT\n"
+        "PSNR/SSIM/LPIPS, PSNR-D, CLIP-A, CLIP-I, subject/background consistency; MUSIQ is not implemented)\n"
+        "and weight-free metrics that always run (warp error along the mesh flow, flow agreement, edge\n"
+        "alignment, CIELAB colour distance to the style and colour drift). Missing weights give null values\n"
+        "and a 'missing' list naming the model and every place looked.",
+    )
+    p.add_argument("works", nargs="+", type=Path, metavar="WORK", help="work folders (several: a comparison table)")
+    p.add_argument("--json", type=Path, help="write a JSON list with one object per run")
+    p.add_argument("--markdown", type=Path, help="write the comparison table as Markdown")
+    p.add_argument("--sheet", type=Path, help="contact sheet PNG (default: beside --json/--markdown when comparing runs)")
+    p.add_argument("--style", type=Path, help="style reference image (default: the one the manifest names)")
+    p.add_argument("--models-dir", type=Path, help="folder holding model folders (org/name, name or registry key)")
+    p.add_argument("--model", action="append", default=[], metavar="KEY=PATH",
+                   help="weight folder of one model (keys: lpips depth clip_l clip_b dino aesthetic musiq)")
+    p.add_argument("--no-models", action="store_true", help="weight-free metrics only (no torch needed)")
+    p.add_argument("--device", help="torch device for model metrics (default cuda if available, else cpu)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=cmd_eval)
+
+
+def cmd_eval(args) -> int:
+    from videofrom3d.eval import evaluate_runs
+    from videofrom3d.eval.report import to_markdown, write_contact_sheet, write_json, write_markdown
+    from videofrom3d.eval.workfolder import EvalInputError, RunFolder
+
+    overrides = {}
+    for item in args.model:
+        key, sep, path = item.partition("=")
+        if not sep or not key or not path:
+            raise EvalInputError(f"--model wants KEY=PATH, got {item!r}")
+        overrides[key.strip()] = Path(path)
+    results = evaluate_runs(
+        args.works, style=args.style, models_dir=args.models_dir, overrides=overrides,
+        use_models=not args.no_models, device=args.device, progress=not args.quiet,
+    )
+    print(to_markdown(results), end="")
+    if args.json:
+        print(f"wrote {write_json(args.json, results)}")
+    if args.markdown:
+        print(f"wrote {write_markdown(args.markdown, results)}")
+    sheet = args.sheet
+    if sheet is None and len(args.works) > 1 and (args.json or args.markdown):
+        ref = args.json or args.markdown
+        sheet = ref.with_name(ref.stem + "_sheet.png")
+    if sheet is not None:
+        print(f"wrote {write_contact_sheet(sheet, [RunFolder(w) for w in args.works])}")
+    return 0
 
 
 def cmd_trajectory_export(args) -> int:

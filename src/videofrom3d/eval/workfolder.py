@@ -1,0 +1,127 @@
+"""Reading a rendered work folder for evaluation (layout: DESIGN.md / CONTRACT "Pipeline"):
+``WORK/prepare/arcNNN/`` (PreparedArc), ``WORK/anchors/NNN.png`` (anchor k at global frame k*N),
+``WORK/frames/NNNN.png`` (global frames, 0-based), ``WORK/video.mp4``, ``WORK/manifest.json``."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from videofrom3d.errors import VideoFrom3DError
+from videofrom3d.io.images import read_image, resize
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
+
+
+class EvalInputError(VideoFrom3DError):
+    """A work folder that cannot be evaluated (no frames, frames and arcs that disagree)."""
+
+
+@dataclass(frozen=True)
+class RunFolder:
+    """A work folder to evaluate; ``style`` overrides the style image the manifest names."""
+
+    path: Path
+    style_override: Path | None = None
+
+    @property
+    def name(self) -> str:
+        return self.path.name
+
+    @cached_property
+    def manifest(self) -> dict:
+        p = self.path / "manifest.json"
+        if p.is_file():
+            try:
+                return json.loads(p.read_text())
+            except (OSError, ValueError):
+                return {}
+        return {}
+
+    @cached_property
+    def arc_dirs(self) -> list[Path]:
+        root = self.path / "prepare"
+        if not root.is_dir():
+            return []
+        return sorted(p for p in root.glob("arc[0-9][0-9][0-9]") if (p / "arc.json").is_file())
+
+    @cached_property
+    def frame_paths(self) -> list[Path]:
+        root = self.path / "frames"
+        if not root.is_dir():
+            return []
+        return sorted(p for p in root.iterdir() if p.suffix.lower() == ".png" and p.stem.isdigit())
+
+    @cached_property
+    def _video(self) -> np.ndarray | None:
+        p = self.path / "video.mp4"
+        if self.frame_paths or not p.is_file():
+            return None
+        from videofrom3d.io.video import read_video
+
+        return read_video(p)
+
+    @property
+    def frame_count(self) -> int:
+        if self.frame_paths:
+            return len(self.frame_paths)
+        return 0 if self._video is None else len(self._video)
+
+    def check(self) -> None:
+        if not self.path.is_dir():
+            raise EvalInputError(f"{self.path}: not a folder")
+        if self.frame_count == 0:
+            raise EvalInputError(f"{self.path}: no frames (frames/NNNN.png or video.mp4); render the job first")
+
+    def frame(self, index: int, size: tuple[int, int] | None = None) -> np.ndarray:
+        """Global frame ``index`` as (H, W, 3) float32; ``size`` = (W, H) resizes."""
+        if self.frame_paths:
+            p = self.path / "frames" / f"{index:04d}.png"
+            if not p.is_file():
+                if index >= len(self.frame_paths):
+                    raise EvalInputError(f"{self.path}: frame {index} missing (only {len(self.frame_paths)} frames)")
+                p = self.frame_paths[index]
+            return read_image(p, size=size)
+        video = self._video
+        if video is None or index >= len(video):
+            raise EvalInputError(f"{self.path}: frame {index} missing")
+        img = video[index].astype(np.float32) / 255.0
+        return img if size is None or (img.shape[1], img.shape[0]) == tuple(size) else resize(img, size)
+
+    def anchor(self, k: int, size: tuple[int, int] | None = None) -> np.ndarray | None:
+        """Anchor k (WORK/anchors/NNN.png) or None when absent."""
+        p = self.path / "anchors" / f"{k:03d}.png"
+        return read_image(p, size=size) if p.is_file() else None
+
+    @cached_property
+    def style_path(self) -> Path | None:
+        """``--style`` if given, else the first existing image a manifest key containing "style" names,
+        else ``WORK/style.png``."""
+        if self.style_override is not None:
+            return Path(self.style_override)
+        for cand in _style_candidates(self.manifest):
+            for base in (self.path, Path.cwd()):
+                p = Path(os.path.expanduser(cand))
+                p = p if p.is_absolute() else base / p
+                if p.is_file():
+                    return p
+        fallback = self.path / "style.png"
+        return fallback if fallback.is_file() else None
+
+
+def _style_candidates(doc, under_style: bool = False) -> list[str]:
+    out: list[str] = []
+    if isinstance(doc, dict):
+        for k, v in doc.items():
+            out += _style_candidates(v, under_style or "style" in str(k).lower())
+    elif isinstance(doc, list):
+        for v in doc:
+            out += _style_candidates(v, under_style)
+    elif isinstance(doc, str) and under_style and doc.lower().endswith(IMAGE_SUFFIXES):
+        out.append(doc)
+    return out
