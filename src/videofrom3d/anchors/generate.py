@@ -1,0 +1,254 @@
+"""Anchor views (paper 3.2): one FLUX + HED ControlNet image per arc end, chained with sparse appearance
+guidance (SAG) so that anchor k agrees with anchor k-1 wherever the geometry shows the same surface.
+
+Anchor 0 is rendered from the first edge map of arc 0; anchor k >= 1 from the last edge map of arc k-1, with
+anchor k-1 warped into that view by the prepare stage's exact ``flow_end_to_start`` (visible pixels only),
+the observed mask eroded by ``mask_erode_px``, VAE-encoded and substituted into the early latents (Eq. 1).
+Improvements over the official script: every draw is seeded, each distinct prompt is encoded once (text
+encoders freed before sampling), the previous anchor is passed in memory, and the mask is eroded in the
+image then min-pooled to latent cells (a cell is replaced only if all its pixels were observed).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from videofrom3d.prepare.flow import backward_warp
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class AnchorConfig:
+    """Options of the job's ``[anchors]`` table. Defaults are the official run's settings
+    (research/official-code.md section 2) unless noted."""
+
+    steps: int = 25  # Euler steps (official run)
+    guidance: float = 4.0  # FLUX-dev guidance embedding (official run)
+    true_cfg: float = 3.5  # true classifier-free guidance with the negative prompt; <= 1 turns it off
+    true_cfg_start_step: int = 1  # official: step 0 is conditional only
+    negative_prompt: str = ""  # official: empty negative
+    controlnet_scale: float = 0.8  # HED ControlNet residual weight, all steps (official run)
+    replace_steps: int = 12  # paper 3.2 / official num_replacement: steps i < 12 (step 0 is a no-op) -> 11 effective
+    mask_erode_px: int = 24  # official: unobserved mask dilated by a 5x5 kernel 12 times (~24 px)
+    schedule: Literal["official", "diffusers"] = "official"  # sigma shift; see anchors.sampling
+    style: int = 0  # which [[style]] identifier the anchors use
+    no_replace_anchors: tuple[int, ...] = ()  # anchors generated without SAG (their style changes on purpose)
+    replace_on_prompt_change: bool = True  # False: no SAG for an anchor whose prompt differs from the previous one
+    max_sequence_length: int = 512  # T5 tokens (x-flux uses 512)
+    lora_scale: float = 1.0  # strength of the alignment LoRA
+    device: str = "auto"  # "auto" = cuda if available
+    dtype: str = "auto"  # "auto" = bfloat16 on GPU, float32 on CPU
+    memory: Literal["auto", "none", "model", "sequential"] = "auto"  # see anchors.components
+    fp8: bool = False  # store transformer/ControlNet weights in float8 (upcast per layer)
+
+    def __post_init__(self):
+        if self.steps < 1:
+            raise ValueError(f"[anchors].steps must be >= 1, got {self.steps}")
+        if not 0 <= self.replace_steps <= self.steps:
+            raise ValueError(f"[anchors].replace_steps must be in [0, steps={self.steps}], got {self.replace_steps}")
+        if self.mask_erode_px < 0:
+            raise ValueError(f"[anchors].mask_erode_px must be >= 0, got {self.mask_erode_px}")
+
+
+@dataclass(frozen=True, eq=False)
+class AnchorGuide:
+    """The previous anchor seen from this anchor's view: ``warped_previous`` (H, W, 3) f32 in [0, 1] and
+    ``observed_mask`` (H, W) bool, True where it holds real content (already eroded)."""
+
+    warped_previous: np.ndarray
+    observed_mask: np.ndarray
+
+
+def compose_prompt(identifier: str, extra: str = "") -> str:
+    """Post-prompting (paper Fig. 8): the style identifier followed by per-anchor words."""
+    parts = [p.strip() for p in (identifier, extra) if p and p.strip()]
+    return ", ".join(parts)
+
+
+def anchor_prompt(job, k: int, cfg: AnchorConfig | None = None) -> str:
+    """The prompt of anchor ``k``: the chosen style's identifier plus ``[anchor_prompts].k``."""
+    cfg = cfg or AnchorConfig()
+    ident = job.styles[cfg.style].identifier_prompt if job.styles else ""
+    if job.styles and not 0 <= cfg.style < len(job.styles):
+        raise ValueError(f"[anchors].style = {cfg.style} but the job has {len(job.styles)} style(s)")
+    return compose_prompt(ident, job.anchor_prompt(k))
+
+
+def job_prompts(job, cfg: AnchorConfig) -> list[str]:
+    """Every distinct prompt a job's anchors can use (encoded once up front)."""
+    out = [anchor_prompt(job, -1, cfg)]
+    out += [anchor_prompt(job, k, cfg) for k, _ in job.anchor_prompts]
+    return list(dict.fromkeys(out))
+
+
+def use_replacement(cfg: AnchorConfig, k: int, prompt: str, previous_prompt: str | None) -> bool:
+    """Whether anchor ``k`` gets SAG from anchor k-1."""
+    if k == 0 or cfg.replace_steps == 0 or k in cfg.no_replace_anchors:
+        return False
+    return cfg.replace_on_prompt_change or prompt == previous_prompt
+
+
+def make_anchor_guide(previous_anchor: np.ndarray, arc, erode_px: int = 24) -> AnchorGuide:
+    """Warp anchor k-1 (the start view of ``arc``) into its end view (anchor k) with the arc's exact
+    ``flow_end_to_start`` and visibility; the observed mask is eroded by ``erode_px`` (square kernel)."""
+    warped, observed = backward_warp(previous_anchor, arc.flow_end_to_start, arc.flow_end_to_start_valid)
+    return AnchorGuide(np.clip(warped, 0, 1).astype(np.float32), erode_mask(observed, erode_px))
+
+
+def erode_mask(mask: np.ndarray, px: int) -> np.ndarray:
+    """Shrink a bool mask by ``px`` pixels (Chebyshev distance); the image border does not erode."""
+    if px <= 0:
+        return mask.astype(bool)
+    kernel = np.ones((2 * px + 1, 2 * px + 1), np.uint8)
+    return cv2.erode(mask.astype(np.uint8), kernel, borderType=cv2.BORDER_CONSTANT, borderValue=1).astype(bool)
+
+
+class AnchorGenerator:
+    """FLUX + HED ControlNet (+ style LoRA) kept loaded across anchors.
+
+    ``generate(edge_map (H, W) f32, prompt, seed, guide=None, arc=None) -> (H, W, 3) f32 in [0, 1]``. The
+    initial noise depends only on ``seed`` and the size (drawn on the CPU), so passing the job's seed to
+    every anchor reproduces the official "same initial noise" setting. ``arc`` is accepted for interface
+    compatibility with the preview engine and ignored."""
+
+    def __init__(self, comps, cfg: AnchorConfig, prompts: Sequence[str] = ()):
+        from videofrom3d.anchors.components import PromptEncoder
+
+        self.comps = comps
+        self.cfg = cfg
+        self.text = PromptEncoder(comps, cfg.max_sequence_length)
+        self.text.encode_all([cfg.negative_prompt, *prompts])
+        self.text.release()
+
+    def generate(self, edge_map: np.ndarray, prompt: str, seed: int, guide: AnchorGuide | None = None,
+                 arc: Any = None, step_callback=None) -> np.ndarray:
+        import torch
+
+        from videofrom3d.anchors.sampling import flux_sigmas, sample_anchor
+
+        c, cfg = self.comps, self.cfg
+        edge_map = np.asarray(edge_map, dtype=np.float32)
+        if edge_map.ndim == 3:
+            edge_map = edge_map.mean(axis=2)
+        height, width = edge_map.shape
+        f = c.vae_scale_factor * 2
+        if height % f or width % f:
+            raise ValueError(f"anchor size {width}x{height} must be divisible by {f} for FLUX's 2x2 latent patches; "
+                             f"try {width // f * f}x{height // f * f}")
+        h, w = height // c.vae_scale_factor, width // c.vae_scale_factor
+        control = torch.from_numpy(np.clip(edge_map, 0, 1) * 2 - 1)[None, None].expand(1, 3, height, width)
+        noise = torch.randn((1, c.latent_channels, h, w), generator=torch.Generator("cpu").manual_seed(int(seed)))
+        noise = noise.to(c.device)
+        embeds, pooled = self.text.encode(prompt)
+        neg_embeds = neg_pooled = None
+        if cfg.true_cfg > 1:
+            neg_embeds, neg_pooled = self.text.encode(cfg.negative_prompt)
+        z_obs = mask = None
+        if guide is not None and cfg.replace_steps > 0:
+            z_obs = encode_image(c, guide.warped_previous)
+            mask = latent_mask(guide.observed_mask, c.vae_scale_factor).to(c.device)
+        sigmas, timesteps = flux_sigmas(c.scheduler, cfg.steps, h, w, cfg.schedule, device=c.device)
+        with c.on_device(c.transformer, c.controlnet):
+            latents = sample_anchor(
+                c.transformer, c.controlnet, control.to(c.device), noise, sigmas, timesteps, embeds, pooled,
+                neg_embeds, neg_pooled, guidance=cfg.guidance, true_cfg=cfg.true_cfg,
+                true_cfg_start_step=cfg.true_cfg_start_step, controlnet_scale=cfg.controlnet_scale,
+                replace_steps=cfg.replace_steps, observed_latents=z_obs, observed_mask=mask,
+                step_callback=step_callback, progress=log.isEnabledFor(logging.INFO),
+            )
+        return decode_latents(c, latents)
+
+    def close(self) -> None:
+        self.comps.close()
+
+
+def encode_image(comps, image: np.ndarray):
+    """(H, W, 3) f32 [0, 1] -> (1, C, h, w) normalised VAE latents (posterior mean; deterministic)."""
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None] * 2 - 1
+    vae = comps.vae
+    with torch.no_grad(), comps.on_device(vae):
+        z = vae.encode(x.to(comps.device, comps.dtype)).latent_dist.mode()
+    return ((z.float() - vae.config.shift_factor) * vae.config.scaling_factor).to(comps.device)
+
+
+def decode_latents(comps, latents) -> np.ndarray:
+    """(1, C, h, w) normalised latents -> (H, W, 3) f32 in [0, 1]."""
+    import torch
+
+    vae = comps.vae
+    z = latents.float() / vae.config.scaling_factor + vae.config.shift_factor
+    with torch.no_grad(), comps.on_device(vae):
+        img = vae.decode(z.to(comps.device, comps.dtype), return_dict=False)[0]
+    return ((img[0].float().clamp(-1, 1) + 1) / 2).permute(1, 2, 0).cpu().numpy().astype(np.float32)
+
+
+def latent_mask(observed: np.ndarray, factor: int):
+    """(H, W) bool -> (1, 1, H/f, W/f) bool: a latent cell counts as observed only if all its pixels are."""
+    import torch
+
+    unobserved = torch.from_numpy(~np.asarray(observed, dtype=bool)).float()[None, None]
+    return torch.nn.functional.max_pool2d(unobserved, factor) < 0.5
+
+
+def load_anchor_generator(job, cfg: AnchorConfig | None = None, models: Any = "real",
+                          lora_path: str | Path | None = None) -> AnchorGenerator:
+    """Build the anchor generator for ``job``: ``models="real"`` loads FLUX.1-dev + the HED ControlNet (ids or
+    folders from the job's ``[models]``; see :mod:`videofrom3d.models`), ``"tiny-random"`` builds tiny random
+    models (a smoke test: outputs are noise), or pass ready :class:`FluxComponents`. ``lora_path``: the
+    alignment LoRA (``videofrom3d align``). Every prompt the job can use is encoded here, once."""
+    from videofrom3d.align.lora import load_style_lora
+    from videofrom3d.anchors.components import (
+        FluxComponents,
+        load_flux_components,
+        place_components,
+        tiny_flux_components,
+    )
+
+    cfg = cfg or AnchorConfig()
+    if isinstance(models, FluxComponents):
+        comps = models
+        if lora_path is not None:
+            load_style_lora(comps, lora_path, scale=cfg.lora_scale)
+    elif models == "tiny-random":
+        comps = tiny_flux_components(seed=0)
+        if lora_path is not None:
+            load_style_lora(comps, lora_path, scale=cfg.lora_scale)
+    elif models == "real":
+        comps = load_flux_components(job.model("flux"), job.model("controlnet_hed"), device=cfg.device,
+                                     dtype=cfg.dtype, memory=cfg.memory, fp8=cfg.fp8, place=False)
+        if lora_path is not None:
+            load_style_lora(comps, lora_path, scale=cfg.lora_scale)
+        place_components(comps)  # after the LoRA so fp8 storage leaves the LoRA weights alone
+    else:
+        raise ValueError(f'models must be "real", "tiny-random" or FluxComponents, got {models!r}')
+    return AnchorGenerator(comps, cfg, prompts=job_prompts(job, cfg))
+
+
+def generate_anchors(generator: AnchorGenerator, arcs: Sequence, job, cfg: AnchorConfig | None = None,
+                     seed: int | None = None, start: int = 0,
+                     previous: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """Yield ``(k, anchor_k)`` for k = start .. len(arcs), chaining SAG; every anchor uses ``seed`` (default
+    the job's), i.e. the same initial noise. To resume at ``start > 0`` pass the saved anchor start-1 as
+    ``previous``."""
+    cfg = cfg or generator.cfg
+    seed = job.seed if seed is None else seed
+    prev_prompt = anchor_prompt(job, start - 1, cfg) if start > 0 else None
+    for k in range(start, len(arcs) + 1):
+        edge = arcs[0].edge_maps[0] if k == 0 else arcs[k - 1].edge_maps[-1]
+        prompt = anchor_prompt(job, k, cfg)
+        guide = None
+        if previous is not None and use_replacement(cfg, k, prompt, prev_prompt):
+            guide = make_anchor_guide(previous, arcs[k - 1], cfg.mask_erode_px)
+        image = generator.generate(edge, prompt, seed, guide=guide, arc=arcs[min(k, len(arcs) - 1)])
+        yield k, image
+        previous, prev_prompt = image, prompt
