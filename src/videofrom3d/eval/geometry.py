@@ -18,7 +18,8 @@ def reprojection_flow(
     depth_i: np.ndarray, cam_i: Camera, depth_j: np.ndarray, cam_j: Camera, rel_tol: float = 0.01
 ) -> tuple[np.ndarray, np.ndarray]:
     """(H, W) depth of view i (0 = miss) and of view j -> ``flow_i_to_j`` (H, W, 2) float32 in pixels and
-    ``valid`` (H, W) bool: hit in i, in front of camera j, inside image j and not occluded there."""
+    ``valid`` (H, W) bool: hit in i, in front of camera j, inside image j and not occluded there. The flow
+    is also filled where the point is occluded or outside j (0 where view i has no hit)."""
     h, w = depth_i.shape
     flow = np.zeros((h, w, 2), dtype=np.float32)
     valid = np.zeros((h, w), dtype=bool)
@@ -49,8 +50,7 @@ def reprojection_flow(
                 dj = depth_j[ys, xs]
                 ok |= (dj > 0) & (np.abs(z - dj) <= rel_tol * dj)
         seen[idx] = ok
-    flow[hit] = (uv_j - uv_i).astype(np.float32)
+    flow[hit] = np.where(np.isfinite(uv_j) & (z_j > 1e-9)[:, None], uv_j - uv_i, 0.0).astype(np.float32)
     v_full = np.zeros((h, w), dtype=bool)
     v_full[hit] = seen
-    flow[~v_full] = 0.0
     return flow, v_full

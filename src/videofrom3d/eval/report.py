@@ -12,7 +12,7 @@ import numpy as np
 from videofrom3d.eval.evaluate import METRICS
 from videofrom3d.eval.workfolder import RunFolder
 from videofrom3d.io.atomic import atomic_write_text
-from videofrom3d.io.images import write_image
+from videofrom3d.io.images import to_uint8, write_image
 
 
 def _clean(v):
@@ -85,7 +85,7 @@ def write_markdown(path: str | Path, results: list[dict]) -> Path:
 
 
 def contact_sheet(runs: list[RunFolder], columns: int = 6, thumb_width: int = 240) -> np.ndarray:
-    """(H, W, 3) float image: one row per run (its name on the left), ``columns`` evenly spaced frames."""
+    """(H, W, 3) uint8 image: one row per run (its name on the left), ``columns`` evenly spaced frames."""
     label_w = 160
     rows = []
     for run in runs:
@@ -96,17 +96,17 @@ def contact_sheet(runs: list[RunFolder], columns: int = 6, thumb_width: int = 24
             img = run.frame(g)
             h, w = img.shape[:2]
             th = max(1, round(h * thumb_width / w))
-            t = cv2.resize(img, (thumb_width, th), interpolation=cv2.INTER_AREA)
-            cv2.putText(t, str(g), (4, th - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (1, 1, 1), 1, cv2.LINE_AA)
+            t = to_uint8(cv2.resize(img, (thumb_width, th), interpolation=cv2.INTER_AREA))
+            cv2.putText(t, str(g), (4, th - 6), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (255, 255, 255), 1, cv2.LINE_AA)
             thumbs.append(t)
         th = max((t.shape[0] for t in thumbs), default=thumb_width * 2 // 3)
-        row = np.full((th + 4, label_w + columns * (thumb_width + 4), 3), 0.12, np.float32)
+        row = np.full((th + 4, label_w + columns * (thumb_width + 4), 3), 30, np.uint8)
         for j, t in enumerate(thumbs):
             x = label_w + j * (thumb_width + 4)
             row[2 : 2 + t.shape[0], x : x + thumb_width] = t
-        cv2.putText(row, run.name[:18], (6, th // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (1, 1, 1), 1, cv2.LINE_AA)
+        cv2.putText(row, run.name[:18], (6, th // 2), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (255, 255, 255), 1, cv2.LINE_AA)
         rows.append(row)
-    return np.concatenate(rows, axis=0) if rows else np.zeros((1, 1, 3), np.float32)
+    return np.concatenate(rows, axis=0) if rows else np.zeros((1, 1, 3), np.uint8)
 
 
 def write_contact_sheet(path: str | Path, runs: list[RunFolder], columns: int = 6) -> Path:
