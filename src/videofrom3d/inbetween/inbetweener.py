@@ -1,0 +1,368 @@
+"""The inbetweening stage as an object loaded once for all arcs, and whole trajectories (paper 3.3-3.4).
+
+``load_inbetweener(job, cfg, models="real" | "tiny-random")`` -> :class:`Inbetweener` with
+``.inbetween(start, end, edge_maps, warped_noise, prompt, seed, arc=None)``, ``.caption(image)``,
+``.close()``. :func:`inbetween_trajectory` chains the arcs: arc k starts from the last generated frame of
+arc k-1 (the authors' choice) or from the anchor, and the global frames keep each boundary frame once
+(1 + K*N frames; the authors' output repeats them).
+"""
+
+from __future__ import annotations
+
+import gc
+import hashlib
+import os
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from videofrom3d.inbetween.components import (
+    CogVideoXComponents,
+    load_cogvideox_components,
+    load_flow_lora,
+    load_stock_transformer,
+    load_transformer_checkpoint,
+    tiny_cogvideox_components,
+)
+from videofrom3d.inbetween.config import InbetweenConfig, InbetweenError
+from videofrom3d.inbetween.sampling import encode_text, inbetween_arc
+
+PROMPT_HINT = (
+    'give one in the job: [inbetween] prompt = "a photo of ..." (the authors caption the first anchor with '
+    "BLIP-2: put Salesforce/blip2-opt-2.7b in the Hugging Face cache or set [models] blip2 = \"/path/to/blip2\")"
+)
+
+_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+class Inbetweener:
+    """CogVideoX components loaded once, with a memory mode, a per-prompt text-embedding cache and an
+    optional captioner. ``last_decoded`` holds every decoded frame of the latest arc (49 for 46 kept)."""
+
+    def __init__(
+        self,
+        components: CogVideoXComponents,
+        cfg: InbetweenConfig | None = None,
+        device: str | torch.device | None = None,
+        captioner: Callable[[np.ndarray], str] | None = None,
+    ):
+        self.components = components
+        self.cfg = cfg = cfg if cfg is not None else InbetweenConfig()
+        self.device = resolve_device(cfg.device) if device is None else torch.device(device)
+        self.captioner = captioner
+        self.last_decoded: np.ndarray | None = None
+        self._embeds: dict[str, torch.Tensor] = {}
+        self._captions: dict[str, str] = {}
+        self._closed = False
+        self._sequential = False
+        self._setup_memory()
+
+    # ------------------------------------------------------------------ memory modes
+    def _setup_memory(self) -> None:
+        cfg, c = self.cfg, self.components
+        if cfg.vae_slicing:
+            c.vae.enable_slicing()
+        if cfg.vae_tiling:
+            c.vae.enable_tiling()
+        if cfg.fp8_weights:
+            compute = next(c.transformer.parameters()).dtype
+            c.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute)
+        if cfg.offload == "sequential" and self.device.type != "cpu":
+            from accelerate import cpu_offload
+
+            for module in (c.transformer, c.vae):
+                cpu_offload(module, execution_device=self.device)
+            self._sequential = True
+        elif cfg.offload == "none":
+            c.transformer.to(self.device)
+            c.vae.to(self.device)
+        # "model": everything stays on the CPU and moves to the device for its stage only (_on_device)
+
+    @contextmanager
+    def _on_device(self, *modules):
+        """Model CPU offload: ``modules`` on the execution device for the duration of a stage."""
+        move = self.cfg.offload == "model" and self.device.type != "cpu"
+        if move:
+            for m in modules:
+                m.to(self.device)
+        try:
+            yield
+        finally:
+            if move:
+                for m in modules:
+                    m.to("cpu")
+                if self.device.type == "cuda":
+                    torch.cuda.empty_cache()
+
+    # ------------------------------------------------------------------ text
+    def text_embeddings(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+        """(prompt, negative) T5 embeddings, cached per prompt; T5 is released afterwards when configured."""
+        missing = [p for p in (prompt, self.cfg.negative_prompt) if p not in self._embeds]
+        if missing:
+            c = self.components
+            if c.text_encoder is None:
+                if c.text_encoder_factory is None:
+                    raise InbetweenError("no text encoder to encode a new prompt")
+                c.text_encoder = c.text_encoder_factory()
+            length = int(c.transformer.config.max_text_seq_length)
+            c.text_encoder.to(self.device)
+            for p in missing:
+                self._embeds[p] = encode_text(c.tokenizer, c.text_encoder, p, length, self.device).cpu()
+            if self.cfg.release_text_encoder:
+                c.text_encoder = None
+                self._free()
+            elif self.cfg.offload != "none":
+                c.text_encoder.to("cpu")
+        return self._embeds[prompt], self._embeds[self.cfg.negative_prompt]
+
+    # ------------------------------------------------------------------ one arc
+    def inbetween(
+        self,
+        start: np.ndarray,
+        end: np.ndarray,
+        edge_maps: np.ndarray,
+        warped_noise: np.ndarray | None,
+        prompt: str | None,
+        seed: int,
+        arc=None,
+    ) -> np.ndarray:
+        """(F, H, W, 3) float32 frames from ``start`` to ``end`` (frame 0 ~ start, frame F-1 ~ end).
+
+        ``arc`` (a PreparedArc) is accepted for the preview engine's interface and not read. ``prompt`` None
+        uses ``[inbetween] prompt``; without one the stage cannot guess (see :meth:`resolve_prompt`)."""
+        if self._closed:
+            raise InbetweenError("this Inbetweener was closed")
+        prompt = prompt if prompt is not None else self.cfg.prompt
+        if prompt is None:
+            raise InbetweenError("no prompt for the inbetweening stage; " + PROMPT_HINT)
+        embeds = self.text_embeddings(prompt)
+        c = self.components
+        with self._on_device(c.transformer, c.vae):
+            frames, decoded = inbetween_arc(
+                c,
+                start,
+                end,
+                edge_maps,
+                warped_noise,
+                embeds,
+                self.cfg,
+                seed=seed,
+                device=self.device,
+                return_decoded=True,
+            )
+        self.last_decoded = decoded
+        return frames
+
+    # ------------------------------------------------------------------ captions
+    def caption(self, image: np.ndarray) -> str:
+        """A BLIP-2 caption of ``image`` (H, W, 3) in [0, 1] (the authors caption the first anchor)."""
+        key = hashlib.sha1(np.ascontiguousarray(np.asarray(image, dtype=np.float32)).tobytes()).hexdigest()
+        if key not in self._captions:
+            if self.captioner is None:
+                raise InbetweenError("no BLIP-2 weights to caption the first anchor; " + PROMPT_HINT)
+            self._captions[key] = self.captioner(np.asarray(image, dtype=np.float32))
+        return self._captions[key]
+
+    def resolve_prompt(self, first_anchor: np.ndarray | None = None) -> str:
+        """``[inbetween] prompt`` when given, else the caption of ``first_anchor``, else an error saying how."""
+        if self.cfg.prompt is not None:
+            return self.cfg.prompt
+        if first_anchor is None:
+            raise InbetweenError("no prompt for the inbetweening stage; " + PROMPT_HINT)
+        return self.caption(first_anchor)
+
+    # ------------------------------------------------------------------ lifetime
+    def _free(self) -> None:
+        gc.collect()
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+    def close(self) -> None:
+        """Drop the models and free their memory; the object cannot be used afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        self.components = None
+        self.captioner = None
+        self._embeds.clear()
+        self._free()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+
+# ----------------------------------------------------------------------------------------------- loading
+
+
+def blip2_captioner(path: str | os.PathLike, device: torch.device, max_new_tokens: int = 30) -> Callable[[np.ndarray], str]:
+    """A function image -> caption with BLIP-2 (``Salesforce/blip2-opt-2.7b`` layout) read from ``path``;
+    the model is loaded per call and freed afterwards (the authors keep 7.7 GB on the GPU for one caption)."""
+
+    def caption(image: np.ndarray) -> str:
+        from PIL import Image
+        from transformers import Blip2ForConditionalGeneration, Blip2Processor
+
+        dtype = torch.float16 if device.type == "cuda" else torch.float32
+        processor = Blip2Processor.from_pretrained(path)
+        model = Blip2ForConditionalGeneration.from_pretrained(path, torch_dtype=dtype, use_safetensors=True).to(device).eval()
+        try:
+            pil = Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8))
+            inputs = processor(images=pil, return_tensors="pt").to(device, dtype)
+            with torch.no_grad():
+                out = model.generate(**inputs, max_new_tokens=max_new_tokens)
+            return processor.batch_decode(out, skip_special_tokens=True)[0].strip()
+        finally:
+            del model
+            gc.collect()
+            if device.type == "cuda":
+                torch.cuda.empty_cache()
+
+    return caption
+
+
+def load_inbetweener(job, cfg: InbetweenConfig | None = None, models: str = "real") -> Inbetweener:
+    """Build the inbetweening stage for ``job`` once for all its arcs.
+
+    ``models="real"``: CogVideoX-5B-I2V (``[models] cogvideox``) with the transformer ``cfg.transformer`` says
+    (the authors' GGI checkpoint ``[models] ggi``, the flow LoRA ``[models] flow_lora``, stock, or our
+    ``checkpoint_path``); missing weights are errors naming every place looked. ``models="tiny-random"``:
+    random tiny components at the job's size (no weights; for smoke tests)."""
+    from videofrom3d.job import config_from_options
+    from videofrom3d.models import MODELS, find, locate
+
+    if cfg is None:
+        cfg = config_from_options(InbetweenConfig, job.options("inbetween"), "inbetween")
+    device = resolve_device(cfg.device)
+    if models == "tiny-random":
+        in_channels = 32 if cfg.transformer in ("flow_lora", "stock") else 48
+        components = tiny_cogvideox_components(seed=job.seed, height=job.height, width=job.width, in_channels=in_channels)
+        return Inbetweener(components, cfg, device=device, captioner=lambda image: "a tiny random scene")
+    if models != "real":
+        raise InbetweenError(f'models must be "real" or "tiny-random", got {models!r}')
+
+    dtype = _DTYPES[cfg.dtype]
+    base = job.model("cogvideox")
+    if cfg.transformer == "ggi":
+        transformer = load_transformer_checkpoint(locate("ggi", job.model("ggi")), dtype, merge=cfg.merge_lora)
+    elif cfg.transformer == "checkpoint":
+        path = Path(os.path.expanduser(str(cfg.checkpoint_path)))
+        if not path.exists():
+            raise InbetweenError(f"[inbetween].checkpoint_path {path} does not exist")
+        transformer = load_transformer_checkpoint(path, dtype, merge=cfg.merge_lora)
+    else:
+        transformer = load_stock_transformer(base, dtype)
+        if cfg.transformer == "flow_lora":
+            lora = locate("flow_lora", job.model("flow_lora"))
+            marker = lora / MODELS["flow_lora"].marker if lora.is_dir() else lora
+            load_flow_lora(transformer, marker if marker.exists() else lora, merge=cfg.merge_lora)
+    components = load_cogvideox_components(base, transformer, dtype, load_text_encoder=False)
+    if components.transformer.config.use_learned_positional_embeddings:
+        want = (components.transformer.config.sample_width * 8, components.transformer.config.sample_height * 8)
+        if (job.width, job.height) != want:
+            raise InbetweenError(
+                f"CogVideoX-5B-I2V generates {want[0]}x{want[1]} only; the job is {job.width}x{job.height}: set "
+                f"[size] width = {want[0]}, height = {want[1]}"
+            )
+    blip = find("blip2", job.model("blip2"))
+    captioner = blip2_captioner(blip, device, cfg.caption_max_tokens) if blip is not None else None
+    return Inbetweener(components, cfg, device=device, captioner=captioner)
+
+
+# ------------------------------------------------------------------------------------------- trajectories
+
+
+def inbetween_trajectory(
+    inbetweener,
+    arcs: Sequence,
+    anchors: Sequence[np.ndarray],
+    prompts: str | Sequence[str] | None = None,
+    chain: str | None = None,
+    seed: int = 0,
+    done: Mapping[int, np.ndarray] | None = None,
+    on_arc: Callable[[int, np.ndarray], None] | None = None,
+) -> np.ndarray:
+    """Every frame of the trajectory, (1 + K*N, H, W, 3) float32, boundary frames once.
+
+    ``arcs``: K prepared arcs (``edge_maps`` (N+1, H, W), ``warped_noise``); ``anchors``: K+1 images, anchor k
+    at global frame k*N. Arc k runs from its start to anchor k+1 with seed ``seed + k``; its start is
+    anchor 0 for k = 0, else (``chain="generated"``, the authors') the last generated frame of arc k-1 or
+    (``chain="anchor"``) anchor k itself. ``prompts``: one for all arcs, one per arc, or None for the
+    configured prompt / caption of anchor 0. ``done`` maps arc index -> its frames from an earlier run
+    (reused, not regenerated); ``on_arc(k, frames)`` is called after each generated arc."""
+    cfg: InbetweenConfig = getattr(inbetweener, "cfg", InbetweenConfig())
+    chain = chain or cfg.chain
+    if chain not in ("generated", "anchor"):
+        raise InbetweenError(f'chain must be "generated" or "anchor", got {chain!r}')
+    k_count = len(arcs)
+    if len(anchors) != k_count + 1:
+        raise InbetweenError(f"{k_count} arcs need {k_count + 1} anchors, got {len(anchors)}")
+    if prompts is None:
+        resolve = getattr(inbetweener, "resolve_prompt", None)
+        prompt = resolve(np.asarray(anchors[0], dtype=np.float32)) if resolve else cfg.prompt
+        arc_prompts = [prompt] * k_count
+    elif isinstance(prompts, str):
+        arc_prompts = [prompts] * k_count
+    else:
+        arc_prompts = list(prompts)
+        if len(arc_prompts) != k_count:
+            raise InbetweenError(f"{k_count} arcs need {k_count} prompts, got {len(arc_prompts)}")
+    done = done or {}
+
+    pieces: list[np.ndarray] = []
+    previous: np.ndarray | None = None
+    previous_tail: np.ndarray | None = None
+    for k, arc in enumerate(arcs):
+        if k == 0 or chain == "anchor":
+            start = np.asarray(anchors[k], dtype=np.float32)
+        elif cfg.chain_frame == "last_decoded" and previous_tail is not None:
+            start = previous_tail
+        else:
+            start = previous[-1]
+        if k in done:
+            frames = np.asarray(done[k], dtype=np.float32)
+            previous_tail = None
+        else:
+            frames = inbetweener.inbetween(
+                start,
+                np.asarray(anchors[k + 1], dtype=np.float32),
+                arc.edge_maps,
+                arc.warped_noise,
+                arc_prompts[k],
+                seed + k,
+                arc=arc,
+            )
+            decoded = getattr(inbetweener, "last_decoded", None)
+            previous_tail = decoded[-1] if decoded is not None else None
+            if on_arc is not None:
+                on_arc(k, frames)
+        if len(frames) != len(arc.edge_maps):
+            raise InbetweenError(f"arc {k}: {len(frames)} frames for {len(arc.edge_maps)} edge maps")
+        pieces.append(frames if k == 0 else frames[1:])
+        previous = frames
+    return np.concatenate(pieces, axis=0)
+
+
+def write_frames(frames: np.ndarray, folder: str | os.PathLike, first_index: int = 0) -> list[Path]:
+    """``folder/NNNN.png`` for each (H, W, 3) frame, numbered from ``first_index``, each written atomically."""
+    from videofrom3d.io.images import write_image
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for i, frame in enumerate(frames):
+        path = folder / f"{first_index + i:04d}.png"
+        write_image(path, frame)
+        paths.append(path)
+    return paths
