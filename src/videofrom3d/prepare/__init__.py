@@ -2,8 +2,8 @@
 arcs and their on-disk layout, and the export in the authors' folder layout. CPU only, no weights."""
 
 from videofrom3d.prepare.arcs import (
-    PreparedArc,
     PrepareConfig,
+    PreparedArc,
     arc_dir,
     arc_ranges,
     check_cameras,

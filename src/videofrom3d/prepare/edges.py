@@ -88,25 +88,27 @@ class EdgeConfig:
 
 @dataclass(frozen=True, eq=False)
 class MeshTopology:
-    """Edge adjacency of the welded mesh: ``adjacent_keys`` sorted int64 ``a * T + b`` (a < b) for every
-    pair of faces sharing a welded edge; ``open_face`` (T,) bool for faces with an edge used by one face."""
+    """The welded mesh: ``face_vertices`` (T, 3) int32 welded vertex ids per face (two faces are
+    edge-adjacent when they share two of them) and ``open_face`` (T,) bool for faces with an edge that no
+    other face uses (an open mesh boundary)."""
 
-    triangle_count: int
-    adjacent_keys: np.ndarray
+    face_vertices: np.ndarray
     open_face: np.ndarray
 
     def adjacent(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        lo, hi = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
-        keys = lo * self.triangle_count + hi
-        if self.adjacent_keys.size == 0:
-            return np.zeros(keys.shape, bool)
-        pos = np.searchsorted(self.adjacent_keys, keys)
-        pos = np.minimum(pos, self.adjacent_keys.size - 1)
-        return self.adjacent_keys[pos] == keys
+        """(n,) bool: faces ``a[k]`` and ``b[k]`` share an edge of the welded mesh."""
+        fa = np.take(self.face_vertices, a, axis=0)
+        fb = np.take(self.face_vertices, b, axis=0)
+        shared = np.zeros(len(a), np.int8)
+        for i in range(3):
+            col = fa[:, i : i + 1]
+            shared += (col == fb).any(axis=1)
+        return shared >= 2
 
 
 def mesh_topology(scene: Scene, weld_tolerance: float = 1e-6) -> MeshTopology:
-    """Weld vertices by quantised position, then pair the faces that share an edge."""
+    """Weld vertices by quantised position (grid ``weld_tolerance`` x the scene diagonal); find the
+    edges used by a single face."""
     v = scene.vertices
     lo, hi = v.min(axis=0), v.max(axis=0)
     step = max(float(np.linalg.norm(hi - lo)) * weld_tolerance, 1e-12)
@@ -116,34 +118,12 @@ def mesh_topology(scene: Scene, weld_tolerance: float = 1e-6) -> MeshTopology:
     f = weld[scene.faces]  # (T, 3) welded vertex ids
     T = len(f)
     e = np.concatenate([f[:, [0, 1]], f[:, [1, 2]], f[:, [2, 0]]])
-    face = np.tile(np.arange(T, dtype=np.int64), 3)
     e.sort(axis=1)
     nv = int(weld.max()) + 1
     ekey = e[:, 0] * nv + e[:, 1]
-    order = np.argsort(ekey, kind="stable")
-    ekey, face = ekey[order], face[order]
-    start = np.r_[True, ekey[1:] != ekey[:-1]]
-    group = np.cumsum(start) - 1
-    counts = np.bincount(group)
-    open_face = np.zeros(T, bool)
-    open_face[face[counts[group] == 1]] = True
-    # pairs of faces in each group (edges shared by 2 faces: one pair; non-manifold: all pairs)
-    first = np.flatnonzero(start)
-    pairs = []
-    max_count = int(counts.max()) if counts.size else 0
-    for k in range(1, max_count):
-        for m in range(k):
-            sel = counts > k
-            a = face[first[sel] + m]
-            b = face[first[sel] + k]
-            pairs.append(np.stack([np.minimum(a, b), np.maximum(a, b)], axis=1))
-    if pairs:
-        p = np.concatenate(pairs)
-        p = p[p[:, 0] != p[:, 1]]
-        keys = np.unique(p[:, 0] * T + p[:, 1])
-    else:
-        keys = np.zeros(0, np.int64)
-    return MeshTopology(T, keys, open_face)
+    _, inverse, counts = np.unique(ekey, return_inverse=True, return_counts=True)
+    single = (counts[inverse] == 1).reshape(3, T)
+    return MeshTopology(f.astype(np.int32), single.any(axis=0))
 
 
 def topology_for(renderer, cfg: EdgeConfig) -> MeshTopology:
@@ -186,43 +166,42 @@ def classify_edges(gb: GBuffer, cam: Camera, topo: MeshTopology, cfg: EdgeConfig
 
     both = np.flatnonzero(hp & hq)
     if both.size:
-        pb, qb = p[both], q[both]
         tpb, tqb = tp[both], tq[both]
-        rays = camera_rays(cam).reshape(-1, 3)
-        depth = gb.depth.reshape(-1)
-        zp, zq = depth[pb], depth[qb]
-        Pp = rays[pb] * zp[:, None]
-        Pq = rays[qb] * zq[:, None]
-        R = cam.world_to_cam[:3, :3].astype(np.float32)
-        normal = gb.normal.reshape(-1, 3)
-        np_w, nq_w = normal[pb], normal[qb]
-        np_c, nq_c = np_w @ R.T, nq_w @ R.T
-        d = Pq - Pp
-        d_pq = np.abs(np.einsum("ij,ij->i", np_c, d))
-        d_qp = np.abs(np.einsum("ij,ij->i", nq_c, d))
-        zmin = np.minimum(zp, zq)
-        zmax = np.maximum(zp, zq)
-        f = float(min(cam.K[0, 0], cam.K[1, 1]))
-        tol = cfg.depth_jump_px * zmin / f
-        dmin, dmax = np.minimum(d_pq, d_qp), np.maximum(d_pq, d_qp)
-        jump = (dmin > tol) | ((dmax > tol) & (zmax > (1.0 + cfg.depth_ratio) * zmin))
-        near_tri = np.where(zp <= zq, tpb, tqb)
-        kb = np.full(both.shape, -1, np.int8)
-        kb[jump] = np.where(topo.open_face[near_tri[jump]], 2, 0)
-        cont = ~jump
+        normals = gb.normal.reshape(-1, 3)
+        np_w = np.take(normals, p[both], axis=0)
+        nq_w = np.take(normals, q[both], axis=0)
+        cosang = np.einsum("ij,ij->i", np_w, nq_w)
         obj = gb.object_id.reshape(-1)
-        diff_obj = cont & (obj[pb] != obj[qb])
-        kb[diff_obj] = 2
-        same = np.flatnonzero(cont & ~diff_obj)
-        if same.size:
-            cosang = np.einsum("ij,ij->i", np_w[same], nq_w[same])
-            adj = topo.adjacent(tpb[same], tqb[same])
-            crease = adj & (cosang < math.cos(math.radians(cfg.crease_angle_deg)))
-            inter = ~adj & (cosang < math.cos(math.radians(cfg.intersection_min_angle_deg)))
-            ks = np.full(same.shape, -1, np.int8)
-            ks[crease] = 1
-            ks[inter] = 3
-            kb[same] = ks
+        same_obj = obj[p[both]] == obj[q[both]]
+        # edge-adjacent faces of one object meet along their shared edge: crease or nothing
+        adj = same_obj & topo.adjacent(tpb, tqb)
+        kb = np.full(both.shape, -1, np.int8)
+        kb[adj & (cosang < math.cos(math.radians(cfg.crease_angle_deg)))] = 1
+        rest = np.flatnonzero(~adj)
+        if rest.size:
+            pr, qr = p[both[rest]], q[both[rest]]
+            rays = camera_rays(cam).reshape(-1, 3)
+            depth = gb.depth.reshape(-1)
+            zp, zq = depth[pr], depth[qr]
+            d = rays[qr] * zq[:, None] - rays[pr] * zp[:, None]
+            R = cam.world_to_cam[:3, :3].astype(np.float32)
+            np_c, nq_c = np_w[rest] @ R.T, nq_w[rest] @ R.T
+            d_pq = np.abs(np.einsum("ij,ij->i", np_c, d))
+            d_qp = np.abs(np.einsum("ij,ij->i", nq_c, d))
+            zmin = np.minimum(zp, zq)
+            zmax = np.maximum(zp, zq)
+            f = float(min(cam.K[0, 0], cam.K[1, 1]))
+            tol = cfg.depth_jump_px * zmin / f
+            dmin, dmax = np.minimum(d_pq, d_qp), np.maximum(d_pq, d_qp)
+            jump = (dmin > tol) | ((dmax > tol) & (zmax > (1.0 + cfg.depth_ratio) * zmin))
+            near_tri = np.where(zp <= zq, tpb[rest], tqb[rest])
+            kr = np.full(rest.shape, -1, np.int8)
+            kr[jump] = np.where(topo.open_face[near_tri[jump]], 2, 0)
+            cont = ~jump
+            kr[cont & ~same_obj[rest]] = 2
+            inter = cont & same_obj[rest] & (cosang[rest] < math.cos(math.radians(cfg.intersection_min_angle_deg)))
+            kr[inter] = 3
+            kb[rest] = kr
         kind[both] = kb
 
     for idx, name in enumerate(EDGE_TYPES):

@@ -78,29 +78,30 @@ def geometric_flow(
         raise ValueError("G-buffer sizes do not match the cameras")
     hj, wj = gb_j.depth.shape
     T = cam_j.world_to_cam @ cam_i.cam_to_world  # camera i -> camera j
-    R, t = T[:3, :3].astype(np.float32), T[:3, 3].astype(np.float32)
-    Kj = cam_j.K
-    # point in camera j: R @ (depth * ray_i) + t, projected with K_j (folded into one 3x3)
-    M = (Kj @ T[:3, :3]).astype(np.float32)
-    m = (Kj @ T[:3, 3]).astype(np.float32)
-    p = camera_rays(cam_i) * gb_i.depth[..., None]
-    q = p @ M.T + m  # (H, W, 3) homogeneous pixel coordinates in j, times z_j
-    zj = q[..., 2]
-    front = gb_i.hit & (zj > 1e-12)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        inv = np.where(front, 1.0 / np.where(front, zj, 1.0), 0.0).astype(np.float32)
-    uj = q[..., 0] * inv
-    vj = q[..., 1] * inv
-    grid = pixel_grid(w, h).astype(np.float32)
-    flow = np.stack([uj - grid[..., 0], vj - grid[..., 1]], axis=-1)
+    # homogeneous pixel of j = depth_i * (A @ [u, v, 1]) + m, A = K_j R K_i^-1, m = K_j t; each row of
+    # A @ [u, v, 1] is a plane in (u, v), built from one row and one column vector
+    A = cam_j.K @ T[:3, :3] @ np.linalg.inv(cam_i.K)
+    m = cam_j.K @ T[:3, 3]
+    u = (np.arange(w) + 0.5)[None, :]
+    v = (np.arange(h) + 0.5)[:, None]
+    depth = gb_i.depth
+    qx, qy, qz = (
+        depth * (A[k, 0] * u + (A[k, 1] * v + A[k, 2])).astype(np.float32) + np.float32(m[k]) for k in range(3)
+    )
+    front = gb_i.hit & (qz > 1e-12)
+    inv = np.divide(1.0, qz, out=np.zeros_like(qz), where=front)
+    uj = qx * inv
+    vj = qy * inv
+    flow = np.empty((h, w, 2), np.float32)
+    np.subtract(uj, u.astype(np.float32), out=flow[..., 0])
+    np.subtract(vj, v.astype(np.float32), out=flow[..., 1])
     inside = front & (uj >= 0) & (uj < wj) & (vj >= 0) & (vj < hj)
     xi = np.clip(uj, 0, wj - 1).astype(np.int32)
     yi = np.clip(vj, 0, hj - 1).astype(np.int32)
     flat = yi * wj + xi
-    tri_j = gb_j.triangle_id.reshape(-1)[flat]
-    same = tri_j == gb_i.triangle_id
+    tri_j = np.take(gb_j.triangle_id.reshape(-1), flat)
     valid = inside & (tri_j >= 0)
-    check = valid & ~same
+    check = valid & (tri_j != gb_i.triangle_id)
     if check.any():
         # plane test against the surface that view j sees at that pixel
         idx = flat[check]
@@ -108,13 +109,14 @@ def geometric_flow(
         rays_j = camera_rays(cam_j).reshape(-1, 3)[idx]
         qpt = rays_j * zq[:, None]  # the point j sees, camera j coordinates
         nj = gb_j.normal.reshape(-1, 3)[idx] @ cam_j.world_to_cam[:3, :3].T.astype(np.float32)
-        pj = p[check] @ R.T + t
+        pi = camera_rays(cam_i)[check] * depth[check][:, None]
+        pj = pi @ T[:3, :3].T.astype(np.float32) + T[:3, 3].astype(np.float32)
         dist = np.abs(np.einsum("ij,ij->i", nj, pj - qpt))
         z = pj[:, 2]
-        tol = depth_tolerance * z + z / float(min(Kj[0, 0], Kj[1, 1]))
+        tol = depth_tolerance * z + z / float(min(cam_j.K[0, 0], cam_j.K[1, 1]))
         valid[check] = dist <= tol
     flow[~gb_i.hit] = 0.0
-    return flow.astype(np.float32), valid
+    return flow, valid
 
 
 def arc_flows(

@@ -59,11 +59,14 @@ class Renderer:
         self.scene = scene
         self.face_normals = scene.face_normals().astype(np.float32)
         self.face_object = np.asarray(scene.face_object, np.int32)
+        self._normals_ext = np.concatenate([self.face_normals, np.zeros((1, 3), np.float32)])
+        self._objects_ext = np.concatenate([self.face_object, np.array([-1], np.int32)])
         # scene-level caches other modules fill on first use (edges: welded adjacency)
         self.cache: dict = {}
         lo, hi = scene.bounds
         self.center = (lo + hi) / 2.0
         self.extent = float(np.linalg.norm(hi - lo)) or 1.0
+        self._corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
 
     def render(self, cam: Camera, supersample: int = 1) -> GBuffer:
         """G-buffer of ``cam``; ``supersample`` s renders at (s*W, s*H) with the camera resized exactly."""
@@ -73,19 +76,17 @@ class Renderer:
         return self._assemble(tri, self._depth_cache)
 
     def _assemble(self, tri: np.ndarray, depth: np.ndarray) -> GBuffer:
+        # per-face lookups with a sentinel row T for misses (normal 0, object -1)
         hit = tri >= 0
-        safe = np.where(hit, tri, 0)
-        normal = self.face_normals[safe]
-        normal[~hit] = 0.0
-        obj = np.where(hit, self.face_object[safe], -1).astype(np.int32)
-        depth = np.where(hit, depth, 0.0).astype(np.float32)
-        return GBuffer(depth=depth, normal=normal, triangle_id=tri.astype(np.int32), object_id=obj, hit=hit)
+        idx = np.where(hit, tri, len(self.face_object))
+        normal = np.take(self._normals_ext, idx, axis=0)
+        obj = np.take(self._objects_ext, idx)
+        depth = np.where(hit, depth, np.float32(0.0)).astype(np.float32, copy=False)
+        return GBuffer(depth=depth, normal=normal, triangle_id=tri.astype(np.int32, copy=False), object_id=obj, hit=hit)
 
     def near_far(self, cam: Camera) -> tuple[float, float]:
         """Clip range for ``cam``: near = 1e-6 of the scene extent, far = beyond the farthest bound corner."""
-        lo, hi = self.scene.bounds
-        corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
-        zc = corners @ cam.world_to_cam[2, :3] + cam.world_to_cam[2, 3]
+        zc = self._corners @ cam.world_to_cam[2, :3] + cam.world_to_cam[2, 3]
         far = max(float(zc.max()), 0.0) * 1.01 + 1e-3 * self.extent
         near = 1e-6 * self.extent
         return near, max(far, 2 * near)
@@ -114,11 +115,9 @@ _FRAGMENT = """
 uniform float near;
 uniform float far;
 in float v_z;
-layout(location = 0) out int out_tri;
-layout(location = 1) out float out_z;
+layout(location = 0) out ivec2 out_tri_z;
 void main() {
-    out_tri = gl_PrimitiveID;
-    out_z = v_z;
+    out_tri_z = ivec2(gl_PrimitiveID, floatBitsToInt(v_z));
     gl_FragDepth = (v_z - near) / (far - near);
 }
 """
@@ -169,11 +168,10 @@ class ModernGLRenderer(Renderer):
                 self._fbo.release()
                 for t in self._textures:
                     t.release()
-            tri = self.ctx.texture((w, h), 1, dtype="i4")
-            z = self.ctx.texture((w, h), 1, dtype="f4")
+            tri_z = self.ctx.texture((w, h), 2, dtype="i4")
             depth = self.ctx.depth_texture((w, h))
-            self._textures = (tri, z, depth)
-            self._fbo = self.ctx.framebuffer(color_attachments=[tri, z], depth_attachment=depth)
+            self._textures = (tri_z, depth)
+            self._fbo = self.ctx.framebuffer(color_attachments=[tri_z], depth_attachment=depth)
             self._fbo_size = (w, h)
         return self._fbo
 
@@ -196,10 +194,10 @@ class ModernGLRenderer(Renderer):
             self.prog["near"].value = near
             self.prog["far"].value = far
             self.vao.render(self._moderngl.TRIANGLES)
-            tri = np.frombuffer(fbo.read(attachment=0, components=1, dtype="i4"), np.int32).reshape(h, w)
-            z = np.frombuffer(fbo.read(attachment=1, components=1, dtype="f4"), np.float32).reshape(h, w)
+            raw = np.frombuffer(fbo.read(attachment=0, components=2, dtype="i4"), np.int32).reshape(h, w, 2)
+        z = raw[..., 1].view(np.float32)
         self._depth_cache = z
-        return np.where(z > 0, tri, -1).astype(np.int32)
+        return np.where(z > 0, raw[..., 0], -1)
 
     def close(self) -> None:
         for obj in (self.vao, self.prog, self.vbo, self._fbo):

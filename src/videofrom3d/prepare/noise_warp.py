@@ -147,6 +147,9 @@ class _NumpyOps:
     def sqrt(self, a):
         return np.sqrt(a)
 
+    def f64(self, a):
+        return np.asarray(a, dtype=np.float64)
+
     def empty_like(self, a):
         return np.empty_like(a)
 
@@ -188,6 +191,9 @@ class _TorchOps:
 
     def sqrt(self, a):
         return self.torch.sqrt(a)
+
+    def f64(self, a):
+        return a.to(self.torch.float64)
 
     def empty_like(self, a):
         return self.torch.empty_like(a)
@@ -267,6 +273,7 @@ def _warp_flat(ops, noise, weight, dy, dx, ok, height, width, rows, cols, out_no
     scale = ops.f32(n_use)
     vals = noise[u_src] / ops.sqrt(scale)[:, None]
     u_w = weight[u_src] / scale
+    u_w[u_w < 1e-30] = 1e-30  # a cell split every step (a rounding seam) must not underflow to weight 0
 
     shared = n_use >= 2
     shared_idx = ops.flatnonzero(shared)
@@ -294,7 +301,7 @@ def _warp_flat(ops, noise, weight, dy, dx, ok, height, width, rows, cols, out_no
         tgt = merge_of_cell[m_dst]
         first = ops.flatnonzero(arrivals >= 2)  # merge target ids are ranks among these cells
         n_tgt = first.shape[0]
-        w = u_w[m_idx]
+        w = ops.f64(u_w[m_idx])
         den = ops.f32(ops.sqrt(ops.bincount(tgt, n_tgt, weights=w * w)))
         wsum = ops.f32(ops.bincount(tgt, n_tgt, weights=w))
         merged = ops.empty_like(vals[:n_tgt])
