@@ -186,6 +186,20 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
         raise err("trajectory.frames", "an integer >= 2", frames)
     if "generator" in traj and traj["generator"] not in ("orbit", "flythrough"):
         raise err("trajectory.generator", '"orbit" or "flythrough"', traj["generator"])
+    if "generator" in traj:
+        import inspect
+
+        from videofrom3d.scene.trajectory import GENERATORS
+
+        known = set(inspect.signature(GENERATORS[traj["generator"]]).parameters) - {"size", "frames"}
+        unknown_params = set(traj) - reserved - known
+        if unknown_params:
+            raise err(
+                f"trajectory.{sorted(unknown_params)[0]}",
+                f"one of the {traj['generator']} keys {sorted(known | {'frames', 'timing'})}",
+            )
+    elif set(traj) - reserved:
+        raise err(f"trajectory.{sorted(set(traj) - reserved)[0]}", "absent next to path (keys: path, camera, frames, timing)")
     traj_spec = TrajectorySpec(
         path=resolve(str(traj["path"])) if "path" in traj else None,
         generator=traj.get("generator"),
@@ -258,6 +272,89 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
         stage_options=tuple(stage_options),
         source=source,
     )
+
+
+# ------------------------------------------------------------------------------------------- camera path
+
+GENERATED_ARCS = 3  # arcs of a generated path (orbit, flythrough) when [trajectory] frames is not given
+
+
+def job_trajectory(job: Job):
+    """The job's camera path as a :class:`~videofrom3d.scene.trajectory.Trajectory` at the job's size: the
+    file of ``[trajectory] path``, or the generator of ``[trajectory] generator`` with its keys."""
+    import inspect
+
+    from videofrom3d.scene import trajectory as tr
+
+    spec = job.trajectory
+    size = (job.width, job.height)
+    if spec.generator is None:
+        extra = spec.param_dict()
+        if extra:
+            raise JobError(f"{_where(job)}[trajectory] unknown key(s) {sorted(extra)} next to path; known: path, camera, frames, timing")
+        return tr.load_trajectory(spec.path, camera=spec.camera, size=size)
+    fn = tr.GENERATORS[spec.generator]
+    params = {k: _thaw(v) for k, v in spec.param_dict().items()}
+    accepted = set(inspect.signature(fn).parameters) - {"size", "frames"}
+    unknown = set(params) - accepted
+    if unknown:
+        raise JobError(
+            f"{_where(job)}[trajectory] unknown key(s) {sorted(unknown)} for generator {spec.generator!r}; "
+            f"known: {sorted(accepted)}"
+        )
+    frames = spec.frames if spec.frames is not None else GENERATED_ARCS * job.frames_per_arc + 1
+    try:
+        return fn(**params, frames=frames, size=size)
+    except TypeError as e:
+        raise JobError(f"{_where(job)}[trajectory] {spec.generator}: {e}") from e
+
+
+def arc_frame_count(count: int, frames_per_arc: int) -> int:
+    """The frame count nearest to ``count`` that splits into arcs of ``frames_per_arc`` + 1 frames with
+    shared ends: ``K * N + 1`` with K >= 1 (halfway rounds up)."""
+    k = max(1, int((count - 1) / frames_per_arc + 0.5))
+    return k * frames_per_arc + 1
+
+
+def job_cameras(job: Job) -> list:
+    """The cameras the pipeline renders: one :class:`~videofrom3d.scene.camera.Camera` per frame at the
+    job's size.
+
+    Frame count: ``[trajectory] frames`` if given, else the path's own (a per-frame list's length, a timed
+    path's ``duration * fps + 1``, a keyframe file's ``frames``, else one arc per key interval; generators
+    make 3 arcs). Arcs need ``K * N + 1`` frames (N = ``frames_per_arc``, consecutive arcs share their end
+    frame); any other count is resampled to the nearest such count (at least one arc), with a note.
+    A per-frame list (transforms.json, COLMAP, a trajectory export) whose length already fits is used frame
+    by frame; otherwise the path is resampled with ``[trajectory] timing``.
+    """
+    from videofrom3d.scene.trajectory import note
+
+    spec = job.trajectory
+    n = job.frames_per_arc
+    traj = job_trajectory(job)
+    count = spec.frames if spec.frames is not None else traj.natural_frames(fps=job.fps, frames_per_arc=n)
+    valid = arc_frame_count(count, n)
+    if valid != count:
+        origin = "[trajectory] frames" if spec.frames is not None else f"the camera path {traj.source}"
+        note(
+            f"{origin} gives {count} frames, but arcs of {n}+1 frames with shared ends need K*{n}+1; "
+            f"resampled to {valid} frames ({(valid - 1) // n} arcs). Set [trajectory] frames = {valid} "
+            "(or another K*N+1) to choose."
+        )
+        count = valid
+    if traj.per_frame and count == len(traj) and spec.timing in ("auto", "keys"):
+        return traj.cameras(job.width, job.height)
+    return traj.resample(count, spec.timing).cameras(job.width, job.height)
+
+
+def _where(job: Job) -> str:
+    return f"{job.source}: " if job.source else ""
+
+
+def _thaw(v: Any) -> Any:
+    if isinstance(v, tuple):
+        return [_thaw(x) for x in v]
+    return v
 
 
 def parse_size(text: str, err=None) -> tuple[int, int]:

@@ -8,6 +8,7 @@ Blender camera exported to glTF lines up with it.
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -103,45 +104,146 @@ def make_scene(
 
 
 def load_scene(path: str | os.PathLike, up: str = "y", unit_scale: float = 1.0) -> Scene:
-    """Read a mesh scene (glb/gltf/obj/ply/stl/off) with node transforms applied and one object id per
-    scene-graph node (glTF) or group (OBJ). ``up`` is the file's up axis, "y" or "z"."""
-    import trimesh
-
+    """Read a mesh scene (glb/gltf/obj/ply/stl/off) with node transforms applied and one object id per mesh
+    node (glTF, in file order) or per ``o``/``g`` group (OBJ); PLY/STL/OFF are one object. ``up`` is the
+    file's up axis, "y" or "z"; ``unit_scale`` multiplies every coordinate (e.g. 0.01 for centimetres)."""
     path = Path(path)
     if not path.exists():
         raise SceneError(f"{path}: file not found")
-    if path.suffix.lower() not in SUPPORTED_SUFFIXES:
-        raise SceneError(f"{path}: unsupported format {path.suffix!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+    if path.is_dir():
+        raise SceneError(f"{path}: is a folder, not a scene file")
+    suffix = path.suffix.lower()
+    if suffix not in SUPPORTED_SUFFIXES:
+        raise SceneError(f"{path}: unsupported format {path.suffix or path.name!r}; use one of {', '.join(SUPPORTED_SUFFIXES)}")
     if up not in ("y", "z"):
         raise SceneError(f"{path}: up must be 'y' or 'z', got {up!r}")
+    if not (isinstance(unit_scale, int | float) and math.isfinite(unit_scale) and unit_scale > 0):
+        raise SceneError(f"{path}: unit_scale must be a positive number, got {unit_scale!r}")
+    if path.stat().st_size == 0:
+        raise SceneError(f"{path}: the file is empty")
+    if suffix in (".glb", ".gltf"):
+        verts, faces, names = _read_gltf_meshes(path)
+    else:
+        verts, faces, names = _read_with_trimesh(path)
+    if not faces or sum(len(f) for f in faces) == 0:
+        raise SceneError(f"{path}: the scene has no triangles")
+
+    offsets = np.cumsum([0] + [len(v) for v in verts])
+    v = np.concatenate(verts) * float(unit_scale)
+    f = np.concatenate([fc.astype(np.int64) + o for fc, o in zip(faces, offsets, strict=False)])
+    obj = np.concatenate([np.full(len(fc), i, np.int32) for i, fc in enumerate(faces)])
+    if up == "z":
+        v = np.stack([v[:, 0], v[:, 2], -v[:, 1]], axis=1)
+    return make_scene(v, f, obj, _unique(names), source=path)
+
+
+def _read_with_trimesh(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """OBJ (one object per ``o``/``g`` group, in file order), PLY, STL, OFF via trimesh, unprocessed."""
+    import trimesh
+
+    kwargs = {"process": False}
+    if path.suffix.lower() == ".obj":
+        kwargs.update(group_material=False, split_objects=True, split_groups=True, skip_materials=True)
     try:
-        loaded = trimesh.load(str(path), force=None, process=False, group_material=False, split_object=True)
+        loaded = trimesh.load(str(path), force=None, **kwargs)
     except Exception as e:  # trimesh raises many types for broken files
         raise SceneError(f"{path}: cannot parse the file ({type(e).__name__}: {e})") from e
-
-    verts, faces, objs, names = [], [], [], []
-    offset = 0
+    verts, faces, names = [], [], []
     if isinstance(loaded, trimesh.Scene):
         for node_name in loaded.graph.nodes_geometry:
             transform, geom_name = loaded.graph[node_name]
             geom = loaded.geometry[geom_name]
             if not isinstance(geom, trimesh.Trimesh) or len(geom.faces) == 0:
                 continue
-            v = np.asarray(geom.vertices, np.float64) @ transform[:3, :3].T + transform[:3, 3]
-            verts.append(v)
-            faces.append(np.asarray(geom.faces, np.int64) + offset)
-            objs.append(np.full(len(geom.faces), len(names), np.int32))
+            verts.append(np.asarray(geom.vertices, np.float64) @ transform[:3, :3].T + transform[:3, 3])
+            faces.append(np.asarray(geom.faces, np.int64))
             names.append(str(node_name))
-            offset += len(v)
     elif isinstance(loaded, trimesh.Trimesh):
         verts.append(np.asarray(loaded.vertices, np.float64))
         faces.append(np.asarray(loaded.faces, np.int64))
-        objs.append(np.zeros(len(loaded.faces), np.int32))
         names.append(path.stem)
-    if not faces or sum(len(f) for f in faces) == 0:
-        raise SceneError(f"{path}: the scene has no triangles")
+    return verts, faces, names
 
-    v = np.concatenate(verts) * float(unit_scale)
-    if up == "z":
-        v = np.stack([v[:, 0], v[:, 2], -v[:, 1]], axis=1)
-    return make_scene(v, np.concatenate(faces), np.concatenate(objs), tuple(names), source=path)
+
+def _read_gltf_meshes(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], list[str]]:
+    """Every mesh node of the default scene, depth first in file order, with its world matrix applied;
+    all triangle primitives (TRIANGLES, TRIANGLE_STRIP, TRIANGLE_FAN) of a node form one object."""
+    from videofrom3d.scene.gltf import local_matrix, read_accessor, read_gltf, scene_roots
+
+    doc, buffers = read_gltf(path, SceneError)
+    nodes = doc.get("nodes", [])
+    meshes = doc.get("meshes", [])
+    verts, faces, names = [], [], []
+    stack = [(i, np.eye(4)) for i in reversed(scene_roots(doc))]
+    seen = set()
+    while stack:
+        i, parent = stack.pop()
+        if i in seen or not 0 <= i < len(nodes):
+            raise SceneError(f"{path}: node {i} is missing or part of a cycle")
+        seen.add(i)
+        node = nodes[i]
+        M = parent @ local_matrix(node)
+        for c in reversed(node.get("children", [])):
+            stack.append((c, M))
+        if "mesh" not in node:
+            continue
+        mesh = meshes[node["mesh"]]
+        v_parts, f_parts, offset = [], [], 0
+        for p_i, prim in enumerate(mesh.get("primitives", [])):
+            mode = prim.get("mode", 4)
+            if mode not in (4, 5, 6) or "POSITION" not in prim.get("attributes", {}):
+                continue
+            if "extensions" in prim and "KHR_draco_mesh_compression" in prim["extensions"]:
+                raise SceneError(f"{path}: Draco-compressed meshes are not supported; export without compression")
+            try:
+                pos = read_accessor(doc, buffers, prim["attributes"]["POSITION"], SceneError)
+                idx = (
+                    read_accessor(doc, buffers, prim["indices"], SceneError)[:, 0].astype(np.int64)
+                    if "indices" in prim
+                    else np.arange(len(pos), dtype=np.int64)
+                )
+            except SceneError as e:
+                raise SceneError(f"{path}: meshes[{node['mesh']}].primitives[{p_i}]: {e}") from e
+            tri = _triangles(idx, mode)
+            if len(tri) == 0:
+                continue
+            v_parts.append(pos[:, :3])
+            f_parts.append(tri + offset)
+            offset += len(pos)
+        if not f_parts:
+            continue
+        v = np.concatenate(v_parts) @ M[:3, :3].T + M[:3, 3]
+        f = np.concatenate(f_parts)
+        if np.linalg.det(M[:3, :3]) < 0:  # a mirroring transform flips the winding
+            f = f[:, ::-1]
+        verts.append(v)
+        faces.append(f)
+        names.append(str(node.get("name") or mesh.get("name") or f"node{i}"))
+    return verts, faces, names
+
+
+def _triangles(idx: np.ndarray, mode: int) -> np.ndarray:
+    """(T, 3) triangles of a primitive's index list in glTF mode 4 (list), 5 (strip) or 6 (fan)."""
+    if mode == 4:
+        n = len(idx) // 3 * 3
+        return idx[:n].reshape(-1, 3)
+    if len(idx) < 3:
+        return np.zeros((0, 3), np.int64)
+    k = np.arange(len(idx) - 2)
+    if mode == 5:  # strip: odd triangles swap two vertices to keep the winding
+        a, b, c = idx[k], idx[k + 1], idx[k + 2]
+        odd = k % 2 == 1
+        return np.stack([np.where(odd, b, a), np.where(odd, a, b), c], axis=1)
+    return np.stack([np.full(len(k), idx[0]), idx[k + 1], idx[k + 2]], axis=1)
+
+
+def _unique(names: list[str]) -> tuple[str, ...]:
+    """Names made unique by a numeric suffix where they repeat."""
+    out, used = [], set()
+    for n in names:
+        m, j = n, 1
+        while m in used:
+            m, j = f"{n}.{j}", j + 1
+        used.add(m)
+        out.append(m)
+    return tuple(out)

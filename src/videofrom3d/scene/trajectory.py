@@ -1,0 +1,1062 @@
+"""Camera paths: readers for the formats users bring, the orbit and flythrough generators, spline
+interpolation, resampling to any frame count, and a writer for our keyframe JSON.
+
+Every reader converts to one representation, :class:`Trajectory`: keys with a camera centre, an OpenCV
+camera-to-world rotation (quaternion x, y, z, w), intrinsics ``K`` in pixels at the trajectory's own image
+size, and optional times. The conversions (matrices act on column vectors; ``F = diag(1, -1, -1, 1)``,
+see :mod:`videofrom3d.scene.camera`):
+
+- glTF / GLB animated camera: node world matrix ``M(t)`` (parents' T*R*S composed per frame; OpenGL camera
+  axes, looking down -z) -> ``world_to_cam = F @ inv(M(t))``; ``f_y = H / (2 tan(yfov / 2))``.
+- nerfstudio / instant-ngp ``transforms.json``: ``transform_matrix`` is an OpenGL camera-to-world, so
+  ``world_to_cam = F @ inv(transform_matrix)``; ``fl_x``/``fl_y``/``cx``/``cy`` in pixels or
+  ``camera_angle_x``/``camera_angle_y``. Poses are kept in the file's world (``applied_transform`` and
+  instant-ngp's ``scale``/``offset`` are not undone): the scene must be in that same world.
+- COLMAP text model: ``images.txt`` holds ``QW QX QY QZ TX TY TZ``, already an OpenCV world-to-camera
+  ``[R(q) | t]``; ``cameras.txt`` PINHOLE / SIMPLE_PINHOLE / SIMPLE_RADIAL / RADIAL / OPENCV.
+- Pixel centres: COLMAP, nerfstudio and Blender put the top-left pixel's centre at (0.5, 0.5), as we do,
+  so principal points are taken as they are.
+
+Image size: ``K`` is stored at the trajectory's own size (the file's, else the size asked for, else
+720x480). Asking for another size with the same aspect scales ``K``; another aspect keeps the vertical
+field of view and the pixel aspect (``f_x, f_y, c_y`` scale with the height, ``c_x`` with the width), as
+glTF's ``yfov`` and Blender's vertical sensor fit do.
+
+Timing: a path that carries its own times (a glTF animation, JSON keys with ``time``, per-frame lists such
+as transforms.json and COLMAP) is sampled evenly in time ("keys"), so an artist's ease-in/out survives;
+keys without times are re-parametrised to constant speed along the position spline ("constant-speed").
+``timing="auto"`` picks between the two; either can be forced.
+
+Interpolation: positions follow a C1 cubic Hermite spline through the keys (Catmull-Rom tangents over the
+key parameter); orientations are slerped between keys, or, when every key has a ``look_at`` point, the
+targets follow their own spline and the camera looks at them (no roll, smooth turns); ``look = "ahead"``
+points the camera along the path. Intrinsics are interpolated linearly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import sys
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+
+from videofrom3d.errors import VideoFrom3DError
+from videofrom3d.scene.camera import (
+    GL_TO_CV,
+    Camera,
+    intrinsics_from_focal,
+    intrinsics_from_fov,
+    look_at,
+    quat_to_matrix,
+    remove_scale,
+)
+from videofrom3d.scene.gltf import local_matrix, parents, read_accessor, read_gltf, trs_matrices
+
+TIMINGS = ("auto", "keys", "constant-speed")
+DEFAULT_SIZE = (720, 480)  # paper 4.1
+DEFAULT_FPS = 8.0  # CogVideoX-5B's native frame rate
+DEFAULT_FRAMES_PER_ARC = 45  # paper 3.3
+DEFAULT_FOV_X = 60.0  # the official example camera: 31.177 mm lens on a 36 mm sensor, 720 px wide
+KEYFRAME_FORMAT = "videofrom3d-keyframes"
+
+
+class TrajectoryError(VideoFrom3DError, ValueError):
+    """A camera path that cannot be used; the message names the file (or key) and the problem."""
+
+
+# ------------------------------------------------------------------------------------------------ the path
+
+
+@dataclass(frozen=True, eq=False)
+class Trajectory:
+    """Camera keys: ``positions`` (n, 3) camera centres in the world, ``rotations`` (n, 4) quaternions
+    (x, y, z, w) of the OpenCV camera-to-world rotation, ``K`` (n, 3, 3) pixels at ``width`` x ``height``.
+
+    ``times`` (n,) seconds, strictly increasing, or None. ``orientation``: "rotations" (slerp the keys),
+    "targets" (look at ``targets`` (n, 3), splined), "ahead" (look along the path). ``per_frame``: the keys
+    are the frames (transforms.json, COLMAP, a resampled path). ``frames``/``fps``: what the file states.
+    ``evaluator``: exact poses at times (glTF animations), used instead of the spline through the keys.
+    """
+
+    positions: np.ndarray
+    rotations: np.ndarray
+    K: np.ndarray
+    width: int
+    height: int
+    times: np.ndarray | None = None
+    targets: np.ndarray | None = None
+    orientation: str = "rotations"
+    up: tuple[float, float, float] = (0.0, 1.0, 0.0)
+    per_frame: bool = False
+    frames: int | None = None
+    fps: float | None = None
+    source: str = ""
+    evaluator: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]] | None = None
+
+    def __post_init__(self) -> None:
+        p = np.asarray(self.positions, np.float64).reshape(-1, 3)
+        q = np.asarray(self.rotations, np.float64).reshape(-1, 4)
+        K = np.asarray(self.K, np.float64).reshape(-1, 3, 3)
+        n = len(p)
+        where = self.source or "trajectory"
+        if n == 0:
+            raise TrajectoryError(f"{where}: no camera keys")
+        if len(q) != n or len(K) != n:
+            raise TrajectoryError(f"{where}: {n} positions but {len(q)} rotations and {len(K)} intrinsics")
+        if not (np.isfinite(p).all() and np.isfinite(q).all() and np.isfinite(K).all()):
+            raise TrajectoryError(f"{where}: NaN or inf in a camera key")
+        object.__setattr__(self, "positions", p)
+        object.__setattr__(self, "rotations", q / np.linalg.norm(q, axis=1, keepdims=True))
+        object.__setattr__(self, "K", K)
+        if self.times is not None:
+            t = np.asarray(self.times, np.float64).reshape(-1)
+            if len(t) != n or not np.isfinite(t).all() or (n > 1 and np.any(np.diff(t) <= 0)):
+                raise TrajectoryError(f"{where}: key times must be {n} finite, strictly increasing seconds")
+            object.__setattr__(self, "times", t)
+        if self.targets is not None:
+            object.__setattr__(self, "targets", np.asarray(self.targets, np.float64).reshape(n, 3))
+        if self.orientation not in ("rotations", "targets", "ahead"):
+            raise TrajectoryError(f"{where}: orientation must be rotations, targets or ahead")
+        if self.orientation == "targets" and self.targets is None:
+            raise TrajectoryError(f"{where}: orientation 'targets' needs targets")
+        object.__setattr__(self, "up", tuple(float(x) for x in self.up))
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    @property
+    def timed(self) -> bool:
+        return self.times is not None
+
+    @property
+    def duration(self) -> float:
+        return float(self.times[-1] - self.times[0]) if self.times is not None else 0.0
+
+    def cameras(self, width: int | None = None, height: int | None = None) -> list[Camera]:
+        """One camera per key, at ``width`` x ``height`` (default: the trajectory's own size)."""
+        w, h = width or self.width, height or self.height
+        return cameras_from_poses(self.positions, self.rotations, self.K, (self.width, self.height), (w, h))
+
+    def resolve_timing(self, timing: str = "auto") -> str:
+        """"auto" -> "keys" for paths with times or one key per frame, else "constant-speed"."""
+        if timing not in TIMINGS:
+            raise TrajectoryError(f"timing must be one of {', '.join(TIMINGS)}, got {timing!r}")
+        if timing == "auto":
+            return "keys" if (self.timed or self.per_frame or self.evaluator is not None) else "constant-speed"
+        return timing
+
+    def natural_frames(self, fps: float | None = None, frames_per_arc: int = DEFAULT_FRAMES_PER_ARC) -> int:
+        """The frame count the path asks for by itself: the file's ``frames``; one per key for per-frame
+        lists; ``duration * fps + 1`` for timed paths (the file's fps, else ``fps``, else 8); else one arc
+        of ``frames_per_arc`` per key interval."""
+        if self.frames is not None:
+            return int(self.frames)
+        if self.per_frame:
+            return len(self)
+        if self.timed:
+            rate = self.fps or fps or DEFAULT_FPS
+            return max(2, int(round(self.duration * rate)) + 1)
+        return max(2, (len(self) - 1) * frames_per_arc + 1)
+
+    def resample(self, frames: int, timing: str = "auto") -> Trajectory:
+        """``frames`` cameras spread evenly in time / key parameter ("keys") or in distance travelled
+        ("constant-speed"), as a per-frame Trajectory."""
+        if not isinstance(frames, int | np.integer) or frames < 1:
+            raise TrajectoryError(f"frames must be a positive integer, got {frames!r}")
+        timing = self.resolve_timing(timing)
+        curve = self._curve(timing)
+        u0, u1 = curve.domain
+        if timing == "constant-speed":
+            u = _constant_speed_parameters(curve, frames, self.source)
+        else:
+            u = np.linspace(u0, u1, frames)
+        p, q, K = curve.poses(u)
+        times = u if (timing == "keys" and self.timed) else None
+        if times is not None and frames > 1 and np.any(np.diff(times) <= 0):
+            times = None
+        return Trajectory(
+            p, q, K, self.width, self.height, times=times, up=self.up, per_frame=True, frames=frames,
+            fps=self.fps, source=self.source,
+        )
+
+    def _curve(self, timing: str) -> _Curve:
+        if self.evaluator is not None:
+            return _Curve((float(self.times[0]), float(self.times[-1])), self.evaluator)
+        n = len(self)
+        if timing == "keys":
+            u = self.times if self.timed else np.arange(n, dtype=np.float64)
+        else:  # chord length; a tiny floor keeps repeated positions (turning on the spot) ordered
+            step = np.linalg.norm(np.diff(self.positions, axis=0), axis=1)
+            floor = 1e-6 * max(float(step.sum()), 1e-9)
+            u = np.concatenate([[0.0], np.cumsum(np.maximum(step, floor))])
+        return _Curve((float(u[0]), float(u[-1])), _key_interpolator(self, u))
+
+
+class _Curve:
+    """A pose function over a parameter domain: ``poses(u) -> (positions, rotations, K)``."""
+
+    def __init__(self, domain: tuple[float, float], poses: Callable):
+        self.domain = domain
+        self.poses = poses
+
+    def positions(self, u: np.ndarray) -> np.ndarray:
+        fn = getattr(self.poses, "positions", None)
+        return fn(u) if fn is not None else self.poses(u)[0]
+
+
+def _hermite(u: np.ndarray, values: np.ndarray):
+    """C1 cubic Hermite spline through ``values`` (n, d) at parameters ``u`` (n,), Catmull-Rom tangents."""
+    from scipy.interpolate import CubicHermiteSpline
+
+    n = len(u)
+    if n == 1:
+        const = values[0]
+        return lambda x, nu=0: np.broadcast_to(const if nu == 0 else np.zeros_like(const), (len(x), len(const))).copy()
+    tangents = np.empty_like(values)
+    tangents[0] = (values[1] - values[0]) / (u[1] - u[0])
+    tangents[-1] = (values[-1] - values[-2]) / (u[-1] - u[-2])
+    if n > 2:
+        tangents[1:-1] = (values[2:] - values[:-2]) / (u[2:] - u[:-2])[:, None]
+    spline = CubicHermiteSpline(u, values, tangents, axis=0)
+    lo, hi = u[0], u[-1]
+    return lambda x, nu=0: spline(np.clip(x, lo, hi), nu)
+
+
+def _key_interpolator(traj: Trajectory, u: np.ndarray):
+    """Poses between keys at parameters ``u``: position spline, slerp / target spline / look-ahead, linear K."""
+    from scipy.spatial.transform import Rotation, Slerp
+
+    pos = _hermite(u, traj.positions)
+    Kflat = traj.K.reshape(len(u), 9)
+    up = np.array(traj.up)
+    if traj.orientation == "rotations" and len(u) > 1:
+        slerp = Slerp(u, Rotation.from_quat(traj.rotations))
+    tgt = _hermite(u, traj.targets) if traj.orientation == "targets" else None
+
+    def poses(x: np.ndarray):
+        x = np.clip(np.asarray(x, np.float64), u[0], u[-1])
+        p = pos(x)
+        if traj.orientation == "targets":
+            q = _look_at_quats(p, tgt(x), up)
+        elif traj.orientation == "ahead":
+            d = pos(x, 1)
+            q = _look_at_quats(p, p + _nonzero_directions(d, traj.positions), up)
+        elif len(u) > 1:
+            q = slerp(x).as_quat()
+        else:
+            q = np.repeat(traj.rotations[:1], len(x), axis=0)
+        K = np.stack([np.interp(x, u, Kflat[:, i]) for i in range(9)], axis=1).reshape(-1, 3, 3)
+        return p, q, K
+
+    poses.positions = pos
+    return poses
+
+
+def _nonzero_directions(d: np.ndarray, keys: np.ndarray) -> np.ndarray:
+    """Replace zero tangents (a path that stops) by the nearest non-zero one, else the first key step."""
+    norm = np.linalg.norm(d, axis=1)
+    ok = norm > 1e-12
+    if not ok.any():
+        step = keys[-1] - keys[0] if len(keys) > 1 else np.array([0.0, 0.0, 1.0])
+        return np.repeat(step[None], len(d), axis=0)
+    idx = np.where(ok, np.arange(len(d)), -1)
+    idx = np.maximum.accumulate(idx)
+    first = int(np.argmax(ok))
+    idx[idx < 0] = first
+    return d[idx]
+
+
+def _look_at_quats(positions: np.ndarray, targets: np.ndarray, up: np.ndarray) -> np.ndarray:
+    """(m, 3) camera centres and look-at points -> (m, 4) OpenCV camera-to-world quaternions (x, y, z, w)."""
+    from scipy.spatial.transform import Rotation
+
+    z = np.asarray(targets, np.float64) - positions
+    z /= np.linalg.norm(z, axis=1, keepdims=True)
+    x = np.cross(z, up)
+    bad = np.linalg.norm(x, axis=1) < 1e-9
+    if bad.any():  # looking along up: the single-camera rule of look_at
+        x[bad] = [look_at(p, t, up)[0, :3] for p, t in zip(positions[bad], targets[bad], strict=True)]
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = np.cross(z, x)
+    return Rotation.from_matrix(np.stack([x, y, z], axis=2)).as_quat()  # columns: camera axes in the world
+
+
+def _constant_speed_parameters(curve: _Curve, frames: int, where: str) -> np.ndarray:
+    """Parameters at which the camera has travelled equal distances (dense arc-length table, inverted)."""
+    u0, u1 = curve.domain
+    dense = np.linspace(u0, u1, 8192)
+    p = curve.positions(dense)
+    length = np.concatenate([[0.0], np.cumsum(np.linalg.norm(np.diff(p, axis=0), axis=1))])
+    if length[-1] <= 1e-12:
+        note(f"{where or 'trajectory'}: the camera does not move; timing falls back to the keys")
+        return np.linspace(u0, u1, frames)
+    return np.interp(np.linspace(0.0, length[-1], frames), length, dense)
+
+
+def cameras_from_poses(
+    positions: np.ndarray,
+    rotations: np.ndarray,
+    K: np.ndarray,
+    own_size: tuple[int, int],
+    size: tuple[int, int] | None = None,
+) -> list[Camera]:
+    """(n, 3) centres, (n, 4) OpenCV camera-to-world quaternions, (n, 3, 3) K at ``own_size`` -> cameras."""
+    W, H = own_size
+    w, h = size or own_size
+    R_c2w = quat_to_matrix(rotations)
+    cams = []
+    for p, R, k in zip(positions, R_c2w, K, strict=True):
+        w2c = np.eye(4)
+        w2c[:3, :3] = R.T
+        w2c[:3, 3] = -R.T @ p
+        cams.append(Camera(resize_intrinsics(k, (W, H), (w, h)), w2c, int(w), int(h)))
+    return cams
+
+
+def resize_intrinsics(K: np.ndarray, own_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """K at ``own_size`` -> K at ``size``: per-axis scale when the aspect matches, else the vertical field of
+    view and the pixel aspect are kept (f_x, f_y, c_y scale with the height, c_x with the width)."""
+    (W, H), (w, h) = own_size, size
+    if (W, H) == (w, h):
+        return np.array(K, np.float64)
+    sx, sy = w / W, h / H
+    out = np.array(K, np.float64)
+    if abs(sx - sy) <= 1e-9 * max(sx, sy):
+        out[0] *= sx
+        out[1] *= sy
+    else:
+        out[0, 0] *= sy
+        out[0, 1] *= sy
+        out[0, 2] *= sx
+        out[1] *= sy
+    return out
+
+
+def poses_from_world_to_cam(w2c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 4, 4) OpenCV world_to_cam -> (n, 3) centres and (n, 4) camera-to-world quaternions (x, y, z, w)."""
+    from scipy.spatial.transform import Rotation
+
+    w2c = np.asarray(w2c, np.float64).reshape(-1, 4, 4)
+    R = w2c[:, :3, :3]
+    Rt = np.swapaxes(R, 1, 2)
+    centres = -(Rt @ w2c[:, :3, 3:4])[..., 0]
+    return centres, Rotation.from_matrix(Rt).as_quat()
+
+
+def note(message: str) -> None:
+    """A one-line notice for the user (stderr), for choices made on their behalf."""
+    print(f"videofrom3d: note: {message}", file=sys.stderr)
+
+
+# ------------------------------------------------------------------------------------------------ loading
+
+
+def load_trajectory(
+    path: str | os.PathLike,
+    camera: str | None = None,
+    size: tuple[int, int] | None = None,
+) -> Trajectory:
+    """Read a camera path: our keyframe JSON, a ``trajectory export`` JSON, a .glb/.gltf with an animated
+    camera (``camera`` picks it by node or camera name), a transforms.json, or a COLMAP text model (its
+    folder, or cameras.txt / images.txt). ``size`` is used where the file states no image size."""
+    path = Path(path)
+    if not path.exists():
+        raise TrajectoryError(f"{path}: file not found")
+    suffix = path.suffix.lower()
+    if path.is_dir():
+        if _colmap_files(path) is not None:
+            return read_colmap(path)
+        if (path / "transforms.json").is_file():
+            return read_transforms_json(path / "transforms.json", size=size)
+        raise TrajectoryError(f"{path}: a folder must hold a COLMAP text model or a transforms.json")
+    if suffix in (".glb", ".gltf"):
+        return read_gltf_camera(path, camera=camera, size=size)
+    if path.name in ("cameras.txt", "images.txt"):
+        return read_colmap(path.parent)
+    if suffix == ".bin" and path.stem in ("cameras", "images"):
+        raise TrajectoryError(
+            f"{path}: binary COLMAP models are not read; convert with "
+            "`colmap model_converter --input_path DIR --output_path DIR --output_type TXT`"
+        )
+    if suffix == ".json":
+        doc = _read_json(path)
+        if isinstance(doc, dict) and "keys" in doc:
+            return read_keyframes(doc, path, size=size)
+        frames = doc.get("frames") if isinstance(doc, dict) else None
+        if isinstance(frames, list) and frames and isinstance(frames[0], dict):
+            if "transform_matrix" in frames[0]:
+                return read_transforms_json(path, size=size, doc=doc)
+            if "world_to_cam" in frames[0]:
+                return read_camera_export(doc, path)
+        raise TrajectoryError(
+            f"{path}: not a camera path we know (our keyframes have \"keys\"; transforms.json has "
+            "\"frames\" with \"transform_matrix\"; a trajectory export has \"frames\" with \"world_to_cam\")"
+        )
+    raise TrajectoryError(
+        f"{path}: unsupported camera path format {suffix or path.name!r}; use our .json keyframes, "
+        ".glb/.gltf, transforms.json or a COLMAP text model"
+    )
+
+
+def _read_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TrajectoryError(f"{path}: not valid JSON ({e})") from e
+
+
+# ------------------------------------------------------------------------------------------ our keyframes
+
+
+def read_keyframes(doc: dict, path: Path | str = "<keyframes>", size: tuple[int, int] | None = None) -> Trajectory:
+    """Our keyframe JSON (see :func:`write_keyframes`)::
+
+        {"width": 720, "height": 480, "fps": 8, "frames": 136, "up": [0, 1, 0],
+         "keys": [{"position": [x, y, z], "look_at": [x, y, z], "fov_y": 50, "time": 0.0},
+                  {"position": [...], "quaternion": [x, y, z, w], "K": [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]}]}
+
+    ``quaternion`` is the OpenCV camera-to-world rotation (x right, y down, z forward), x, y, z, w.
+    Intrinsics per key: ``K`` (pixels at width x height), ``fov_y`` / ``fov_x`` (degrees) or ``focal_mm``
+    (+ ``sensor_mm``, default 36, Blender's auto fit); a key without them keeps the previous key's, the
+    first key defaults to the top-level ones, else a 60 degree horizontal field of view.
+    ``"look": "ahead"`` lets keys without an orientation look along the path.
+    """
+    where = str(path)
+    if not isinstance(doc.get("keys"), list) or not doc["keys"]:
+        raise TrajectoryError(f"{where}: \"keys\" must be a non-empty list of camera keys")
+    width = _int_field(doc, "width", where, size[0] if size else DEFAULT_SIZE[0])
+    height = _int_field(doc, "height", where, size[1] if size else DEFAULT_SIZE[1])
+    up = _vector(doc.get("up", [0.0, 1.0, 0.0]), f"{where}: \"up\"")
+    look = doc.get("look", "keys")
+    if look not in ("keys", "ahead"):
+        raise TrajectoryError(f"{where}: \"look\" must be \"keys\" or \"ahead\", got {look!r}")
+    keys = doc["keys"]
+    positions, rotations, targets, Ks, times = [], [], [], [], []
+    K_prev = _key_intrinsics(doc, width, height, f"{where}: top level", None)
+    for i, key in enumerate(keys):
+        kw = f"{where}: keys[{i}]"
+        if not isinstance(key, dict) or "position" not in key:
+            raise TrajectoryError(f"{kw} must be an object with \"position\"")
+        p = _vector(key["position"], f"{kw}.position")
+        positions.append(p)
+        has_target, has_quat = "look_at" in key, "quaternion" in key
+        if has_target and has_quat:
+            raise TrajectoryError(f"{kw}: give \"look_at\" or \"quaternion\", not both")
+        if look == "ahead":
+            if has_target or has_quat:
+                raise TrajectoryError(f"{kw}: with \"look\": \"ahead\" keys carry no look_at or quaternion")
+            rotations.append(None)
+        elif has_target:
+            t = _vector(key["look_at"], f"{kw}.look_at")
+            if np.linalg.norm(t - p) < 1e-12:
+                raise TrajectoryError(f"{kw}: look_at equals position")
+            targets.append(t)
+            rotations.append(_look_at_quats(p[None], t[None], up)[0])
+        elif has_quat:
+            q = _vector(key["quaternion"], f"{kw}.quaternion", 4)
+            if np.linalg.norm(q) < 1e-9:
+                raise TrajectoryError(f"{kw}.quaternion must be a unit quaternion (x, y, z, w)")
+            rotations.append(q / np.linalg.norm(q))
+            targets.append(None)
+        else:
+            raise TrajectoryError(f"{kw} needs \"look_at\" or \"quaternion\" (or \"look\": \"ahead\" at the top)")
+        K_prev = _key_intrinsics(key, width, height, kw, K_prev)
+        Ks.append(K_prev)
+        if "time" in key:
+            times.append(_float(key["time"], f"{kw}.time"))
+    if times and len(times) != len(keys):
+        raise TrajectoryError(f"{where}: either every key has \"time\" or none does")
+    if times and len(times) > 1 and np.any(np.diff(times) <= 0):
+        raise TrajectoryError(f"{where}: key times must increase strictly")
+    orientation = "ahead" if look == "ahead" else ("targets" if all(t is not None for t in targets) else "rotations")
+    P = np.array(positions)
+    if orientation == "ahead":
+        d = _nonzero_directions(_hermite(np.arange(len(P), dtype=np.float64), P)(np.arange(len(P)), 1), P)
+        Q = _look_at_quats(P, P + d, up)
+    else:
+        Q = np.array(rotations)
+    frames = doc.get("frames")
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < 1):
+        raise TrajectoryError(f"{where}: \"frames\" must be a positive integer, got {frames!r}")
+    fps = doc.get("fps")
+    if fps is not None:
+        fps = _float(fps, f"{where}: \"fps\"")
+        if fps <= 0:
+            raise TrajectoryError(f"{where}: \"fps\" must be positive")
+    per_frame = doc.get("per_frame", False)
+    if not isinstance(per_frame, bool):
+        raise TrajectoryError(f"{where}: \"per_frame\" must be true or false")
+    return Trajectory(
+        P, Q, np.array(Ks), width, height,
+        times=np.array(times) if times else None,
+        targets=np.array(targets) if orientation == "targets" else None,
+        orientation=orientation, up=tuple(up), per_frame=per_frame, frames=frames, fps=fps, source=where,
+    )
+
+
+def _key_intrinsics(d: dict, width: int, height: int, where: str, previous: np.ndarray | None) -> np.ndarray | None:
+    given = [k for k in ("K", "fov_y", "fov_x", "focal_mm") if k in d]
+    if len(given) > 1:
+        raise TrajectoryError(f"{where}: give one of K, fov_y, fov_x, focal_mm; got {given}")
+    try:
+        if "K" in d:
+            K = np.array(d["K"], dtype=np.float64)
+            if K.shape != (3, 3) or not np.isfinite(K).all() or K[0, 0] <= 0 or K[1, 1] <= 0:
+                raise TrajectoryError(f"{where}.K must be a 3x3 matrix [[fx, 0, cx], [0, fy, cy], [0, 0, 1]]")
+            return K
+        if "fov_y" in d:
+            return intrinsics_from_fov(width, height, fov_y_deg=_float(d["fov_y"], f"{where}.fov_y"))
+        if "fov_x" in d:
+            return intrinsics_from_fov(width, height, fov_x_deg=_float(d["fov_x"], f"{where}.fov_x"))
+        if "focal_mm" in d:
+            sensor = _float(d.get("sensor_mm", 36.0), f"{where}.sensor_mm")
+            return intrinsics_from_focal(width, height, focal_mm=_float(d["focal_mm"], f"{where}.focal_mm"), sensor_mm=sensor)
+    except (ValueError, TypeError) as e:
+        if isinstance(e, TrajectoryError):
+            raise
+        raise TrajectoryError(f"{where}: {e}") from e
+    if previous is not None:
+        return previous
+    return intrinsics_from_fov(width, height, fov_x_deg=DEFAULT_FOV_X)
+
+
+def write_keyframes(traj: Trajectory, path: str | os.PathLike) -> Path:
+    """Write ``traj``'s keys as our keyframe JSON; :func:`load_trajectory` reads back the same arrays
+    (positions, quaternions or look-at points, K, times; floats written with full precision)."""
+    from videofrom3d.io.atomic import atomic_write_text
+
+    doc: dict = {"format": KEYFRAME_FORMAT, "version": 1, "width": traj.width, "height": traj.height}
+    if traj.fps is not None:
+        doc["fps"] = traj.fps
+    if traj.frames is not None:
+        doc["frames"] = int(traj.frames)
+    if traj.per_frame:
+        doc["per_frame"] = True
+    doc["up"] = list(traj.up)
+    if traj.orientation == "ahead":
+        doc["look"] = "ahead"
+    keys = []
+    for i in range(len(traj)):
+        key: dict = {"position": traj.positions[i].tolist()}
+        if traj.orientation == "targets":
+            key["look_at"] = traj.targets[i].tolist()
+        elif traj.orientation == "rotations":
+            key["quaternion"] = traj.rotations[i].tolist()
+        key["K"] = traj.K[i].tolist()
+        if traj.times is not None:
+            key["time"] = float(traj.times[i])
+        keys.append(key)
+    doc["keys"] = keys
+    return atomic_write_text(path, json.dumps(doc, indent=1))
+
+
+def read_camera_export(doc: dict, path: Path | str) -> Trajectory:
+    """The ``trajectory export`` schema ``{"width", "height", "frames": [{"K", "world_to_cam"}]}``, per frame."""
+    where = str(path)
+    try:
+        width, height = int(doc["width"]), int(doc["height"])
+        K = np.array([f["K"] for f in doc["frames"]], np.float64).reshape(-1, 3, 3)
+        w2c = np.array([f["world_to_cam"] for f in doc["frames"]], np.float64).reshape(-1, 4, 4)
+    except (KeyError, TypeError, ValueError) as e:
+        raise TrajectoryError(f"{where}: a trajectory export needs width, height and frames of K and world_to_cam ({e})") from e
+    p, q = poses_from_world_to_cam(w2c)
+    return Trajectory(p, q, K, width, height, per_frame=True, source=where)
+
+
+# --------------------------------------------------------------------------------------- transforms.json
+
+
+def read_transforms_json(
+    path: str | os.PathLike, size: tuple[int, int] | None = None, doc: dict | None = None
+) -> Trajectory:
+    """nerfstudio / instant-ngp ``transforms.json``: OpenGL camera-to-world per frame, ``world_to_cam =
+    F @ inv(transform_matrix)``. Frames are ordered by ``file_path`` (as nerfstudio does)."""
+    path = Path(path)
+    where = str(path)
+    doc = _read_json(path) if doc is None else doc
+    frames = doc.get("frames")
+    if not isinstance(frames, list) or not frames:
+        raise TrajectoryError(f"{where}: \"frames\" must be a non-empty list")
+    if any("file_path" in f for f in frames):
+        frames = sorted(frames, key=lambda f: _natural_key(str(f.get("file_path", ""))))
+    Ks, sizes, w2cs = [], [], []
+    distorted = False
+    for i, fr in enumerate(frames):
+        fw = f"{where}: frames[{i}]"
+
+        def get(key, fr=fr):
+            return fr.get(key, doc.get(key))
+
+        M = np.array(fr.get("transform_matrix"), dtype=np.float64)
+        if M.shape == (3, 4):
+            M = np.vstack([M, [0.0, 0.0, 0.0, 1.0]])
+        if M.shape != (4, 4) or not np.isfinite(M).all():
+            raise TrajectoryError(f"{fw}.transform_matrix must be a finite 4x4 (or 3x4) matrix")
+        w2cs.append(GL_TO_CV @ _rigid_inverse_checked(M, fw))
+        cx, cy = get("cx"), get("cy")
+        w, h = get("w"), get("h")
+        if w is None:
+            w = 2 * cx if cx is not None else (size[0] if size else None)
+        if h is None:
+            h = 2 * cy if cy is not None else (size[1] if size else None)
+        if w is None or h is None:
+            w, h = DEFAULT_SIZE
+        w, h = int(round(w)), int(round(h))
+        fx, fy = get("fl_x"), get("fl_y")
+        if fx is None and get("camera_angle_x") is not None:
+            fx = w / (2.0 * math.tan(float(get("camera_angle_x")) / 2.0))
+        if fy is None and get("camera_angle_y") is not None:
+            fy = h / (2.0 * math.tan(float(get("camera_angle_y")) / 2.0))
+        fx = fx if fx is not None else fy
+        fy = fy if fy is not None else fx
+        if fx is None:
+            raise TrajectoryError(f"{fw}: no intrinsics (fl_x/fl_y or camera_angle_x)")
+        cx = w / 2.0 if cx is None else cx
+        cy = h / 2.0 if cy is None else cy
+        Ks.append(np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]], np.float64))
+        sizes.append((w, h))
+        distorted |= any(abs(float(get(k) or 0.0)) > 0 for k in ("k1", "k2", "k3", "k4", "p1", "p2"))
+    if distorted:
+        warnings.warn(f"{where}: lens distortion coefficients are ignored (pinhole cameras only)", stacklevel=2)
+    own = sizes[0]
+    K = np.stack([resize_intrinsics(k, s, own) for k, s in zip(Ks, sizes, strict=True)])
+    p, q = poses_from_world_to_cam(np.stack(w2cs))
+    return Trajectory(p, q, K, own[0], own[1], per_frame=True, source=where)
+
+
+def _rigid_inverse_checked(M: np.ndarray, where: str) -> np.ndarray:
+    R = M[:3, :3]
+    scale = np.linalg.norm(R, axis=0)
+    if np.any(scale < 1e-12):
+        raise TrajectoryError(f"{where}: camera matrix has a zero axis")
+    if np.abs(scale - 1.0).max() > 1e-4:
+        warnings.warn(f"{where}: camera matrix has scale {scale}; removed", stacklevel=3)
+        M = remove_scale(M)
+    out = np.eye(4)
+    out[:3, :3] = M[:3, :3].T
+    out[:3, 3] = -M[:3, :3].T @ M[:3, 3]
+    return out
+
+
+def _natural_key(s: str):
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s)]
+
+
+# ------------------------------------------------------------------------------------------------- COLMAP
+
+_COLMAP_MODELS = {  # model -> (parameter count, function params -> (fx, fy, cx, cy), distortion slice)
+    "SIMPLE_PINHOLE": (3, lambda p: (p[0], p[0], p[1], p[2]), slice(3, 3)),
+    "PINHOLE": (4, lambda p: (p[0], p[1], p[2], p[3]), slice(4, 4)),
+    "SIMPLE_RADIAL": (4, lambda p: (p[0], p[0], p[1], p[2]), slice(3, 4)),
+    "RADIAL": (5, lambda p: (p[0], p[0], p[1], p[2]), slice(3, 5)),
+    "OPENCV": (8, lambda p: (p[0], p[1], p[2], p[3]), slice(4, 8)),
+    "FULL_OPENCV": (12, lambda p: (p[0], p[1], p[2], p[3]), slice(4, 12)),
+}
+
+
+def _colmap_files(folder: Path) -> tuple[Path, Path] | None:
+    for d in (folder, folder / "sparse" / "0", folder / "sparse"):
+        if (d / "cameras.txt").is_file() and (d / "images.txt").is_file():
+            return d / "cameras.txt", d / "images.txt"
+    return None
+
+
+def read_colmap(folder: str | os.PathLike) -> Trajectory:
+    """COLMAP text model: ``images.txt`` (q, t) is the OpenCV world_to_cam ``[R(q) | t]`` (q stored w
+    first); ``cameras.txt`` gives K. Images are ordered by name; distortion is ignored with a warning."""
+    folder = Path(folder)
+    files = _colmap_files(folder)
+    if files is None:
+        raise TrajectoryError(f"{folder}: no cameras.txt and images.txt (also looked in sparse/0 and sparse)")
+    cam_file, img_file = files
+    cameras: dict[int, tuple[np.ndarray, tuple[int, int]]] = {}
+    distorted = False
+    for ln, line in enumerate(cam_file.read_text().splitlines(), 1):
+        tok = line.split()
+        if not tok or tok[0].startswith("#"):
+            continue
+        where = f"{cam_file}:{ln}"
+        if len(tok) < 4:
+            raise TrajectoryError(f"{where}: expected CAMERA_ID MODEL WIDTH HEIGHT PARAMS[]")
+        model = tok[1]
+        if model not in _COLMAP_MODELS:
+            raise TrajectoryError(f"{where}: camera model {model} is not supported; use {', '.join(_COLMAP_MODELS)}")
+        count, intr, dist = _COLMAP_MODELS[model]
+        try:
+            cam_id, w, h = int(tok[0]), int(tok[2]), int(tok[3])
+            params = [float(x) for x in tok[4:]]
+        except ValueError as e:
+            raise TrajectoryError(f"{where}: {e}") from e
+        if len(params) != count:
+            raise TrajectoryError(f"{where}: {model} needs {count} parameters, got {len(params)}")
+        fx, fy, cx, cy = intr(params)
+        distorted |= any(abs(x) > 0 for x in params[dist])
+        cameras[cam_id] = (np.array([[fx, 0.0, cx], [0.0, fy, cy], [0.0, 0.0, 1.0]]), (w, h))
+    if not cameras:
+        raise TrajectoryError(f"{cam_file}: no cameras")
+    lines = [(ln, line) for ln, line in enumerate(img_file.read_text().splitlines(), 1) if not line.startswith("#")]
+    entries = []
+    for j in range(0, len(lines), 2):  # an image line, then its (possibly empty) POINTS2D line
+        ln, line = lines[j]
+        tok = line.split()
+        if not tok:
+            continue
+        where = f"{img_file}:{ln}"
+        if len(tok) < 10:
+            raise TrajectoryError(f"{where}: expected IMAGE_ID QW QX QY QZ TX TY TZ CAMERA_ID NAME")
+        try:
+            qw, qx, qy, qz, tx, ty, tz = (float(x) for x in tok[1:8])
+            cam_id = int(tok[8])
+        except ValueError as e:
+            raise TrajectoryError(f"{where}: {e}") from e
+        if cam_id not in cameras:
+            raise TrajectoryError(f"{where}: camera {cam_id} is not in {cam_file.name}")
+        R = quat_to_matrix(np.array([qx, qy, qz, qw]))
+        w2c = np.eye(4)
+        w2c[:3, :3] = R
+        w2c[:3, 3] = [tx, ty, tz]
+        entries.append((" ".join(tok[9:]), w2c, cam_id))
+    if not entries:
+        raise TrajectoryError(f"{img_file}: no images")
+    if distorted:
+        warnings.warn(f"{cam_file}: lens distortion is ignored (pinhole cameras only)", stacklevel=2)
+    entries.sort(key=lambda e: _natural_key(e[0]))
+    own = cameras[entries[0][2]][1]
+    K = np.stack([resize_intrinsics(cameras[c][0], cameras[c][1], own) for _, _, c in entries])
+    p, q = poses_from_world_to_cam(np.stack([e[1] for e in entries]))
+    return Trajectory(p, q, K, own[0], own[1], per_frame=True, source=str(folder))
+
+
+# --------------------------------------------------------------------------------------------------- glTF
+
+class _Channel:
+    """One animation sampler driving one node property (translation, rotation or scale)."""
+
+    def __init__(self, times: np.ndarray, values: np.ndarray, interpolation: str, path: str, where: str):
+        self.times = times
+        self.path = path
+        self.interpolation = interpolation
+        n = len(times)
+        if interpolation == "CUBICSPLINE":
+            if len(values) != 3 * n:
+                raise TrajectoryError(f"{where}: CUBICSPLINE output needs 3 values per key")
+            v = values.reshape(n, 3, -1)
+            self.in_tangents, self.values, self.out_tangents = v[:, 0], v[:, 1], v[:, 2]
+        else:
+            if len(values) != n:
+                raise TrajectoryError(f"{where}: sampler output has {len(values)} values for {n} times")
+            self.values = values
+        if n == 0 or (n > 1 and np.any(np.diff(times) < 0)):
+            raise TrajectoryError(f"{where}: sampler input times must be non-empty and non-decreasing")
+
+    def __call__(self, t: np.ndarray) -> np.ndarray:
+        times, v = self.times, self.values
+        if len(times) == 1:
+            return np.repeat(v[:1], len(t), axis=0)
+        t = np.clip(t, times[0], times[-1])
+        i = np.clip(np.searchsorted(times, t, side="right") - 1, 0, len(times) - 2)
+        dt = times[i + 1] - times[i]
+        s = np.divide(t - times[i], dt, out=np.zeros_like(t), where=dt > 0)[:, None]
+        if self.interpolation == "STEP":
+            out = np.where(s >= 1.0, v[i + 1], v[i])
+        elif self.interpolation == "CUBICSPLINE":
+            s2, s3 = s * s, s * s * s
+            out = (
+                (2 * s3 - 3 * s2 + 1) * v[i]
+                + (s3 - 2 * s2 + s) * dt[:, None] * self.out_tangents[i]
+                + (-2 * s3 + 3 * s2) * v[i + 1]
+                + (s3 - s2) * dt[:, None] * self.in_tangents[i + 1]
+            )
+        elif self.path == "rotation":
+            out = _slerp(v[i], v[i + 1], s[:, 0])
+        else:
+            out = (1 - s) * v[i] + s * v[i + 1]
+        if self.path == "rotation":
+            out = out / np.linalg.norm(out, axis=1, keepdims=True)
+        return out
+
+
+def _slerp(q0: np.ndarray, q1: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Row-wise shortest-path slerp of unit quaternions (the glTF spec's reference formula)."""
+    d = np.sum(q0 * q1, axis=1)
+    q1 = np.where(d[:, None] < 0, -q1, q1)
+    d = np.abs(d)
+    theta = np.arccos(np.clip(d, -1.0, 1.0))
+    sin = np.sin(theta)
+    near = sin < 1e-9
+    a = np.where(near, 1 - s, np.sin((1 - s) * theta) / np.where(near, 1.0, sin))
+    b = np.where(near, s, np.sin(s * theta) / np.where(near, 1.0, sin))
+    return a[:, None] * q0 + b[:, None] * q1
+
+
+def read_gltf_camera(
+    path: str | os.PathLike, camera: str | None = None, size: tuple[int, int] | None = None
+) -> Trajectory:
+    """An animated perspective camera in a .glb/.gltf: node hierarchy composed at every sampled time
+    (translation/rotation/scale samplers, LINEAR/STEP/CUBICSPLINE), ``world_to_cam = F @ inv(M(t))``,
+    ``f_y = H / (2 tan(yfov / 2))`` with square pixels. ``camera`` picks a camera node by node name or
+    camera name; without it the file must hold exactly one camera node."""
+    path = Path(path)
+    where = str(path)
+    doc, buffers = read_gltf(path, TrajectoryError)
+    nodes = doc.get("nodes", [])
+    cam_nodes = [i for i, n in enumerate(nodes) if "camera" in n]
+    cams = doc.get("cameras", [])
+
+    def label(i: int) -> str:
+        n = nodes[i]
+        cam_name = cams[n["camera"]].get("name") if n["camera"] < len(cams) else None
+        return n.get("name") or cam_name or f"node{i}"
+
+    if not cam_nodes:
+        raise TrajectoryError(f"{where}: no camera in the file")
+    if camera is not None:
+        picked = [
+            i for i in cam_nodes if camera in (nodes[i].get("name"), cams[nodes[i]["camera"]].get("name"), f"node{i}")
+        ]
+        if not picked:
+            raise TrajectoryError(f"{where}: no camera named {camera!r}; cameras: {[label(i) for i in cam_nodes]}")
+        node = picked[0]
+    elif len(cam_nodes) == 1:
+        node = cam_nodes[0]
+    else:
+        raise TrajectoryError(
+            f"{where}: {len(cam_nodes)} cameras; pick one with [trajectory] camera = NAME: {[label(i) for i in cam_nodes]}"
+        )
+    cam = cams[nodes[node]["camera"]]
+    if cam.get("type") != "perspective":
+        raise TrajectoryError(f"{where}: camera {label(node)!r} is {cam.get('type')}; only perspective cameras are used")
+    persp = cam.get("perspective", {})
+    yfov = float(persp.get("yfov", 0.0))
+    if not 0.0 < yfov < math.pi:
+        raise TrajectoryError(f"{where}: camera {label(node)!r} has yfov {yfov}; expected (0, pi) radians")
+    width, height = size or DEFAULT_SIZE
+    aspect = persp.get("aspectRatio")
+    if aspect is not None and abs(float(aspect) - width / height) > 1e-3 * width / height:
+        note(
+            f"{where}: camera aspect ratio {float(aspect):.4g} differs from {width}x{height}; the vertical "
+            "field of view is kept"
+        )
+
+    parent = parents(doc)
+    chain = [node]
+    while chain[-1] in parent:
+        chain.append(parent[chain[-1]])
+    chain.reverse()  # root first
+
+    # animation channels on the chain: the first animation that moves any node of it
+    animations = doc.get("animations", [])
+    chosen = None
+    for a_i, anim in enumerate(animations):
+        if any(ch.get("target", {}).get("node") in chain for ch in anim.get("channels", [])):
+            chosen = a_i
+            break
+    if chosen is None:
+        raise TrajectoryError(f"{where}: camera {label(node)!r} is not animated (no animation moves it or its parents)")
+    moving = [
+        a.get("name", f"animation{i}")
+        for i, a in enumerate(animations)
+        if i != chosen and any(ch.get("target", {}).get("node") in chain for ch in a.get("channels", []))
+    ]
+    if moving:
+        note(f"{where}: using the first animation that moves the camera; ignored {moving}")
+    anim = animations[chosen]
+    channels: dict[tuple[int, str], _Channel] = {}
+    for c_i, ch in enumerate(anim.get("channels", [])):
+        tgt = ch.get("target", {})
+        if tgt.get("node") not in chain or tgt.get("path") not in ("translation", "rotation", "scale"):
+            continue
+        sampler = anim["samplers"][ch["sampler"]]
+        cw = f"{where}: animations[{chosen}].channels[{c_i}]"
+        times = read_accessor(doc, buffers, sampler["input"], TrajectoryError)[:, 0]
+        values = read_accessor(doc, buffers, sampler["output"], TrajectoryError)
+        interp = sampler.get("interpolation", "LINEAR")
+        if interp not in ("LINEAR", "STEP", "CUBICSPLINE"):
+            raise TrajectoryError(f"{cw}: interpolation {interp!r} is not LINEAR, STEP or CUBICSPLINE")
+        channels[(tgt["node"], tgt["path"])] = _Channel(times, values, interp, tgt["path"], cw)
+
+    def world(t: np.ndarray) -> np.ndarray:
+        M = np.repeat(np.eye(4)[None], len(t), axis=0)
+        for i in chain:
+            n = nodes[i]
+            if not any((i, p) in channels for p in ("translation", "rotation", "scale")):
+                local = np.broadcast_to(local_matrix(n), (len(t), 4, 4))
+            else:
+                def prop(p, default, i=i, n=n):
+                    if (i, p) in channels:
+                        return channels[(i, p)](t)
+                    return np.repeat(np.array([n.get(p, default)], np.float64), len(t), axis=0)
+
+                local = trs_matrices(
+                    prop("translation", [0.0, 0.0, 0.0]), prop("rotation", [0.0, 0.0, 0.0, 1.0]), prop("scale", [1.0, 1.0, 1.0])
+                )
+            M = M @ local
+        return M
+
+    f = height / (2.0 * math.tan(yfov / 2.0))
+    K0 = np.array([[f, 0.0, width / 2.0], [0.0, f, height / 2.0], [0.0, 0.0, 1.0]])
+
+    def evaluate(t: np.ndarray):
+        from scipy.spatial.transform import Rotation
+
+        M = world(np.atleast_1d(np.asarray(t, np.float64)))
+        R = M[:, :3, :3] / np.linalg.norm(M[:, :3, :3], axis=1, keepdims=True)  # scale removed per column
+        R_cv = R @ GL_TO_CV[:3, :3]  # c2w_cv = c2w_gl @ F
+        return M[:, :3, 3].copy(), Rotation.from_matrix(R_cv).as_quat(), np.repeat(K0[None], len(M), axis=0)
+
+    evaluate.positions = lambda t: world(np.atleast_1d(np.asarray(t, np.float64)))[:, :3, 3]
+    key_times = np.unique(np.concatenate([c.times for c in channels.values()]))
+    if len(key_times) < 2:
+        raise TrajectoryError(f"{where}: the camera animation has a single key time; nothing moves")
+    p, q, K = evaluate(key_times)
+    return Trajectory(p, q, K, width, height, times=key_times, source=where, evaluator=evaluate)
+
+
+# ---------------------------------------------------------------------------------------------- generators
+
+
+def orbit(
+    center=(0.0, 0.0, 0.0),
+    radius: float = 10.0,
+    height: float = 3.0,
+    degrees: float = 360.0,
+    start: float = 0.0,
+    target=None,
+    fov_y: float | None = None,
+    fov_x: float | None = None,
+    up=(0.0, 1.0, 0.0),
+    frames: int | None = None,
+    size: tuple[int, int] = DEFAULT_SIZE,
+) -> Trajectory:
+    """A circular path around ``center`` (Y up) at ``height`` above it, sweeping ``degrees`` counter-clockwise
+    seen from above from the angle ``start`` (0 = on the +z side), looking at ``target`` (default ``center``).
+    Keys every degree; constant speed."""
+    c = _vector(center, "[trajectory].center")
+    tgt = c if target is None else _vector(target, "[trajectory].target")
+    if not radius > 0:
+        raise TrajectoryError(f"[trajectory].radius must be positive, got {radius}")
+    if degrees == 0:
+        raise TrajectoryError("[trajectory].degrees must not be 0")
+    n = max(8, int(math.ceil(abs(degrees))) + 1)
+    a = np.radians(start + np.linspace(0.0, degrees, n))
+    P = np.stack([c[0] + radius * np.sin(a), np.full(n, c[1] + height), c[2] + radius * np.cos(a)], axis=1)
+    T = np.repeat(tgt[None], n, axis=0)
+    return _generated(P, T, "targets", fov_y, fov_x, up, frames, size, "orbit")
+
+
+def flythrough(
+    waypoints,
+    targets=None,
+    fov_y: float | None = None,
+    fov_x: float | None = None,
+    up=(0.0, 1.0, 0.0),
+    frames: int | None = None,
+    size: tuple[int, int] = DEFAULT_SIZE,
+) -> Trajectory:
+    """A path through ``waypoints`` (>= 2), looking at ``targets`` (one per waypoint, or one for all),
+    or along the path when there are none. Constant speed."""
+    P = np.array(waypoints, dtype=np.float64) if waypoints is not None else np.zeros((0, 3))
+    if P.ndim != 2 or P.shape[1] != 3 or len(P) < 2 or not np.isfinite(P).all():
+        raise TrajectoryError("[trajectory].waypoints must be a list of at least two [x, y, z] points")
+    if targets is None:
+        return _generated(P, None, "ahead", fov_y, fov_x, up, frames, size, "flythrough")
+    T = np.array(targets, dtype=np.float64)
+    if T.shape == (3,):
+        T = np.repeat(T[None], len(P), axis=0)
+    if T.shape != P.shape or not np.isfinite(T).all():
+        raise TrajectoryError("[trajectory].targets must be one [x, y, z] point or one per waypoint")
+    if np.any(np.linalg.norm(T - P, axis=1) < 1e-9):
+        raise TrajectoryError("[trajectory].targets must differ from their waypoints")
+    return _generated(P, T, "targets", fov_y, fov_x, up, frames, size, "flythrough")
+
+
+def _generated(P, T, orientation, fov_y, fov_x, up, frames, size, name) -> Trajectory:
+    w, h = size
+    if fov_y is not None and fov_x is not None:
+        raise TrajectoryError("[trajectory]: give fov_y or fov_x, not both")
+    try:
+        if fov_y is not None:
+            K = intrinsics_from_fov(w, h, fov_y_deg=float(fov_y))
+        else:
+            K = intrinsics_from_fov(w, h, fov_x_deg=float(fov_x if fov_x is not None else DEFAULT_FOV_X))
+    except ValueError as e:
+        raise TrajectoryError(f"[trajectory]: {e}") from e
+    upv = _vector(up, "[trajectory].up")
+    if orientation == "targets":
+        Q = _look_at_quats(P, T, upv)
+    else:
+        d = _nonzero_directions(_hermite(np.arange(len(P), dtype=np.float64), P)(np.arange(len(P)), 1), P)
+        Q = _look_at_quats(P, P + d, upv)
+    return Trajectory(
+        P, Q, np.repeat(K[None], len(P), axis=0), w, h, targets=T, orientation=orientation, up=tuple(upv),
+        frames=frames, source=name,
+    )
+
+
+GENERATORS = {"orbit": orbit, "flythrough": flythrough}
+
+
+def export_trajectory(
+    source: str | os.PathLike, output: str | os.PathLike, frames: int | None = None, size: str | None = None
+) -> Path:
+    """Write per-frame cameras ``{"width", "height", "frames": [{"K", "world_to_cam"}]}`` (OpenCV) for a job
+    file (the cameras the pipeline uses) or any supported trajectory file (per-frame formats frame by frame,
+    keyframes at their natural count); ``frames`` resamples to exactly that many, ``size`` is "WxH"."""
+    from videofrom3d.job import job_cameras, job_trajectory, load_job, parse_size
+    from videofrom3d.prepare.arcs import save_cameras
+
+    source = Path(source)
+    wh = parse_size(size) if size else None
+    if frames is not None and frames < 1:
+        raise TrajectoryError(f"--frames must be positive, got {frames}")
+    if source.suffix.lower() == ".toml":
+        job = load_job(source)
+        if wh is not None:
+            job = replace(job, width=wh[0], height=wh[1])
+        if frames is None:
+            cams = job_cameras(job)
+        else:
+            cams = job_trajectory(job).resample(frames, job.trajectory.timing).cameras(job.width, job.height)
+    else:
+        traj = load_trajectory(source, size=wh)
+        w, h = wh or (traj.width, traj.height)
+        if frames is not None:
+            cams = traj.resample(frames).cameras(w, h)
+        elif traj.per_frame:
+            cams = traj.cameras(w, h)
+        else:
+            cams = traj.resample(traj.natural_frames()).cameras(w, h)
+    return save_cameras(output, cams)
+
+
+# ---------------------------------------------------------------------------------------------- validation
+
+
+def _vector(v, where: str, n: int = 3) -> np.ndarray:
+    try:
+        a = np.array(v, dtype=np.float64)
+    except (TypeError, ValueError):
+        a = None
+    if a is None or a.shape != (n,) or not np.isfinite(a).all():
+        raise TrajectoryError(f"{where} must be a list of {n} finite numbers, got {v!r}")
+    return a
+
+
+def _float(v, where: str) -> float:
+    if isinstance(v, bool) or not isinstance(v, int | float) or not math.isfinite(v):
+        raise TrajectoryError(f"{where} must be a finite number, got {v!r}")
+    return float(v)
+
+
+def _int_field(doc: dict, key: str, where: str, default: int) -> int:
+    v = doc.get(key, default)
+    if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+        raise TrajectoryError(f"{where}: \"{key}\" must be a positive integer, got {v!r}")
+    return v
