@@ -1,0 +1,846 @@
+"""``render()``: job -> prepare -> align -> anchors -> inbetween -> video, through a resumable work folder.
+
+Work folder (``WORK`` = the job's ``out``, by default ``work/<job name>``; a stable interface)::
+
+    WORK/manifest.json             input/output hashes of every stage item, anchor edits, run history
+    WORK/prepare/arcNNN/           edge maps, depth, normals, object ids, flows (+ noise.npy for diffusion)
+    WORK/align/preview_style.json  preview engine: palette and sky colours of the style image(s)
+    WORK/align/lora.safetensors    diffusion engine: the style LoRA (paper 3.2)
+    WORK/anchors/NNN.png           anchor k, the view at global frame k*N
+    WORK/edits/anchorNNN.png       a user's replacement for anchor k (``--anchor K image.png``)
+    WORK/inbetween/arcNNN/NNNN.png the F = N+1 frames of arc k (local index; frame 0 and N are the anchors' views)
+    WORK/frames/NNNN.png           the video's frames, global index from 0, shared arc ends once
+    WORK/video.mp4                 H.264 at the job's fps
+
+Reuse: every item (an arc, an anchor, an arc's frames, the video) is recorded in the manifest with the hash
+of what it reads (the job fields it uses, the hashes of its upstream outputs, the code version, the engine
+and model ids) and the hash of what it wrote. A re-run recomputes exactly the items whose input hash changed
+or whose output is missing or altered. Outputs are written under temporary names and renamed, and recorded
+only after that, so a run killed at any point resumes where it stopped and ends with the same bytes as an
+uninterrupted run (the engines are deterministic, and every stage reads its upstream outputs back from disk,
+never from a float copy an interrupted run would not have).
+
+Arc-level editing: ``reseed_anchor=(K, SEED)`` or ``anchor_images={K: path}`` redo anchor K and the arcs
+K-1 and K that touch it. With sparse appearance guidance anchor K+1 was generated from anchor K; it is kept
+as it is (its input hash covers the unedited chain only), so an edit never ripples down the trajectory.
+Edits are remembered in the manifest; ``reset_edits=True`` drops them (the default anchors come back).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib.util
+import shutil
+import sys
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from videofrom3d.errors import VideoFrom3DError
+from videofrom3d.io.atomic import atomic_path
+from videofrom3d.io.images import read_image, write_image
+from videofrom3d.io.manifest import Manifest, digest_file, digest_json, digest_path
+
+STAGES = ("prepare", "align", "anchors", "inbetween", "video")
+ENGINES = ("auto", "preview", "diffusion")
+MODEL_MODES = ("real", "tiny-random")
+# Bump a stage's number when a code change alters its outputs, so old work folders recompute it.
+CODE_REVISION = {"prepare": 1, "noise": 1, "align": 1, "anchors": 1, "inbetween": 1, "video": 1}
+# Weights the diffusion engine needs; the inbetween stage needs cogvideox and one of ggi / flow_lora.
+DIFFUSION_MODELS = ("flux", "controlnet_hed", "cogvideox")
+INBETWEEN_WEIGHTS = ("ggi", "flow_lora")
+
+
+class PipelineError(VideoFrom3DError, ValueError):
+    """A render that cannot start or go on (bad edit, bad option, missing upstream output)."""
+
+
+@dataclass
+class StageResult:
+    """One stage of one run: seconds, which items ran and which were reused, where they are."""
+
+    name: str
+    seconds: float = 0.0
+    ran: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    outputs: list[Path] = field(default_factory=list)
+    note: str = ""
+
+
+@dataclass
+class RenderResult:
+    work_dir: Path
+    engine: str
+    engine_reason: str
+    models: str
+    stages: list[StageResult]
+    manifest: Path
+    video: Path | None = None
+    frames: Path | None = None
+    anchors: list[Path] = field(default_factory=list)
+    arcs: list[Path] = field(default_factory=list)
+
+    def stage(self, name: str) -> StageResult:
+        for s in self.stages:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    @property
+    def redone(self) -> dict[str, list[str]]:
+        return {s.name: list(s.ran) for s in self.stages}
+
+    @property
+    def seconds(self) -> float:
+        return sum(s.seconds for s in self.stages)
+
+    def summary(self) -> str:
+        """The closing table: each stage's time, what ran or was reused, and where it wrote."""
+        rows = [f"{'stage':<10} {'time':>8}  {'ran':>4} {'reused':>6}  output"]
+        for s in self.stages:
+            where = _short_outputs(s.outputs, self.work_dir)
+            rows.append(f"{s.name:<10} {s.seconds:>7.1f}s  {len(s.ran):>4} {len(s.reused):>6}  {where}{s.note}")
+        rows.append(f"{'total':<10} {self.seconds:>7.1f}s")
+        rows.append(f"engine: {self.engine} ({self.engine_reason})")
+        rows.append(f"work folder: {self.work_dir}")
+        if self.video is not None:
+            rows.append(f"video: {self.video}")
+        rows.append(f"manifest: {self.manifest}")
+        return "\n".join(rows)
+
+
+def _short_outputs(paths: list[Path], work: Path) -> str:
+    if not paths:
+        return "-"
+    rel = [str(p.relative_to(work)) if p.is_relative_to(work) else str(p) for p in paths]
+    return rel[0] if len(rel) == 1 else f"{rel[0]} .. {rel[-1]} ({len(rel)})"
+
+
+# ------------------------------------------------------------------------------------------------ helpers
+
+
+def derive_seed(seed: int, *parts: Any) -> int:
+    """A seed for one random draw of one item, from the job's seed and a name (e.g. ``"anchor", 2``)."""
+    text = ":".join(str(p) for p in (seed, *parts))
+    return int.from_bytes(hashlib.blake2b(text.encode(), digest_size=8).digest(), "little") % (2**31)
+
+
+def anchor_prompt(job, k: int) -> str:
+    """The anchor's text: the (first) style's identifier prompt, plus the job's post-prompt for anchor k."""
+    base = job.styles[0].identifier_prompt if job.styles else ""
+    extra = job.anchor_prompt(k)
+    return ", ".join(p for p in (base, extra) if p)
+
+
+def cuda_status() -> tuple[bool, str]:
+    """(whether a CUDA GPU is usable, a short description or the reason not)."""
+    if importlib.util.find_spec("torch") is None:
+        return False, "torch is not installed (pip install 'videofrom3d[diffusion]')"
+    import torch
+
+    if not torch.cuda.is_available():
+        return False, f"no CUDA GPU visible to torch {torch.__version__}"
+    name = torch.cuda.get_device_name(0)
+    mem = torch.cuda.get_device_properties(0).total_memory / 2**30
+    return True, f"{name}, {mem:.0f} GiB"
+
+
+def missing_diffusion_weights(job=None) -> list[str]:
+    """Registry keys of the weights the diffusion engine needs that are not on this machine."""
+    from videofrom3d import models as registry
+
+    def override(key):
+        return job.model(key) if job is not None else None
+
+    missing = [k for k in DIFFUSION_MODELS if registry.find(k, override(k)) is None]
+    if all(registry.find(k, override(k)) is None for k in INBETWEEN_WEIGHTS):
+        missing.append(" or ".join(INBETWEEN_WEIGHTS))
+    return missing
+
+
+def choose_engine(engine: str = "auto", models: str = "real", job=None) -> tuple[str, str]:
+    """-> (``"preview"`` | ``"diffusion"``, why). ``auto`` picks diffusion when every weight it needs is found
+    and a CUDA GPU is present (or when ``models="tiny-random"``, which needs neither), else preview."""
+    if engine not in ENGINES:
+        raise PipelineError(f"--engine must be one of {', '.join(ENGINES)}, got {engine!r}")
+    if models not in MODEL_MODES:
+        raise PipelineError(f"--models must be one of {', '.join(MODEL_MODES)}, got {models!r}")
+    if engine == "preview":
+        return "preview", "asked for with --engine preview"
+    if engine == "diffusion":
+        return "diffusion", "asked for with --engine diffusion" + (" (tiny random models)" if models == "tiny-random" else "")
+    if models == "tiny-random":
+        return "diffusion", "auto: --models tiny-random runs the diffusion code path on tiny random models"
+    missing = missing_diffusion_weights(job)
+    gpu, gpu_text = cuda_status()
+    if not missing and gpu:
+        return "diffusion", f"auto: every weight found and a CUDA GPU ({gpu_text})"
+    why = []
+    if missing:
+        why.append(f"missing weights: {', '.join(missing)} (see `videofrom3d doctor`)")
+    if not gpu:
+        why.append(gpu_text)
+    return "preview", "auto: " + "; ".join(why)
+
+
+def _scene_files(path: Path) -> list[Path]:
+    """The scene file and the side files its geometry may live in (.bin of a .gltf, .mtl of an .obj)."""
+    files = [path]
+    if path.suffix.lower() == ".gltf":
+        files += sorted(path.parent.glob("*.bin"))
+    return files
+
+
+def _asdict(cfg) -> dict:
+    return json_ready(dataclasses.asdict(cfg)) if dataclasses.is_dataclass(cfg) else json_ready(cfg)
+
+
+def json_ready(x):
+    if isinstance(x, dict):
+        return {str(k): json_ready(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_ready(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
+
+
+def _config(cls, job, section: str, defaults: Mapping[str, Any] | None = None):
+    """The stage's frozen config from the job's ``[section]`` table (one-line errors naming the key)."""
+    from videofrom3d.job import JobError, config_from_options
+
+    options = {**(defaults or {}), **job.options(section)}
+    try:
+        return config_from_options(cls, options, section)
+    except ValueError as e:
+        if isinstance(e, VideoFrom3DError):
+            raise
+        raise JobError(str(e)) from e
+
+
+def _normalise_edits(reseed_anchor, anchor_images) -> tuple[list[tuple[int, int]], list[tuple[int, Path]]]:
+    def pairs(x):
+        if x is None:
+            return []
+        if isinstance(x, Mapping):
+            return list(x.items())
+        x = list(x)
+        if len(x) == 2 and not isinstance(x[0], list | tuple):
+            return [tuple(x)]
+        return [tuple(p) for p in x]
+
+    reseeds = []
+    for k, s in pairs(reseed_anchor):
+        try:
+            reseeds.append((int(k), int(s)))
+        except (TypeError, ValueError):
+            raise PipelineError(f"--reseed-anchor wants two integers K SEED, got {k!r} {s!r}") from None
+    images = []
+    for k, p in pairs(anchor_images):
+        try:
+            images.append((int(k), Path(p)))
+        except (TypeError, ValueError):
+            raise PipelineError(f"--anchor wants an anchor index and an image path, got {k!r} {p!r}") from None
+    return reseeds, images
+
+
+# ------------------------------------------------------------------------------------------------ render
+
+
+def render(
+    job,
+    until: str = "video",
+    engine: str = "auto",
+    models: str = "real",
+    reseed_anchor=None,
+    anchor_images=None,
+    export_official: str | Path | None = None,
+    progress: bool = True,
+    with_noise: bool | None = None,
+    reset_edits: bool = False,
+    log: Callable[[str], None] | None = None,
+) -> RenderResult:
+    """Run the stages up to ``until`` (``prepare``, ``align``, ``anchors``, ``inbetween`` or ``video``),
+    reusing what the work folder already holds for the same inputs.
+
+    ``engine``: ``auto`` | ``preview`` | ``diffusion`` (auto prints which it chose and why). ``models``:
+    ``real`` weights or ``tiny-random`` models (a smoke test of the diffusion code path).
+    ``reseed_anchor``: ``(K, SEED)`` or a list of them; ``anchor_images``: ``{K: image path}`` or a list of
+    pairs; both redo only anchor K and the two arcs that touch it (see the module docstring).
+    ``export_official``: also write the prepared arcs in the authors' folder layout there.
+    ``with_noise``: compute the warped noise in ``prepare`` (default: when the engine is diffusion or an
+    official export is asked for). ``log`` receives the lines the command prints (default: stdout)."""
+    if until not in STAGES:
+        raise PipelineError(f"until must be one of {', '.join(STAGES)}, got {until!r}")
+    log = log or (lambda s: print(s, flush=True))
+    chosen, reason = choose_engine(engine, models, job)
+    log(f"engine: {chosen} ({reason})")
+    run = _Run(job, chosen, reason, models, progress, log)
+    run.plan(reseed_anchor, anchor_images, reset_edits)
+    steps = {
+        "prepare": lambda: run.prepare(with_noise, export_official),
+        "align": run.align,
+        "anchors": run.anchors,
+        "inbetween": run.inbetween,
+        "video": run.video,
+    }
+    results = []
+    for name in STAGES[: STAGES.index(until) + 1]:
+        t0 = time.perf_counter()
+        res = steps[name]()
+        res.seconds = time.perf_counter() - t0
+        run.manifest.finish_stage(name, res.ran, res.reused, res.seconds)
+        run.manifest.note_redone(name, res.ran)
+        results.append(res)
+        log(f"{name:<10} {res.seconds:6.1f}s  ran {len(res.ran)}, reused {len(res.reused)}")
+    run.close()
+    out = RenderResult(
+        work_dir=run.work,
+        engine=chosen,
+        engine_reason=reason,
+        models=models,
+        stages=results,
+        manifest=run.manifest.path,
+        video=run.work / "video.mp4" if until == "video" else None,
+        frames=run.work / "frames" if until == "video" else None,
+        anchors=[run.anchor_path(k) for k in range(run.n_anchors)] if STAGES.index(until) >= 2 else [],
+        arcs=[run.arc_folder(k) for k in range(run.n_arcs)],
+    )
+    return out
+
+
+def prepare(job, **kw) -> RenderResult:
+    """Edge maps, depth, flows (and warped noise) of every arc: ``render(job, until="prepare")``."""
+    return render(job, until="prepare", **kw)
+
+
+def align(job, **kw) -> RenderResult:
+    """The style LoRA (diffusion) or the style palette (preview): ``render(job, until="align")``."""
+    return render(job, until="align", **kw)
+
+
+def generate_anchors(job, **kw) -> RenderResult:
+    """Anchor views: ``render(job, until="anchors")``."""
+    return render(job, until="anchors", **kw)
+
+
+def inbetween(job, **kw) -> RenderResult:
+    """Frames of every arc: ``render(job, until="inbetween")``."""
+    return render(job, until="inbetween", **kw)
+
+
+class _Run:
+    """State of one render: the job, the work folder and its manifest, the chosen engine, loaded arcs."""
+
+    def __init__(self, job, engine: str, reason: str, models: str, progress: bool, log):
+        from videofrom3d import __version__
+
+        self.job = job
+        self.engine = engine
+        self.reason = reason
+        self.models = models
+        self.progress = progress
+        self.log = log
+        self.version = __version__
+        self.work = Path(job.work_dir)
+        self.manifest: Manifest | None = None
+        self._arcs: OrderedDict[int, Any] = OrderedDict()
+        self._engines: dict[str, Any] = {}
+        self.digests: dict[str, str] = {}
+
+    # ----------------------------------------------------------------------------------------- planning
+    def plan(self, reseed_anchor, anchor_images, reset_edits: bool) -> None:
+        """Cameras and arcs from the job, and the anchor edits checked, all before anything is written."""
+        from videofrom3d.job import job_cameras
+        from videofrom3d.prepare.arcs import arc_ranges, check_cameras
+
+        job = self.job
+        for s in job.styles:
+            if not Path(s.image).is_file():
+                raise PipelineError(f"style image not found: {s.image}")
+        if not Path(job.scene.path).is_file():
+            raise PipelineError(f"scene file not found: {job.scene.path}")
+        cameras = job_cameras(job)
+        try:
+            self.ranges = arc_ranges(len(cameras), job.frames_per_arc)
+        except ValueError as e:
+            raise PipelineError(str(e)) from None
+        check_cameras(cameras)
+        self.cameras = cameras
+        self.n_arcs = len(self.ranges)
+        self.n_anchors = self.n_arcs + 1
+        reseeds, images = _normalise_edits(reseed_anchor, anchor_images)
+        size = (job.width, job.height)
+        new_images = []
+        for k, seed in reseeds:
+            self._check_anchor_index(k, "--reseed-anchor")
+            if seed < 0:
+                raise PipelineError(f"--reseed-anchor {k}: the seed must be >= 0, got {seed}")
+        for k, p in images:
+            self._check_anchor_index(k, "--anchor")
+            try:
+                img = read_image(p, size=size)
+            except (FileNotFoundError, ValueError) as e:
+                raise PipelineError(f"--anchor {k}: {e}") from None
+            new_images.append((k, img))
+        # everything checked: now the work folder may change
+        self.work.mkdir(parents=True, exist_ok=True)
+        self.manifest = Manifest.load(self.work)
+        edits = self.manifest.edits("anchors")
+        if reset_edits:
+            edits.clear()
+        for k, seed in reseeds:
+            edits[str(k)] = {"seed": seed}
+        for k, img in new_images:
+            path = self.work / "edits" / f"anchor{k:03d}.png"
+            write_image(path, img)
+            edits[str(k)] = {"image": str(path.relative_to(self.work)), "digest": digest_file(path)}
+        self.manifest.data["job"] = job.name
+        self.manifest.begin_run(engine=self.engine, engine_reason=self.reason, models=self.models,
+                                edits={k: dict(v) for k, v in edits.items()})
+
+    def _check_anchor_index(self, k: int, flag: str) -> None:
+        if not 0 <= k < self.n_anchors:
+            raise PipelineError(
+                f"{flag} {k}: this job has {self.n_anchors} anchors (0..{self.n_anchors - 1}), one per arc end"
+            )
+
+    # ----------------------------------------------------------------------------------------- paths
+    def arc_folder(self, k: int) -> Path:
+        return self.work / "prepare" / f"arc{k:03d}"
+
+    def anchor_path(self, k: int) -> Path:
+        return self.work / "anchors" / f"{k:03d}.png"
+
+    def frames_folder(self, k: int) -> Path:
+        return self.work / "inbetween" / f"arc{k:03d}"
+
+    def _bar(self, items: Iterable, desc: str, total: int | None = None, leave: bool = True):
+        from tqdm.auto import tqdm
+
+        return tqdm(items, desc=desc, total=total, disable=not self.progress, leave=leave, unit="item",
+                    file=sys.stderr, dynamic_ncols=True)
+
+    def _common(self, stage: str) -> dict:
+        return {"stage": stage, "code": self.version, "revision": CODE_REVISION[stage]}
+
+    def load_arc(self, k: int):
+        """Arc k as written on disk (never the float copy that was saved: a resumed run must see the same)."""
+        from videofrom3d.prepare.arcs import PreparedArc
+
+        if k in self._arcs:
+            self._arcs.move_to_end(k)
+            return self._arcs[k]
+        arc = PreparedArc.load(self.arc_folder(k), with_noise=self.engine == "diffusion")
+        self._arcs[k] = arc
+        while len(self._arcs) > 2:
+            self._arcs.popitem(last=False)
+        return arc
+
+    def _prune(self, stage: str, prefix: str, keep: int, path_of: Callable[[int], Path]) -> None:
+        """Drop items (and their files) of indices beyond ``keep`` left by an earlier, longer trajectory."""
+        items = self.manifest.items(stage)
+        for name in list(items):
+            if name.startswith(prefix) and name[len(prefix):].isdigit() and int(name[len(prefix):]) >= keep:
+                items.pop(name)
+        k = keep
+        while path_of(k).exists():
+            p = path_of(k)
+            shutil.rmtree(p) if p.is_dir() else p.unlink()
+            k += 1
+
+    # ----------------------------------------------------------------------------------------- prepare
+    def prepare(self, with_noise: bool | None, export_official) -> StageResult:
+        from videofrom3d.prepare.arcs import PrepareConfig
+
+        job = self.job
+        res = StageResult("prepare")
+        cfg = _config(PrepareConfig, job, "prepare")
+        need_noise = (self.engine == "diffusion") if with_noise is None else bool(with_noise)
+        need_noise = need_noise or export_official is not None
+        scene_digest = digest_json([digest_file(p) for p in _scene_files(Path(job.scene.path))]
+                                   + [job.scene.up, job.scene.unit_scale])
+        rec = self.manifest.stage("prepare")
+        scene_info = rec.get("scene")
+        if not scene_info or scene_info.get("digest") != scene_digest:
+            scene_info = None
+        self._scene = None
+        self._renderer = None
+
+        def scene():
+            if self._scene is None:
+                from videofrom3d.scene.mesh import load_scene
+
+                self._scene = load_scene(job.scene.path, up=job.scene.up, unit_scale=job.scene.unit_scale)
+            return self._scene
+
+        cfg_dict = _asdict(cfg)
+        cfg_dict.pop("preview", None)  # the preview mp4 is a by-product, not an input of later stages
+        noise_cfg = self._noise_config() if need_noise else None
+        bar = self._bar(range(self.n_arcs), "prepare", total=self.n_arcs)
+        for k in bar:
+            a, b = self.ranges[k]
+            cams = self.cameras[a : b + 1]
+            folder = self.arc_folder(k)
+            key = digest_json({
+                **self._common("prepare"), "scene": scene_digest, "cameras": [c.to_dict() for c in cams],
+                "size": [job.width, job.height], "config": cfg_dict, "index": k, "first_frame": a,
+            })
+            item = f"arc{k:03d}"
+            if self.manifest.is_current("prepare", item, key, folder / "arc.json"):
+                res.reused.append(item)
+            else:
+                t0 = time.perf_counter()
+                from videofrom3d.prepare import make_renderer, prepare_arc
+                from videofrom3d.prepare.arcs import write_arc_preview
+
+                if self._renderer is None:
+                    self._renderer = make_renderer(scene(), backend=cfg.backend)
+                arc = prepare_arc(self._renderer, scene(), cams, cfg, index=k, first_frame=a)
+                arc.save(folder)
+                if cfg.preview:
+                    write_arc_preview(arc, folder / "preview.mp4", fps=job.fps)
+                del arc
+                out = digest_path(folder, exclude=("preview.mp4", "noise.npy"))
+                self.manifest.record("prepare", item, key, out, time.perf_counter() - t0)
+                res.ran.append(item)
+            self.digests[item] = self.manifest.item("prepare", item)["output"]
+            if need_noise:
+                self._noise(k, noise_cfg, res)
+            res.outputs.append(folder)
+        if scene_info is None:
+            lo, hi = scene().bounds
+            rec["scene"] = {"digest": scene_digest, "extent": float(np.linalg.norm(np.asarray(hi) - np.asarray(lo)))}
+            self.manifest.save()
+        self.scene_extent = float(rec["scene"]["extent"])
+        self._prune("prepare", "arc", self.n_arcs, self.arc_folder)
+        self._prune("prepare", "noise", self.n_arcs, lambda k: self.arc_folder(k) / "noise.npy")
+        self._scene = self._renderer = None
+        if export_official is not None:
+            res.outputs.append(self._export_official(Path(export_official)))
+        return res
+
+    def _noise_config(self):
+        from videofrom3d.prepare.noise_warp import NoiseConfig
+
+        return _config(NoiseConfig, self.job, "noise",
+                       defaults={"latent_size": [self.job.height // 8, self.job.width // 8]})
+
+    def _noise(self, k: int, cfg, res: StageResult) -> None:
+        """Warped noise of arc k into ``arc/noise.npy`` (its own manifest item, so a preview run's arcs gain
+        noise later without being prepared again)."""
+        from videofrom3d.prepare.noise_warp import warped_noise_for_arc
+
+        item = f"noise{k:03d}"
+        seed = derive_seed(self.job.seed, "noise", k)
+        key = digest_json({**self._common("noise"), "arc": self.digests[f"arc{k:03d}"], "config": _asdict(cfg),
+                           "seed": seed, "frames_per_arc": self.job.frames_per_arc})
+        path = self.arc_folder(k) / "noise.npy"
+        if self.manifest.is_current("prepare", item, key, path):
+            res.reused.append(item)
+        else:
+            t0 = time.perf_counter()
+            with np.load(self.arc_folder(k) / "flow.npz") as f:
+                flows, valid = f["forward"], f["forward_valid"]
+            noise = warped_noise_for_arc(flows, self.job.frames_per_arc, cfg, seed, valid=valid)
+            with atomic_path(path) as tmp:
+                np.save(tmp, np.asarray(noise, np.float32).astype(np.float16))
+            self.manifest.record("prepare", item, key, digest_file(path), time.perf_counter() - t0, seed=seed)
+            res.ran.append(item)
+        self.digests[item] = self.manifest.item("prepare", item)["output"]
+
+    def _export_official(self, out: Path) -> Path:
+        try:
+            from videofrom3d.prepare.official import export_official
+        except ImportError as e:
+            raise PipelineError(f"--export-official is not available in this install ({e})") from None
+        from videofrom3d.prepare.arcs import PreparedArc
+
+        arcs = [PreparedArc.load(self.arc_folder(k)) for k in range(self.n_arcs)]
+        export_official(arcs, out)
+        return out
+
+    # ----------------------------------------------------------------------------------------- align
+    def _style_digests(self) -> list:
+        return [[digest_file(s.image), s.identifier_prompt] for s in self.job.styles]
+
+    def align(self) -> StageResult:
+        res = StageResult("align")
+        if self.engine == "preview":
+            from videofrom3d.preview import PreviewConfig, style_from_files
+
+            cfg = _config(PreviewConfig, self.job, "preview")
+            path = self.work / "align" / "preview_style.json"
+            key = digest_json({**self._common("align"), "engine": "preview", "styles": self._style_digests(),
+                               "palette_size": cfg.palette_size, "seed": self.job.seed})
+            if self.manifest.is_current("align", "preview", key, path, verify=True):
+                res.reused.append("preview")
+            else:
+                t0 = time.perf_counter()
+                style = style_from_files([s.image for s in self.job.styles], cfg.palette_size, seed=self.job.seed)
+                style.save(path)
+                self.manifest.record("align", "preview", key, digest_file(path), time.perf_counter() - t0)
+                res.ran.append("preview")
+            if not self.job.styles:
+                res.note = " (no style image in the job: default palette)"
+        else:
+            path = self._align_diffusion(res)
+        self.digests["align"] = self.manifest.item("align", self.engine)["output"]
+        res.outputs.append(path)
+        return res
+
+    def _align_diffusion(self, res: StageResult) -> Path:
+        from videofrom3d.align import AlignConfig, train_style_lora
+
+        job = self.job
+        if not job.styles:
+            raise PipelineError("the diffusion engine needs a style image: add [[style]] image = ... to the job "
+                                "(or --style IMAGE)")
+        cfg = _config(AlignConfig, job, "align")
+        model_ids = {k: job.model(k) for k in ("flux", "controlnet_hed", "hed")}
+        key = digest_json({**self._common("align"), "engine": "diffusion", "models": self.models,
+                           "model_ids": model_ids, "styles": self._style_digests(), "config": _asdict(cfg),
+                           "seed": job.seed})
+        out_dir = self.work / "align"
+        path = out_dir / "lora.safetensors"
+        if self.manifest.is_current("align", "diffusion", key, path, verify=True):
+            res.reused.append("diffusion")
+            return path
+        rec = self.manifest.item("align", "diffusion")
+        if rec is not None and rec.get("key") != key:
+            # another style or config: checkpoints of the old training must not be resumed
+            for p in out_dir.glob("*"):
+                if p.name != "preview_style.json":
+                    shutil.rmtree(p) if p.is_dir() else p.unlink()
+        self.manifest.record("align", "diffusion", key, None, status="training")
+        t0 = time.perf_counter()
+        lora = Path(train_style_lora(job, cfg, out_dir, models=self.models))
+        if lora != path:
+            shutil.copyfile(lora, path) if lora.is_file() else None
+        self.manifest.record("align", "diffusion", key, digest_file(path), time.perf_counter() - t0)
+        res.ran.append("diffusion")
+        return path
+
+    # ----------------------------------------------------------------------------------------- engines
+    def _preview_config(self):
+        from videofrom3d.preview import PreviewConfig
+
+        return _config(PreviewConfig, self.job, "preview")
+
+    def _preview_common(self) -> dict:
+        cfg = self._preview_config()
+        fog = cfg.fog_distance if cfg.fog_distance is not None else self.scene_extent
+        return {"engine": "preview", "config": _asdict(cfg), "fog_distance": fog, "style": self.digests["align"]}
+
+    def anchor_engine(self):
+        if "anchors" not in self._engines:
+            if self.engine == "preview":
+                from videofrom3d.preview import PreviewAnchors, PreviewStyle
+
+                cfg = self._preview_config()
+                style = PreviewStyle.load(self.work / "align" / "preview_style.json")
+                fog = cfg.fog_distance if cfg.fog_distance is not None else self.scene_extent
+                self._engines["anchors"] = PreviewAnchors(style, cfg, fog_distance=fog)
+            else:
+                from videofrom3d.anchors import AnchorConfig, load_anchor_generator
+
+                cfg = _config(AnchorConfig, self.job, "anchors")
+                self._engines["anchors"] = load_anchor_generator(
+                    self.job, cfg, models=self.models, lora_path=self.work / "align" / "lora.safetensors"
+                )
+        return self._engines["anchors"]
+
+    def inbetween_engine(self):
+        if "inbetween" not in self._engines:
+            self._close("anchors")  # one diffusion model in memory at a time
+            if self.engine == "preview":
+                from videofrom3d.preview import PreviewInbetweener, PreviewStyle
+
+                cfg = self._preview_config()
+                style = PreviewStyle.load(self.work / "align" / "preview_style.json")
+                fog = cfg.fog_distance if cfg.fog_distance is not None else self.scene_extent
+                self._engines["inbetween"] = PreviewInbetweener(style, cfg, fog_distance=fog)
+            else:
+                from videofrom3d.inbetween import InbetweenConfig, load_inbetweener
+
+                cfg = _config(InbetweenConfig, self.job, "inbetween")
+                self._engines["inbetween"] = load_inbetweener(self.job, cfg, models=self.models)
+        return self._engines["inbetween"]
+
+    def _engine_common(self, stage: str) -> dict:
+        if self.engine == "preview":
+            return {**self._common(stage), **self._preview_common()}
+        section = {"anchors": "anchors", "inbetween": "inbetween"}[stage]
+        keys = ("flux", "controlnet_hed") if stage == "anchors" else ("cogvideox", "ggi", "flow_lora", "blip2")
+        return {**self._common(stage), "engine": "diffusion", "models": self.models,
+                "model_ids": {k: self.job.model(k) for k in keys}, "options": json_ready(self.job.options(section)),
+                "align": self.digests["align"] if stage == "anchors" else None}
+
+    def _close(self, name: str) -> None:
+        eng = self._engines.pop(name, None)
+        if eng is not None and hasattr(eng, "close"):
+            eng.close()
+
+    def close(self) -> None:
+        for name in list(self._engines):
+            self._close(name)
+        self._arcs.clear()
+
+    # ----------------------------------------------------------------------------------------- anchors
+    def anchor_view(self, k: int) -> tuple[int, int]:
+        """(arc, local frame) of anchor k: the first frame of arc 0, then the last frame of arc k-1 (the same
+        camera as arc k's first frame, and the arc whose end->start flow links anchor k-1 to anchor k)."""
+        return (0, 0) if k == 0 else (k - 1, self.job.frames_per_arc)
+
+    def anchors(self) -> StageResult:
+        from videofrom3d.prepare.flow import backward_warp
+
+        res = StageResult("anchors")
+        job = self.job
+        common = self._engine_common("anchors")
+        edits = self.manifest.edits("anchors")
+        prev_base = None
+        bar = self._bar(range(self.n_anchors), "anchors", total=self.n_anchors)
+        for k in bar:
+            arc_k, frame = self.anchor_view(k)
+            prompt = anchor_prompt(job, k)
+            default_seed = derive_seed(job.seed, "anchor", k)
+            base = digest_json({**common, "view": [self.digests[f"arc{arc_k:03d}"], frame], "prompt": prompt,
+                                "seed": default_seed, "previous": prev_base})
+            edit = edits.get(str(k))
+            key = digest_json({"base": base, "edit": edit})
+            path = self.anchor_path(k)
+            item = f"anchor{k:03d}"
+            if self.manifest.is_current("anchors", item, key, path, verify=True):
+                res.reused.append(item)
+            else:
+                t0 = time.perf_counter()
+                seed = default_seed
+                if edit and "image" in edit:
+                    src = self.work / edit["image"]
+                    if not src.is_file() or digest_file(src) != edit["digest"]:
+                        raise PipelineError(f"anchor {k}: the edit image {src} is missing or changed; "
+                                            f"give it again with --anchor {k} IMAGE")
+                    image = read_image(src, size=(job.width, job.height))
+                else:
+                    if edit and "seed" in edit:
+                        seed = int(edit["seed"])
+                    arc = self.load_arc(arc_k)
+                    guide = None
+                    if k > 0:
+                        previous = read_image(self.anchor_path(k - 1))  # as on disk, so a resumed run agrees
+                        warped, observed = backward_warp(previous, arc.flow_end_to_start, arc.flow_end_to_start_valid)
+                        guide = self._guide(warped, observed)
+                    extra = {"frame": frame} if self.engine == "preview" else {}
+                    image = self.anchor_engine().generate(arc.edge_maps[frame], prompt, seed, guide, arc=arc, **extra)
+                write_image(path, image)
+                self.manifest.record("anchors", item, key, digest_file(path), time.perf_counter() - t0,
+                                     seed=seed, prompt=prompt, edit=edit)
+                res.ran.append(item)
+            self.digests[item] = self.manifest.item("anchors", item)["output"]
+            res.outputs.append(path)
+            prev_base = base
+        self._prune("anchors", "anchor", self.n_anchors, self.anchor_path)
+        return res
+
+    def _guide(self, warped, observed):
+        if self.engine == "preview":
+            from videofrom3d.preview import PreviewGuide
+
+            return PreviewGuide(warped, observed)
+        from videofrom3d.anchors import AnchorGuide
+
+        return AnchorGuide(warped_previous=warped, observed_mask=observed)
+
+    # ----------------------------------------------------------------------------------------- inbetween
+    def inbetween(self) -> StageResult:
+        res = StageResult("inbetween")
+        job = self.job
+        common = self._engine_common("inbetween")
+        bar = self._bar(range(self.n_arcs), "inbetween", total=self.n_arcs)
+        for k in bar:
+            item = f"arc{k:03d}"
+            folder = self.frames_folder(k)
+            prompt = self._inbetween_prompt()
+            seed = derive_seed(job.seed, "inbetween", k)
+            upstream = [self.digests[f"arc{k:03d}"], self.digests.get(f"noise{k:03d}") if self.engine == "diffusion" else None]
+            key = digest_json({**common, "arc": upstream, "start": self.digests[f"anchor{k:03d}"],
+                               "end": self.digests[f"anchor{k + 1:03d}"], "prompt": prompt, "seed": seed})
+            if self.manifest.is_current("inbetween", item, key, folder, verify=True):
+                res.reused.append(item)
+            else:
+                t0 = time.perf_counter()
+                arc = self.load_arc(k)
+                start = read_image(self.anchor_path(k))
+                end = read_image(self.anchor_path(k + 1))
+                eng = self.inbetween_engine()
+                with atomic_path(folder, suffix="") as tmp:
+                    tmp.mkdir(parents=True)
+                    if hasattr(eng, "iter_frames"):
+                        frames = eng.iter_frames(start, end, arc.edge_maps, seed, arc)
+                    else:
+                        frames = eng.inbetween(start, end, arc.edge_maps, arc.warped_noise, prompt, seed, arc=arc)
+                    count = 0
+                    for i, frame in enumerate(self._bar(frames, f"arc {k}", total=arc.frame_count, leave=False)):
+                        write_image(tmp / f"{i:04d}.png", frame)
+                        count += 1
+                    if count != arc.frame_count:
+                        raise PipelineError(f"inbetween of arc {k} gave {count} frames, expected {arc.frame_count}")
+                self.manifest.record("inbetween", item, key, digest_path(folder), time.perf_counter() - t0,
+                                     seed=seed, prompt=prompt)
+                res.ran.append(item)
+            self.digests[f"frames{k:03d}"] = self.manifest.item("inbetween", item)["output"]
+            res.outputs.append(folder)
+        self._prune("inbetween", "arc", self.n_arcs, self.frames_folder)
+        return res
+
+    def _inbetween_prompt(self) -> str:
+        """The video prompt: ``[inbetween] prompt`` if the job gives one, else the first style's identifier
+        (the preview engine ignores it)."""
+        given = self.job.options("inbetween").get("prompt")
+        if isinstance(given, str) and given:
+            return given
+        return anchor_prompt(self.job, 0)
+
+    # ----------------------------------------------------------------------------------------- video
+    def video(self) -> StageResult:
+        from videofrom3d.io.video import write_video
+
+        res = StageResult("video")
+        job = self.job
+        frames_dir = self.work / "frames"
+        video = self.work / "video.mp4"
+        key = digest_json({**self._common("video"), "arcs": [self.digests[f"frames{k:03d}"] for k in range(self.n_arcs)],
+                           "fps": job.fps, "frames_per_arc": job.frames_per_arc})
+        if (self.manifest.is_current("video", "frames", key, frames_dir, verify=True)
+                and self.manifest.is_current("video", "video", key, video, verify=True)):
+            res.reused += ["frames", "video"]
+        else:
+            t0 = time.perf_counter()
+            sources = []
+            for k in range(self.n_arcs):
+                first = 0 if k == 0 else 1  # arc k's frame 0 is arc k-1's last frame
+                sources += [self.frames_folder(k) / f"{i:04d}.png" for i in range(first, job.frames_per_arc + 1)]
+            with atomic_path(frames_dir, suffix="") as tmp:
+                tmp.mkdir(parents=True)
+                for g, src in enumerate(sources):
+                    shutil.copyfile(src, tmp / f"{g:04d}.png")
+            self.manifest.record("video", "frames", key, digest_path(frames_dir), time.perf_counter() - t0,
+                                 count=len(sources))
+            res.ran.append("frames")
+            t0 = time.perf_counter()
+            frames = (read_image(frames_dir / f"{g:04d}.png") for g in range(len(sources)))
+            write_video(video, self._bar(frames, "video", total=len(sources), leave=False), fps=job.fps)
+            self.manifest.record("video", "video", key, digest_file(video), time.perf_counter() - t0,
+                                 frames=len(sources), fps=job.fps)
+            res.ran.append("video")
+        res.outputs += [frames_dir, video]
+        return res

@@ -1,0 +1,142 @@
+"""The preview engine's two stages, with the interfaces of the diffusion stages so the pipeline treats both
+alike: :class:`PreviewAnchors` (``generate``) stands in for SAG anchors, :class:`PreviewInbetweener`
+(``inbetween``) for GGI. No weights, CPU only, deterministic (same inputs, same bytes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from videofrom3d.preview.config import PreviewConfig, PreviewError
+from videofrom3d.preview.geometry import flow_to_view, warp
+from videofrom3d.preview.shading import draw_lines, match_objects, shade_view
+from videofrom3d.preview.style import PreviewStyle
+
+
+@dataclass(frozen=True, eq=False)
+class PreviewGuide:
+    """The previous anchor warped into this view and the (H, W) bool mask of pixels it observed; the same
+    fields as the diffusion engine's ``AnchorGuide``."""
+
+    warped_previous: np.ndarray
+    observed_mask: np.ndarray
+
+
+class _Base:
+    def __init__(self, style: PreviewStyle, cfg: PreviewConfig | None = None, fog_distance: float = 0.0):
+        self.style = style
+        self.cfg = cfg or PreviewConfig()
+        self.fog_distance = float(self.cfg.fog_distance if self.cfg.fog_distance is not None else fog_distance)
+
+    def _shade(self, arc, i: int, seed: int) -> np.ndarray:
+        return shade_view(
+            arc.normals[i], arc.object_ids[i], arc.depth[i], arc.cameras[i], self.style, self.cfg, seed, self.fog_distance
+        )
+
+    def close(self) -> None:
+        """Nothing to free (the diffusion engines release GPU memory here)."""
+
+
+class PreviewAnchors(_Base):
+    """Anchor views shaded from the G-buffer; from the second anchor on, the previous anchor warped with the
+    exact flow replaces the observed pixels (the pixel-space form of the paper's Eq. 1: the observed share is
+    ``observed_weight``, the mask is eroded and feathered, newly seen parts of an object take its observed
+    colour) and only unobserved pixels keep the fresh shading."""
+
+    def generate(
+        self,
+        edge_map: np.ndarray,
+        prompt: str,
+        seed: int,
+        guide=None,
+        arc=None,
+        frame: int | None = None,
+    ) -> np.ndarray:
+        """(H, W) edge map -> (H, W, 3) float32 anchor. ``arc`` (a PreparedArc) is required; ``frame`` is the
+        anchor's frame in it (default: 0 without a guide, the arc's last frame with one, where the guide is
+        the arc's start anchor warped by ``flow_end_to_start``). ``prompt`` is ignored."""
+        if arc is None:
+            raise PreviewError("the preview engine shades anchors from the prepared arc: pass arc=PreparedArc")
+        last = arc.frame_count - 1
+        i = (0 if guide is None else last) if frame is None else int(frame) % arc.frame_count
+        fresh = self._shade(arc, i, seed)
+        if guide is not None:
+            cfg = self.cfg
+            scale = arc.size[1] / 480.0
+            warped = np.asarray(guide.warped_previous, np.float32)
+            mask = np.asarray(guide.observed_mask, bool)
+            r = max(0, round(cfg.erode_px * scale))
+            if r:
+                mask = cv2.erode(mask.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)).astype(bool)
+            if i == last:
+                # pixels that carry the previous view's lines are not surface colour: shade them fresh
+                prev_lines = warp(arc.edge_maps[0], arc.flow_end_to_start)
+                mask &= prev_lines < 0.15
+            fresh = match_objects(fresh, warped, mask, arc.object_ids[i])
+            soft = _feather(mask, cfg.feather_px * scale) * np.float32(cfg.observed_weight)
+            fresh = fresh + (warped - fresh) * soft[..., None]
+        out = draw_lines(fresh, edge_map, self.style, self.cfg.line_strength)
+        return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+class PreviewInbetweener(_Base):
+    """Frames between two anchors: both anchors warped into each inner frame along the exact flow (computed
+    from the arc's depth and cameras, with visibility), blended by time, lines redrawn from the frame's own
+    edge map, and holes (seen by neither anchor) filled with shading matched per object to what was seen."""
+
+    def inbetween(
+        self,
+        start: np.ndarray,
+        end: np.ndarray,
+        edge_maps: np.ndarray,
+        warped_noise=None,
+        prompt: str = "",
+        seed: int = 0,
+        arc=None,
+    ) -> np.ndarray:
+        """-> (F, H, W, 3) float32 with frame 0 == ``start`` and frame F-1 == ``end`` exactly.
+        ``warped_noise`` and ``prompt`` are ignored; ``arc`` is required."""
+        if arc is None:
+            raise PreviewError("the preview engine inbetweens from the prepared arc: pass arc=PreparedArc")
+        return np.stack(list(self.iter_frames(start, end, edge_maps, seed, arc)))
+
+    def iter_frames(self, start, end, edge_maps, seed, arc):
+        """The frames of :meth:`inbetween` one at a time (for progress and low memory)."""
+        n = len(edge_maps)
+        if n != arc.frame_count:
+            raise PreviewError(f"{n} edge maps for an arc of {arc.frame_count} frames")
+        start = np.asarray(start, np.float32)
+        end = np.asarray(end, np.float32)
+        tol = self.cfg.depth_tolerance
+        yield start
+        for i in range(1, n - 1):
+            t = np.float32(i / (n - 1))
+            f0, v0 = flow_to_view(arc.depth[i], arc.cameras[i], arc.depth[0], arc.cameras[0], tol)
+            f1, v1 = flow_to_view(arc.depth[i], arc.cameras[i], arc.depth[-1], arc.cameras[-1], tol)
+            w0 = v0 * (1 - t)
+            w1 = v1 * t
+            possible = w0 + w1
+            a0 = w0 * np.clip(1.0 - 3.0 * warp(edge_maps[0], f0), 0.0, 1.0)
+            a1 = w1 * np.clip(1.0 - 3.0 * warp(edge_maps[-1], f1), 0.0, 1.0)
+            total = a0 + a1
+            blend = (a0[..., None] * warp(start, f0) + a1[..., None] * warp(end, f1)) / np.maximum(total, 1e-6)[..., None]
+            seen = total > 1e-3
+            fresh = match_objects(self._shade(arc, i, seed), blend, seen, arc.object_ids[i])
+            alpha = np.where(seen, total / np.maximum(possible, 1e-6), 0.0).astype(np.float32)[..., None]
+            frame = fresh + (blend - fresh) * alpha
+            yield np.clip(draw_lines(frame, edge_maps[i], self.style, self.cfg.line_strength), 0.0, 1.0)
+        yield end
+
+    def caption(self, image) -> str:
+        """The preview engine needs no prompt."""
+        return ""
+
+
+def _feather(mask: np.ndarray, sigma: float) -> np.ndarray:
+    """Soft version of a bool mask that is 0 outside it and falls off smoothly inside its border."""
+    m = mask.astype(np.float32)
+    if sigma <= 0:
+        return m
+    return cv2.GaussianBlur(m, (0, 0), sigmaX=float(sigma)) * m
