@@ -87,7 +87,13 @@ def find_weight(key: str, models_dir: str | os.PathLike | None = None, override=
     try:
         return locate(key)
     except MissingModelError as e:
-        raise MissingModelError(key, looked + e.looked) from None
+        raise MissingModelError(key, looked + e.looked, hint=_HINTS.get(key, "")) from None
+
+
+_HINTS = {
+    "lpips": "put torchvision's alexnet-owt-7be5be79.pth and the LPIPS v0.1 heads alex.pth (from the lpips "
+    "package) in one folder; pass it with --model lpips=DIR or place it at $VIDEOFROM3D_MODELS/lpips",
+}
 
 
 def _first_line(e: BaseException) -> str:
