@@ -169,6 +169,130 @@ def _register_trajectory(add) -> None:
 def _register_stages(add) -> None:
     """prepare, align, anchors, inbetween, render, demo, doctor (pipeline)."""
 
+    def engine_args(p, edits: bool = False) -> None:
+        g = p.add_argument_group("engine")
+        g.add_argument("--engine", choices=["auto", "preview", "diffusion"], default="auto",
+                       help="auto (default): diffusion when every weight and a CUDA GPU are present, else the CPU "
+                       "preview engine; the choice and its reason are printed")
+        g.add_argument("--models", choices=["real", "tiny-random"], default="real",
+                       help="real weights (default) or tiny random models: a no-weights smoke test of the diffusion path")
+        g.add_argument("--quiet", action="store_true", help="no progress bars")
+        if edits:
+            e = p.add_argument_group("arc-level edits (remembered in the work folder's manifest)")
+            e.add_argument("--reseed-anchor", nargs=2, type=int, action="append", metavar=("K", "SEED"),
+                           help="redo anchor K with SEED, and the two arcs that touch it (repeatable)")
+            e.add_argument("--anchor", nargs=2, action="append", metavar=("K", "IMAGE"),
+                           help="use IMAGE as anchor K (resized to the job's size) and redo the two arcs that touch it")
+            e.add_argument("--reset-edits", action="store_true", help="forget earlier anchor edits (default anchors)")
+
+    stages = {
+        "prepare": ("edge maps, depth, exact flow (and warped noise) per arc; CPU, no weights (paper 3.1)",
+                    "Writes WORK/prepare/arcNNN/. Warped noise (noise.npy) is computed when the engine is\n"
+                    "diffusion, with --noise, or with --export-official."),
+        "align": ("the style: a LoRA on FLUX.1-dev + HED ControlNet (diffusion), or a palette (preview)",
+                  "Distribution alignment (paper 3.2). Runs prepare first if needed. Writes WORK/align/."),
+        "anchors": ("anchor views with sparse appearance-guided sampling (SAG, paper 3.2)",
+                    "Writes WORK/anchors/NNN.png (anchor k = the view at frame k*N). Runs earlier stages if needed."),
+        "inbetween": ("frames between anchors along the exact path (GGI, paper 3.3)",
+                      "Writes WORK/inbetween/arcNNN/NNNN.png. Runs earlier stages if needed."),
+    }
+    for name, (help_text, more) in stages.items():
+        p = add(name, help_text, f"{help_text[0].upper()}{help_text[1:]}.\n{more}\n"
+                "Stages whose inputs did not change since the last run are reused from the work folder.")
+        add_job_args(p)
+        engine_args(p, edits=name in ("anchors", "inbetween"))
+        if name == "prepare":
+            p.add_argument("--export-official", type=Path, metavar="DIR",
+                           help="also write the arcs in the authors' layout (hed/, corres/, noises.npy) to DIR")
+            p.add_argument("--noise", action="store_true", help="compute the warped noise even for the preview engine")
+        p.set_defaults(func=cmd_stage, until=name)
+    p = add("render", "all stages, then the video: job -> prepare -> align -> anchors -> inbetween -> video",
+            "Render a job to WORK/video.mp4 (WORK = --out, else the job's out, else work/<job name>).\n"
+            "Every stage writes WORK/<stage>/ and WORK/manifest.json records the hash of its inputs, so a\n"
+            "re-run reuses what did not change and a killed run resumes. --reseed-anchor/--anchor redo one\n"
+            "anchor and the two arcs that touch it.")
+    add_job_args(p)
+    engine_args(p, edits=True)
+    p.set_defaults(func=cmd_stage, until="video")
+
+    p = add("demo", "render the bundled example (a town square) into out/demo",
+            "Render the bundled example (examples/town) with DIR as the work folder: DIR/video.mp4, the stage\n"
+            "folders, DIR/contact_sheet.png (edge maps, anchors, frames) and DIR/trajectory.png.")
+    p.add_argument("--out", type=Path, default=Path("out/demo"), metavar="DIR", help="work folder (default out/demo)")
+    p.add_argument("--engine", choices=["auto", "preview", "diffusion"], default="preview",
+                   help="preview (default; CPU, no weights, about a minute), diffusion, or auto")
+    p.add_argument("--models", choices=["real", "tiny-random"], default="real")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_demo)
+
+    p = add("doctor", "what this machine has: Python, torch, GPU, memory, every model weight (found / missing)",
+            "Python, packages, torch/GPU, memory, the G-buffer backend, and every weight videofrom3d can use:\n"
+            "found (where) or missing (every place looked, and how to get it), with its licence. Downloads nothing.")
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+    p.set_defaults(func=cmd_doctor)
+
+
+def cmd_stage(args) -> int:
+    """prepare / align / anchors / inbetween / render: ``pipeline.render(job, until=...)``."""
+    from videofrom3d.pipeline import render
+
+    job = job_from_args(args)
+    reseed = [tuple(x) for x in (getattr(args, "reseed_anchor", None) or [])]
+    images = [tuple(x) for x in (getattr(args, "anchor", None) or [])]
+    result = render(
+        job,
+        until=args.until,
+        engine=args.engine,
+        models=args.models,
+        reseed_anchor=reseed or None,
+        anchor_images=images or None,
+        export_official=getattr(args, "export_official", None),
+        with_noise=True if getattr(args, "noise", False) else None,
+        reset_edits=getattr(args, "reset_edits", False),
+        progress=not args.quiet,
+    )
+    print(result.summary())
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """``render`` of the bundled example into DIR, plus the contact sheet and the trajectory picture."""
+    import dataclasses
+    import time
+
+    from videofrom3d.job import load_job
+    from videofrom3d.paths import example_job
+    from videofrom3d.pipeline import render
+    from videofrom3d.preview.sheet import write_contact_sheet
+
+    t0 = time.perf_counter()
+    job = dataclasses.replace(load_job(example_job()), out=args.out)
+    result = render(job, until="video", engine=args.engine, models=args.models, progress=not args.quiet)
+    sheet = write_contact_sheet(args.out, args.out / "contact_sheet.png", job.frames_per_arc,
+                                title=f"videofrom3d demo: {job.name}, {result.engine} engine")
+    traj = args.out / "trajectory.png"
+    try:
+        from videofrom3d.scene.plot import write_trajectory_preview
+
+        write_trajectory_preview(job, traj)
+    except ImportError as e:
+        traj = None
+        print(f"videofrom3d: note: no trajectory picture ({e})", file=sys.stderr)
+    print(result.summary())
+    print(f"contact sheet: {sheet}")
+    if traj is not None:
+        print(f"trajectory picture: {traj}")
+    print(f"demo finished in {time.perf_counter() - t0:.1f} s; score it with `videofrom3d eval {args.out}`")
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from videofrom3d.doctor import format_report, report
+
+    r = report()
+    print(json.dumps(r, indent=1) if args.json else format_report(r))
+    return 0
+
 
 def _register_eval(add) -> None:
     """eval (evaluation)."""

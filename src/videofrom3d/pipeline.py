@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib.util
 import shutil
 import sys
 import time
@@ -140,9 +139,10 @@ def anchor_prompt(job, k: int) -> str:
 
 def cuda_status() -> tuple[bool, str]:
     """(whether a CUDA GPU is usable, a short description or the reason not)."""
-    if importlib.util.find_spec("torch") is None:
+    try:
+        import torch
+    except ImportError:
         return False, "torch is not installed (pip install 'videofrom3d[diffusion]')"
-    import torch
 
     if not torch.cuda.is_available():
         return False, f"no CUDA GPU visible to torch {torch.__version__}"
