@@ -33,7 +33,7 @@ FPS = 8
 FRAMES = 136  # three arcs of 45 frames (+1 shared end)
 FRAMES_PER_ARC = 45
 KEY_EVERY = 5  # one keyframe every 5 frames: 28 keys
-FOV_Y_DEG = 50.0
+FOV_Y_DEG = 50
 EYE_HEIGHT = 2.0
 STYLE_SIZE = (768, 512)  # width, height; 3:2 like 720x480
 
@@ -63,7 +63,8 @@ class Part:
 
     def box(self, lo, hi) -> None:
         """Axis-aligned box from corner ``lo`` to ``hi``."""
-        self.obox(0.5 * (np.asarray(lo) + np.asarray(hi)), np.eye(3), 0.5 * (np.asarray(hi) - np.asarray(lo)))
+        lo, hi = np.minimum(lo, hi), np.maximum(lo, hi)
+        self.obox(0.5 * (lo + hi), np.eye(3), 0.5 * (hi - lo))
 
     def obox(self, center, axes, half) -> None:
         """Oriented box: ``axes`` rows are its unit axes (right-handed), ``half`` its half extents."""
@@ -149,7 +150,7 @@ class Frame:
         return np.stack([self.u, self.v, self.w])
 
 
-def facade(part: Part, fr: Frame, width: float, height: float, holes, depth: float = 0.22) -> None:
+def facade(part: Part, fr: Frame, width: float, height: float, holes, depth: float = 0.3) -> None:
     """A wall of ``width`` x ``height`` with rectangular openings ``holes`` [(u0, v0, u1, v1, kind)],
     each recessed by ``depth`` with jambs, a back face, mullions and a sill (kind "window"), or a plain
     recess (kind "door" / "shop")."""
@@ -421,6 +422,52 @@ def fountain(base_y: float) -> list[Part]:
     return [stone, water]
 
 
+def planter(name: str, x: float, z: float, base_y: float, rng: np.random.Generator) -> Part:
+    """A stone planter box with a clipped bush."""
+    p = Part(name, (150, 140, 125))
+    p.box((x - 0.7, base_y, z - 0.7), (x + 0.7, base_y + 0.6, z + 0.7))
+    p.box((x - 0.8, base_y + 0.6, z - 0.8), (x + 0.8, base_y + 0.68, z + 0.8))
+    bush = trimesh.creation.icosphere(subdivisions=2, radius=1.0)
+    v = np.asarray(bush.vertices) * np.array([0.65, 0.55, 0.65]) * rng.uniform(0.9, 1.1)
+    p.mesh(trimesh.Trimesh(v, bush.faces, process=False), _translate(x, base_y + 1.1, z))
+    return p
+
+
+def cafe_table(name: str, x: float, z: float, base_y: float) -> Part:
+    """A round table under a parasol, with two chairs."""
+    p = Part(name, (200, 80, 60))
+    p.mesh(_cylinder(0.35, 0.04, 24), _translate(x, base_y + 0.72, z))
+    p.mesh(_cylinder(0.04, 0.72, 8), _translate(x, base_y, z))
+    p.mesh(_cylinder(0.25, 0.03, 16), _translate(x, base_y, z))
+    p.mesh(_cylinder(0.03, 1.6, 8), _translate(x, base_y + 0.76, z))
+    p.mesh(_cone(1.3, 0.55, 8), _translate(x, base_y + 2.0, z))
+    for dx in (-0.65, 0.65):
+        p.box((x + dx - 0.2, base_y + 0.42, z - 0.2), (x + dx + 0.2, base_y + 0.46, z + 0.2))
+        back = 0.2 if dx > 0 else -0.2
+        p.box(
+            (x + dx + back - 0.02 * np.sign(back), base_y + 0.46, z - 0.2),
+            (x + dx + back, base_y + 0.9, z + 0.2),
+        )
+        for lx in (-0.17, 0.17):
+            for lz in (-0.17, 0.17):
+                p.box(
+                    (x + dx + lx - 0.02, base_y, z + lz - 0.02),
+                    (x + dx + lx + 0.02, base_y + 0.42, z + lz + 0.02),
+                )
+    return p
+
+
+def kiosk(name: str, x: float, z: float, base_y: float) -> Part:
+    """A small octagonal news kiosk with a counter opening and a pointed roof."""
+    p = Part(name, (60, 110, 90))
+    p.mesh(_cylinder(1.3, 2.4, 8), _translate(x, base_y, z))
+    p.mesh(_cylinder(1.6, 0.15, 8), _translate(x, base_y + 2.4, z))
+    p.mesh(_cone(1.7, 1.3, 8), _translate(x, base_y + 2.55, z))
+    p.mesh(trimesh.creation.icosphere(subdivisions=1, radius=0.15), _translate(x, base_y + 3.9, z))
+    p.box((x - 0.9, base_y + 1.0, z + 1.05), (x + 0.9, base_y + 1.08, z + 1.45))  # the counter
+    return p
+
+
 PLAZA = 16.0  # the square spans [-16, 16] in x and z
 PLAZA_Y = 0.12
 STREET_HALF = 3.5  # carriageway half width
@@ -445,6 +492,11 @@ def build_town(rng: np.random.Generator) -> list[Part]:
     ):
         plaza.box(lo, hi)
     plaza.box((-STREET_HALF, 0, PLAZA), (STREET_HALF, PLAZA_Y, PLAZA + 0.4))  # a step down to the street
+    plaza.mesh(_annulus(3.15, 5.0, 0.05, 64), _translate(0, PLAZA_Y, 0))  # a paved ring round the fountain
+    plaza.mesh(_annulus(5.0, 5.3, 0.09, 64), _translate(0, PLAZA_Y, 0))
+    for c in (-12.0, -8.0, 8.0, 12.0):  # bands of darker setts across the square
+        plaza.box((-PLAZA, PLAZA_Y, c - 0.25), (PLAZA, PLAZA_Y + 0.03, c + 0.25))
+        plaza.box((c - 0.25, PLAZA_Y, -PLAZA), (c + 0.25, PLAZA_Y + 0.03, PLAZA))
     parts.append(plaza)
 
     road = Part("road", (70, 70, 75))
@@ -508,6 +560,11 @@ def build_town(rng: np.random.Generator) -> list[Part]:
     ]
     for i, (x, z, yaw) in enumerate(benches):
         parts.append(bench(f"bench_{i + 1:02d}", x, z, PLAZA_Y, yaw))
+    for i, (x, z) in enumerate([(-8.0, 13.0), (8.0, 13.0), (13.5, -7.0), (-13.5, -7.5)]):
+        parts.append(planter(f"planter_{i + 1:02d}", x, z, PLAZA_Y, rng))
+    for i, (x, z) in enumerate([(15.0, -13.0), (15.2, -9.8), (12.2, -11.6), (15.0, 3.8), (15.0, 7.0)]):
+        parts.append(cafe_table(f"cafe_table_{i + 1:02d}", x, z, PLAZA_Y))
+    parts.append(kiosk("kiosk", 8.5, -10.5, PLAZA_Y))
     return parts
 
 
@@ -579,6 +636,7 @@ def camera_frames() -> tuple[np.ndarray, np.ndarray]:
 
 
 def camera_json() -> dict:
+    """Our keyframe format: a key every ``KEY_EVERY`` frames with its time, position and look-at point."""
     pos, view = camera_frames()
     keys = []
     for i in range(0, FRAMES, KEY_EVERY):
@@ -590,7 +648,14 @@ def camera_json() -> dict:
                 "look_at": [round(float(x), 4) for x in look],
             }
         )
-    return {"fps": FPS, "fov_y_deg": FOV_Y_DEG, "keyframes": keys}
+    return {"fps": FPS, "fov_y": FOV_Y_DEG, "keys": keys}
+
+
+def camera_text(doc: dict) -> str:
+    """JSON with one keyframe per line, so the path reads (and diffs) like a table."""
+    keys = ",\n".join("    " + json.dumps(k) for k in doc["keys"])
+    head = ",\n".join(f"  {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items() if k != "keys")
+    return "{\n" + head + ',\n  "keys": [\n' + keys + "\n  ]\n}\n"
 
 
 # ------------------------------------------------------------------------------------------- style image
@@ -631,7 +696,11 @@ def style_image(rng: np.random.Generator) -> np.ndarray:
     sky = col(70, 125, 190) * (1 - yy / 0.55) + col(250, 215, 170) * (yy / 0.55)
     img = np.broadcast_to(sky, (H, W, 3)).copy()
     clouds = _smooth_noise(rng, H, W, 64) * 0.6 + _smooth_noise(rng, H, W, 24) * 0.4
-    cmask = np.clip((clouds - 0.55) * 4.0, 0, 1)[..., None] * np.clip(1.0 - yy / 0.45, 0, 1)
+    cmask = (
+        np.clip((clouds - 0.55) * 4.0, 0, 1)[..., None]
+        * np.clip(1.0 - yy / 0.45, 0, 1)
+        * np.clip((yy - 0.04) / 0.1, 0, 1)
+    )
     img = img * (1 - 0.7 * cmask) + col(250, 245, 240) * 0.7 * cmask
 
     horizon = int(0.62 * H)
@@ -709,6 +778,8 @@ def style_image(rng: np.random.Generator) -> np.ndarray:
     img = soft * (1.0 - 0.55 * np.clip(edges * 2.5, 0, 0.5))
     paper = _smooth_noise(rng, H, W, 3)[..., None] * 0.08 + _smooth_noise(rng, H, W, 40)[..., None] * 0.06
     img = img * (0.93 + paper) + 0.04 * col(250, 240, 220)
+    grey = img.mean(axis=2, keepdims=True)
+    img = grey + 1.2 * (img - grey)  # a little more saturated, like wet pigment
     return np.clip(np.round(img * 255.0), 0, 255).astype(np.uint8)
 
 
@@ -752,7 +823,7 @@ def write_all(out: Path) -> dict:
     parts = build_town(rng)
     glb = export_glb(parts)
     (out / "town.glb").write_bytes(glb)
-    (out / "camera.json").write_text(json.dumps(camera_json(), indent=1) + "\n")
+    (out / "camera.json").write_text(camera_text(camera_json()))
     style = style_image(np.random.default_rng(SEED + 1))
     Image.fromarray(style).save(out / "style.png", format="PNG", optimize=False, compress_level=9)
     (out / "job.toml").write_text(JOB_TOML)
