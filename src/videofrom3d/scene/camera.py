@@ -10,6 +10,17 @@ Conventions converted here (matrices act on column vectors):
   Blender, nerfstudio, instant-ngp) to OpenCV camera axes and back (it is its own inverse):
   ``cam_to_world_cv = cam_to_world_gl @ F`` and ``world_to_cam_cv = F @ world_to_cam_gl``.
 - ``C`` maps a Blender Z-up world to a glTF Y-up world, ``(x, y, z) -> (x, z, -y)``; ``C^-1 = C^T``.
+
+Which function for which source:
+
+- glTF camera node world matrix ``M``, nerfstudio / instant-ngp ``transform_matrix`` (both OpenGL
+  camera-to-world): :func:`opengl_to_opencv` gives ``world_to_cam = F @ inv(M)``.
+- Blender ``matrix_world`` (OpenGL camera axes in a Z-up world): :func:`blender_to_opencv`, ``F @ inv(M)``,
+  or ``F @ inv(C @ M)`` to land in a Y-up world like the scene a glTF export gives.
+- COLMAP ``images.txt`` (q, t): already OpenCV world-to-camera, :func:`colmap_to_opencv` = ``[R(q) | t]``.
+- Intrinsics: glTF ``yfov`` -> :func:`intrinsics_from_fov`; Blender lens/sensor ->
+  :func:`intrinsics_from_focal` with ``focal_mm``; COLMAP / nerfstudio ``fl_x, fl_y, cx, cy`` are pixels
+  with the same pixel-centre convention as ours and are used as they are.
 """
 
 from __future__ import annotations
@@ -196,6 +207,23 @@ def opencv_to_blender(world_to_cam_cv: np.ndarray, from_y_up: bool = False) -> n
     if from_y_up:
         M = BLENDER_TO_GLTF_WORLD.T @ M
     return M
+
+
+def colmap_to_opencv(q_wxyz, t) -> np.ndarray:
+    """COLMAP ``images.txt`` pose (Hamilton quaternion w first, translation) -> OpenCV world_to_cam
+    ``[R(q) | t]``: COLMAP already stores world-to-camera in OpenCV axes."""
+    w, x, y, z = np.asarray(q_wxyz, dtype=np.float64)
+    T = np.eye(4)
+    T[:3, :3] = quat_to_matrix(np.array([x, y, z, w]))
+    T[:3, 3] = np.asarray(t, dtype=np.float64)
+    return T
+
+
+def opencv_to_colmap(world_to_cam_cv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Inverse of :func:`colmap_to_opencv`: (4,) quaternion w, x, y, z (w >= 0) and (3,) translation."""
+    T = np.asarray(world_to_cam_cv, dtype=np.float64)
+    x, y, z, w = matrix_to_quat(T[:3, :3])
+    return np.array([w, x, y, z]), T[:3, 3].copy()
 
 
 def remove_scale(M: np.ndarray) -> np.ndarray:
