@@ -252,10 +252,11 @@ def load_state_strict(model, state: dict[str, torch.Tensor], dtype: torch.dtype,
             problems.append(f"tensor {key!r} has shape {got}, expected {want}{hint}")
     if problems:
         raise CheckpointError(f"{where}: checkpoint does not match the model: " + "; ".join(problems[:8]))
+    parameters = {canonical_key(k) for k, _ in model.named_parameters()}
     converted = {}
     for key, (model_key, _ref) in expected.items():
-        value = state[key]
-        converted[model_key] = value.to(dtype) if value.is_floating_point() else value
+        value = state[key]  # parameters in ``dtype``; buffers (float64 positional tables) as stored
+        converted[model_key] = value.to(dtype) if value.is_floating_point() and key in parameters else value
     model.load_state_dict(converted, strict=True, assign=True)
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
         if t.is_meta:  # pragma: no cover - guarded by the strict key check above
