@@ -1,0 +1,58 @@
+"""On the bundled example rendered by the preview engine (reduced: 192x128, arcs of 8 frames, 17 frames),
+the weight-free metrics rank deliberately broken videos below the real one."""
+
+import dataclasses
+import shutil
+
+import numpy as np
+import pytest
+
+from videofrom3d.eval import evaluate_run
+from videofrom3d.eval.synthetic import write_frames
+from videofrom3d.io.images import read_image
+
+N = 8
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    pipeline = pytest.importorskip("videofrom3d.pipeline")
+    from videofrom3d.job import load_job
+    from videofrom3d.paths import example_job
+
+    job = load_job(example_job())
+    job = dataclasses.replace(
+        job, width=192, height=128, frames_per_arc=N,
+        trajectory=dataclasses.replace(job.trajectory, frames=2 * N + 1),
+        out=tmp_path_factory.mktemp("example") / "town",
+    )
+    res = pipeline.render(job, engine="preview", progress=False, log=lambda s: None)
+    frames = np.stack([read_image(p) for p in sorted((res.work_dir / "frames").glob("*.png"))])
+    return res.work_dir, frames, job.styles[0].image
+
+
+def _variant(example, tmp_path, name, frames):
+    dst = tmp_path / name
+    shutil.copytree(example[0], dst)
+    write_frames(dst, frames)
+    return evaluate_run(dst, style=example[2])
+
+
+def test_broken_videos_rank_below_the_real_one(example, tmp_path):
+    work, frames, style = example
+    assert len(frames) == 2 * N + 1
+    real = evaluate_run(work, style=style)
+    shuffled = _variant(example, tmp_path, "shuffled", frames[np.random.default_rng(0).permutation(len(frames))])
+    # "flow ignored": each arc cross-fades from its start anchor to its end anchor without moving
+    fade = frames.copy()
+    for k in range(2):
+        a, b = frames[k * N], frames[(k + 1) * N]
+        for i in range(1, N):
+            fade[k * N + i] = (1 - i / N) * a + i / N * b
+    crossfade = _variant(example, tmp_path, "crossfade", fade)
+    for bad in (shuffled, crossfade):
+        assert bad["warp_error"] > 2 * real["warp_error"]
+        assert bad["flow_epe"] > 1.5 * real["flow_epe"] and bad["flow_under_1px"] < real["flow_under_1px"]
+        assert bad["edge_recall"] < real["edge_recall"] and bad["edge_chamfer"] > real["edge_chamfer"]
+        assert bad["psnr"] < real["psnr"] and bad["ssim"] < real["ssim"]
+    assert real["color_swd"] is not None and real["arcs"] == 2
