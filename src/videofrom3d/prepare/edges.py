@@ -5,16 +5,17 @@ Classification works on neighbouring pixel pairs (each pixel against its right a
 triangle ids differ, which ignores the T-junctions and unwelded seams of real polygon soups:
 
 1. one side is background -> **silhouette**;
+   (rules 2, 3 and 5 apply to pairs whose triangles are not connected in the welded mesh)
 2. a depth jump -> **silhouette** (occlusion contour), or **border** when the nearer triangle lies on an
    open mesh boundary (a welded edge with one face). The jump test is geometric, not a raw depth
    difference: the pair is continuous if each point lies within ``depth_jump_px`` pixel footprints of the
    other's plane (or one does and their depths differ by less than ``depth_ratio``), so floors seen at
    grazing angles give no false lines;
 3. continuous depth, different object ids -> **border** (object boundaries, contacts);
-4. continuous depth, same object, triangles edge-adjacent in the welded mesh, normals differing by more
+4. same object, triangles sharing an edge (or a corner) in the welded mesh, normals differing by more
    than ``crease_angle_deg`` (40 degrees: Line Art's 140-degree crease angle, used by the authors) ->
-   **crease**;
-5. continuous depth, same object, not edge-adjacent, normals differing by more than
+   **crease**; connected faces never give another type;
+5. continuous depth, same object, sharing no vertex (Line Art's intersection rule), normals differing by more than
    ``intersection_min_angle_deg`` -> **intersection** (surfaces crossing without sharing an edge; coplanar
    non-adjacent triangles are T-junction artefacts and are dropped).
 
@@ -95,15 +96,19 @@ class MeshTopology:
     face_vertices: np.ndarray
     open_face: np.ndarray
 
-    def adjacent(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """(n,) bool: faces ``a[k]`` and ``b[k]`` share an edge of the welded mesh."""
+    def shared_vertices(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """(n,) int8: how many welded vertices faces ``a[k]`` and ``b[k]`` share (2 = an edge)."""
         fa = np.take(self.face_vertices, a, axis=0)
         fb = np.take(self.face_vertices, b, axis=0)
         shared = np.zeros(len(a), np.int8)
         for i in range(3):
             col = fa[:, i : i + 1]
             shared += (col == fb).any(axis=1)
-        return shared >= 2
+        return shared
+
+    def adjacent(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        """(n,) bool: faces ``a[k]`` and ``b[k]`` share an edge of the welded mesh."""
+        return self.shared_vertices(a, b) >= 2
 
 
 def mesh_topology(scene: Scene, weld_tolerance: float = 1e-6) -> MeshTopology:
@@ -173,8 +178,8 @@ def classify_edges(gb: GBuffer, cam: Camera, topo: MeshTopology, cfg: EdgeConfig
         cosang = np.einsum("ij,ij->i", np_w, nq_w)
         obj = gb.object_id.reshape(-1)
         same_obj = obj[p[both]] == obj[q[both]]
-        # edge-adjacent faces of one object meet along their shared edge: crease or nothing
-        adj = same_obj & topo.adjacent(tpb, tqb)
+        # faces of one object sharing an edge (or a corner) meet there: crease or nothing
+        adj = same_obj & (topo.shared_vertices(tpb, tqb) >= 1)
         kb = np.full(both.shape, -1, np.int8)
         kb[adj & (cosang < math.cos(math.radians(cfg.crease_angle_deg)))] = 1
         rest = np.flatnonzero(~adj)
