@@ -56,3 +56,15 @@ def test_broken_videos_rank_below_the_real_one(example, tmp_path):
         assert bad["edge_recall"] < real["edge_recall"] and bad["edge_chamfer"] > real["edge_chamfer"]
         assert bad["psnr"] < real["psnr"] and bad["ssim"] < real["ssim"]
     assert real["color_swd"] is not None and real["arcs"] == 2
+
+
+def test_eval_command_takes_the_style_from_the_job(example, tmp_path):
+    import json
+
+    from videofrom3d.cli import main
+    from videofrom3d.paths import example_job
+
+    out = tmp_path / "e.json"
+    assert main(["eval", str(example[0]), "--job", str(example_job()), "--no-models", "--quiet", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())[0]
+    assert doc["style"] == str(example[2]) and doc["color_swd"] > 0

@@ -310,6 +310,7 @@ def _register_eval(add) -> None:
     p.add_argument("--markdown", type=Path, help="write the comparison table as Markdown")
     p.add_argument("--sheet", type=Path, help="contact sheet PNG (default: beside --json/--markdown when comparing runs)")
     p.add_argument("--style", type=Path, help="style reference image (default: the one the manifest names)")
+    p.add_argument("--job", type=Path, help="job file whose first style image is the reference (instead of --style)")
     p.add_argument("--models-dir", type=Path, help="folder holding model folders (org/name, name or registry key)")
     p.add_argument("--model", action="append", default=[], metavar="KEY=PATH",
                    help="weight folder of one model (keys: lpips depth clip_l clip_b dino aesthetic musiq)")
@@ -330,8 +331,14 @@ def cmd_eval(args) -> int:
         if not sep or not key or not path:
             raise EvalInputError(f"--model wants KEY=PATH, got {item!r}")
         overrides[key.strip()] = Path(path)
+    style = args.style
+    if style is None and args.job is not None:
+        from videofrom3d.job import load_job
+
+        styles = load_job(args.job).styles
+        style = styles[0].image if styles else None
     results = evaluate_runs(
-        args.works, style=args.style, models_dir=args.models_dir, overrides=overrides,
+        args.works, style=style, models_dir=args.models_dir, overrides=overrides,
         use_models=not args.no_models, device=args.device, progress=not args.quiet,
     )
     print(to_markdown(results), end="")
