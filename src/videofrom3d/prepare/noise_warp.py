@@ -19,9 +19,10 @@ to whole cells (``d = floor(g * flow + 0.5)``, nearest-upsampled from the video 
 2. **Expansion (gather).** Every uncovered target q takes a copy of the source cell ``q - d(q)``. The forward
    flow evaluated at the target stands in for the backward flow there (Go-with-the-Flow does the same; the
    prepare stage only gives forward flows, and a target is uncovered precisely where the forward map is
-   stretched or torn, so ``-d(q)`` is the nearest available estimate). If the flow at q is invalid or the
-   source falls outside the grid, q is a *disocclusion* and gets fresh noise. (The authors' inference code
-   marks unobserved pixels by sending them out of the frame, which has the same effect.)
+   stretched or torn, so ``-d(q)`` is the nearest available estimate). If the flow at q is invalid, the
+   source falls outside the grid or the source's own flow is invalid (its content is not visible in the next
+   frame), q is a *disocclusion* and gets fresh noise. (The authors' inference code marks unobserved pixels
+   by sending them out of the frame, which has the same effect.)
 3. **Re-Gaussianisation by source index.** A source p used n > 1 times (its scatter particle plus every
    gather copy) gives each use ``x_p / sqrt(n) + (z_u - mean_p z)`` with fresh z ~ N(0, 1): each use is
    exactly N(0, 1), two uses of p are uncorrelated (1/n - 1/n = 0) and their sum keeps ``sqrt(n) x_p``.
@@ -242,8 +243,11 @@ def _warp_flat(ops, noise, weight, dy, dx, ok, height, width, rows, cols, out_no
     sy = rows - dy
     sx = cols - dx
     gather_ok = uncovered & ok & (sy >= 0) & (sy < height) & (sx >= 0) & (sx < width)
-    dst_g = ops.flatnonzero(gather_ok)
-    src_g = (sy * width + sx)[dst_g]
+    cand = ops.flatnonzero(gather_ok)
+    src_c = (sy * width + sx)[cand]
+    keep = ok[src_c]  # a source whose content is not visible in the next frame is not copied either
+    dst_g, src_g = cand[keep], src_c[keep]
+    gather_ok[cand[~keep]] = False
     dst_f = ops.flatnonzero(uncovered & ~gather_ok)
 
     # 3. uses per source (scatter particle + gather copies)
@@ -417,11 +421,12 @@ def downsample_to_latent(noise, latent_size: tuple[int, int]):
     if height % h or width % w or height // h != width // w:
         raise ValueError(f"grid {height}x{width} is not a whole number of square blocks over latent {h}x{w}")
     b = height // h
-    blocks = noise.reshape(h, b, w, b, channels)
     if _is_torch(noise):
-        out = blocks.sum(dim=(1, 3)) / b
+        out = noise.reshape(h, b, w, b, channels).sum(dim=(1, 3)) / b
         return out.permute(2, 0, 1).contiguous()
-    out = blocks.sum(axis=(1, 3), dtype=np.float64) / b
+    # two passes over contiguous memory (rows of blocks, then columns): ~10x faster than one 2-axis sum
+    rows = np.asarray(noise).reshape(h, b, w * b * channels).sum(axis=1, dtype=np.float32)
+    out = rows.reshape(h, w, b, channels).sum(axis=2, dtype=np.float64) / b
     return np.ascontiguousarray(out.transpose(2, 0, 1), dtype=np.float32)
 
 
