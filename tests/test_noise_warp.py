@@ -5,8 +5,8 @@ import math
 
 import numpy as np
 import pytest
-from test_noise_scenes import translation_flows
 
+from test_noise_scenes import translation_flows
 from videofrom3d.prepare.noise_warp import (
     NoiseConfig,
     WarpState,
