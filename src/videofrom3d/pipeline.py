@@ -252,6 +252,20 @@ def _normalise_edits(reseed_anchor, anchor_images) -> tuple[list[tuple[int, int]
     return reseeds, images
 
 
+def _remove_stale_temporaries(work: Path) -> None:
+    """Temporary files and folders a killed run left (``.name.XXXX.tmp*``, see :func:`atomic_path`); nothing
+    trusts them, removing them only frees the space. One render per work folder at a time."""
+    found = list(work.glob(".*.tmp*"))
+    for name in (*STAGES, "edits", "frames"):
+        if (work / name).is_dir():
+            found += list((work / name).rglob(".*.tmp*"))
+    for p in found:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists():
+            p.unlink()
+
+
 # ------------------------------------------------------------------------------------------------ render
 
 
@@ -393,6 +407,7 @@ class _Run:
             new_images.append((k, img))
         # everything checked: now the work folder may change
         self.work.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(self.work)
         self.manifest = Manifest.load(self.work)
         edits = self.manifest.edits("anchors")
         if reset_edits:
