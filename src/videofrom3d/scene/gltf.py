@@ -116,15 +116,23 @@ def trs_matrices(t: np.ndarray, r: np.ndarray, s: np.ndarray) -> np.ndarray:
     return M
 
 
-def local_matrix(node: dict) -> np.ndarray:
+def local_matrix(node: dict, error: type[Exception] = ValueError) -> np.ndarray:
     """(4, 4) static local transform of a node."""
-    if "matrix" in node:
-        return np.array(node["matrix"], np.float64).reshape(4, 4).T  # stored column-major
-    return trs_matrices(
-        np.array([node.get("translation", [0.0, 0.0, 0.0])], np.float64),
-        np.array([node.get("rotation", [0.0, 0.0, 0.0, 1.0])], np.float64),
-        np.array([node.get("scale", [1.0, 1.0, 1.0])], np.float64),
-    )[0]
+    try:
+        if "matrix" in node:
+            M = np.array(node["matrix"], np.float64).reshape(4, 4).T  # stored column-major
+        else:
+            t = np.array(node.get("translation", [0.0, 0.0, 0.0]), np.float64).reshape(1, 3)
+            r = np.array(node.get("rotation", [0.0, 0.0, 0.0, 1.0]), np.float64).reshape(1, 4)
+            s = np.array(node.get("scale", [1.0, 1.0, 1.0]), np.float64).reshape(1, 3)
+            if np.linalg.norm(r) < 1e-12:
+                raise ValueError("rotation is a zero quaternion")
+            M = trs_matrices(t, r, s)[0]
+    except (ValueError, TypeError) as e:
+        raise error(f"node {node.get('name', '')!r} has a malformed transform ({e})") from e
+    if not np.isfinite(M).all():
+        raise error(f"node {node.get('name', '')!r} has NaN or inf in its transform")
+    return M
 
 
 def scene_roots(doc: dict) -> list[int]:

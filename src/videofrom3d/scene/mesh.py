@@ -182,7 +182,10 @@ def _read_gltf_meshes(path: Path) -> tuple[list[np.ndarray], list[np.ndarray], l
             raise SceneError(f"{path}: node {i} is missing or part of a cycle")
         seen.add(i)
         node = nodes[i]
-        M = parent @ local_matrix(node)
+        try:
+            M = parent @ local_matrix(node, SceneError)
+        except SceneError as e:
+            raise SceneError(f"{path}: {e}") from e
         for c in reversed(node.get("children", [])):
             stack.append((c, M))
         if "mesh" not in node:

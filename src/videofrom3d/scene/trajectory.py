@@ -887,7 +887,7 @@ def read_gltf_camera(
         for i in chain:
             n = nodes[i]
             if not any((i, p) in channels for p in ("translation", "rotation", "scale")):
-                local = np.broadcast_to(local_matrix(n), (len(t), 4, 4))
+                local = np.broadcast_to(local_matrix(n, TrajectoryError), (len(t), 4, 4))
             else:
                 def prop(p, default, i=i, n=n):
                     if (i, p) in channels:
