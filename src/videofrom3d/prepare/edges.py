@@ -225,12 +225,12 @@ def classify_edges(gb: GBuffer, cam: Camera, topo: MeshTopology, cfg: EdgeConfig
 
 def soft_lines(mask: np.ndarray, look: LineLook, scale: float) -> np.ndarray:
     """(H, W) bool crisp line pixels -> (H, W) float32 soft line of the given look (``scale`` = output
-    height / reference height). The core spans ``look.core * scale`` pixels around the line centre, then
-    falls off as a Gaussian of sigma ``look.softness * scale``."""
+    height / reference height). The core spans ``look.core * scale`` pixels around the line centre (at
+    least the two marked pixels), then falls off as a Gaussian of sigma ``look.softness * scale``."""
     if not mask.any():
         return np.zeros(mask.shape, np.float32)
-    core = look.core * scale / 2.0
-    sigma = max(look.softness * scale, 1e-3)
+    core = max(look.core * scale / 2.0, 0.5)  # the two marked pixels always get the full intensity
+    sigma = max(look.softness * scale, 0.25)
     reach = core + 3.0 * sigma
     # distance from each pixel centre to the line centre (marked pixels sit half a pixel off the boundary)
     dist = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
