@@ -113,7 +113,8 @@ def _plan_image(scene: Scene, region: np.ndarray):
     img[:] = _bgr(PAPER)
     tri = scene.vertices[scene.faces]  # (T, 3, 3)
     xz = tri[:, :, [0, 2]]
-    area = np.abs(np.cross(xz[:, 1] - xz[:, 0], xz[:, 2] - xz[:, 0])) * S * S / 2
+    e1, e2 = xz[:, 1] - xz[:, 0], xz[:, 2] - xz[:, 0]
+    area = np.abs(e1[:, 0] * e2[:, 1] - e1[:, 1] * e2[:, 0]) * S * S / 2
     inside = (xz[..., 0].max(1) >= x0) & (xz[..., 0].min(1) <= x1) & (xz[..., 1].max(1) >= z0) & (xz[..., 1].min(1) <= z1)
     keep = inside & (area > 0.05)
     tri, xz = tri[keep], xz[keep]
@@ -200,9 +201,12 @@ def _draw_path(img, cameras, centres, n, to_px, region) -> None:
         _text_centered(img, str(a_i), at, 0.45, INK, 1)
     # direction arrow at the end
     if count > 1:
-        a, b = p[max(count - 4, 0)], p[count - 1]
+        a, b = p[max(count - 3, 0)], p[count - 1]
         if np.linalg.norm(b - a) > 1e-6:
-            cv2.arrowedLine(img, _fix(a), _fix(b + (b - a) / np.linalg.norm(b - a) * 10), _bgr(INK), 2, cv2.LINE_AA, 4, 0.6)
+            d = (b - a) / np.linalg.norm(b - a)
+            side = np.array([-d[1], d[0]])
+            head = np.array([b + d * 14, b - side * 7, b + side * 7])
+            cv2.fillConvexPoly(img, _fix(head), _bgr(INK), cv2.LINE_AA, 4)
 
 
 def _draw_scale_bar(img, region) -> None:
