@@ -14,11 +14,15 @@ A job file (paths are relative to the job file)::
 
     [trajectory]
     path = "camera.json"               # ours, a .glb/.gltf with an animated camera, transforms.json, COLMAP dir
-    camera = "Camera"                  # camera name inside a glTF (optional)
-    frames = 136                       # resample to this many frames (optional; default: the file's count)
+    camera = "Camera"                  # camera node or camera name inside a glTF (optional)
+    frames = 136                       # resample to this many frames (optional; default: the path's own)
     timing = "auto"                    # auto | keys | constant-speed
     # or a generator instead of path:
-    # generator = "orbit"; center = [0, 0, 0]; radius = 20; height = 6; degrees = 90; fov_y = 50
+    # generator = "orbit"; center = [0, 0, 0]; radius = 20; height = 6; degrees = 90; start = 0
+    #             target = [0, 1, 0]; fov_y = 50 (or fov_x); up = [0, 1, 0]
+    # generator = "flythrough"; waypoints = [[0, 2, 20], [5, 2, 0], [0, 2, -20]]
+    #             targets = [[0, 1, 0], ...] (one per waypoint, or one point; none: look along the path)
+    # Frame count: see job_cameras (snapped to K * frames_per_arc + 1 with a note).
 
     [size]
     width = 720

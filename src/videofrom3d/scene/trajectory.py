@@ -875,8 +875,11 @@ def read_gltf_camera(
             continue
         sampler = anim["samplers"][ch["sampler"]]
         cw = f"{where}: animations[{chosen}].channels[{c_i}]"
-        times = read_accessor(doc, buffers, sampler["input"], TrajectoryError)[:, 0]
-        values = read_accessor(doc, buffers, sampler["output"], TrajectoryError)
+        try:
+            times = read_accessor(doc, buffers, sampler["input"], TrajectoryError)[:, 0]
+            values = read_accessor(doc, buffers, sampler["output"], TrajectoryError)
+        except TrajectoryError as e:
+            raise TrajectoryError(f"{cw}: {e}") from e
         interp = sampler.get("interpolation", "LINEAR")
         if interp not in ("LINEAR", "STEP", "CUBICSPLINE"):
             raise TrajectoryError(f"{cw}: interpolation {interp!r} is not LINEAR, STEP or CUBICSPLINE")
