@@ -254,7 +254,13 @@ def render_first_view(scene: Scene, cam: Camera, backend: str = "auto") -> np.nd
         return None
     w = PANEL_W
     h = max(1, int(round(cam.height * w / cam.width)))
-    gb = make_renderer(scene, backend=backend).render(cam.resized(w, h))
+    try:
+        gb = make_renderer(scene, backend=backend).render(cam.resized(w, h))
+    except Exception as e:  # the picture is still useful without the view
+        from videofrom3d.scene.trajectory import note
+
+        note(f"first view not rendered ({type(e).__name__}: {e}); the plan alone")
+        return None
     return shade_gbuffer(gb.depth, gb.normal, gb.hit, gb.object_id)
 
 
