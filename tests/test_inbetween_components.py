@@ -17,7 +17,7 @@ from videofrom3d.inbetween.components import (  # noqa: E402
     load_flow_lora,
     load_transformer_checkpoint,
     save_transformer_checkpoint,
-    tiny_cogvideox_components,
+    tiny_transformer_config,
     widen_patch_embedding,
 )
 from videofrom3d.inbetween.sampling import rotary_embeddings  # noqa: E402
@@ -29,7 +29,10 @@ TARGETS = [f"transformer_blocks.{i}.attn1.{m}" for i in range(2) for m in ("to_q
 
 
 def _transformer(in_channels=32):
-    return tiny_cogvideox_components(seed=0, height=H, width=W, in_channels=in_channels, layers=2, frames=FRAMES).transformer
+    from diffusers import CogVideoXTransformer3DModel
+
+    torch.manual_seed(0)
+    return CogVideoXTransformer3DModel(**tiny_transformer_config(H, W, in_channels, layers=2, frames=FRAMES)).eval()
 
 
 def _forward(model, channels=48):

@@ -114,20 +114,14 @@ def edge_latents(
 
 def degrade_noise(noise: np.ndarray, alpha: float, seed: int) -> np.ndarray:
     """The Go-with-the-Flow degradation of warped noise, seeded: ``(alpha * eps + (1 - alpha) * noise) /
-    sqrt(alpha^2 + (1 - alpha)^2)`` with ``eps`` fresh Gaussian noise (the prepare stage's
-    ``videofrom3d.prepare.noise_warp.degrade`` when present; alpha 0 returns the noise unchanged)."""
+    sqrt(alpha^2 + (1 - alpha)^2)`` with ``eps`` fresh Gaussian noise from ``numpy.random.default_rng(seed)``
+    (``videofrom3d.prepare.noise_warp.degrade``); alpha 0 returns the noise unchanged."""
+    from videofrom3d.prepare.noise_warp import degrade
+
     noise = np.asarray(noise, dtype=np.float32)
     if alpha == 0.0:
         return noise.copy()
-    try:
-        from videofrom3d.prepare.noise_warp import degrade
-    except ImportError:
-        degrade = None
-    rng = np.random.default_rng(seed)
-    if degrade is not None:
-        return np.asarray(degrade(noise, alpha, rng), dtype=np.float32)
-    eps = rng.standard_normal(noise.shape, dtype=np.float32)
-    return ((alpha * eps + (1.0 - alpha) * noise) / np.sqrt(alpha**2 + (1.0 - alpha) ** 2)).astype(np.float32)
+    return np.asarray(degrade(noise, alpha, np.random.default_rng(seed)), dtype=np.float32)
 
 
 def initial_latents(

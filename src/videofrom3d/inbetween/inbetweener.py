@@ -27,6 +27,7 @@ from videofrom3d.inbetween.components import (
     load_transformer_checkpoint,
     tiny_cogvideox_components,
 )
+from videofrom3d.inbetween.conditioning import latent_frame_count, video_frame_count
 from videofrom3d.inbetween.config import InbetweenConfig, InbetweenError
 from videofrom3d.inbetween.sampling import encode_text, inbetween_arc
 
@@ -238,7 +239,7 @@ def load_inbetweener(job, cfg: InbetweenConfig | None = None, models: str = "rea
     ``models="real"``: CogVideoX-5B-I2V (``[models] cogvideox``) with the transformer ``cfg.transformer`` says
     (the authors' GGI checkpoint ``[models] ggi``, the flow LoRA ``[models] flow_lora``, stock, or our
     ``checkpoint_path``); missing weights are errors naming every place looked. ``models="tiny-random"``:
-    random tiny components at the job's size (no weights; for smoke tests)."""
+    random tiny components at the job's size and arc length (no weights; for smoke tests)."""
     from videofrom3d.job import config_from_options
     from videofrom3d.models import MODELS, find, locate
 
@@ -247,7 +248,10 @@ def load_inbetweener(job, cfg: InbetweenConfig | None = None, models: str = "rea
     device = resolve_device(cfg.device)
     if models == "tiny-random":
         in_channels = 32 if cfg.transformer in ("flow_lora", "stock") else 48
-        components = tiny_cogvideox_components(seed=job.seed, height=job.height, width=job.width, in_channels=in_channels)
+        frames = video_frame_count(latent_frame_count(job.frames_per_arc + 1))  # 46 -> 49, like 5B-I2V
+        components = tiny_cogvideox_components(
+            seed=job.seed, height=job.height, width=job.width, in_channels=in_channels, frames=frames
+        )
         return Inbetweener(components, cfg, device=device, captioner=lambda image: "a tiny random scene")
     if models != "real":
         raise InbetweenError(f'models must be "real" or "tiny-random", got {models!r}')
