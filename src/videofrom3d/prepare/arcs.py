@@ -195,7 +195,9 @@ class PrepareConfig:
 
     Edge types and their look follow the authors' Line Art setup (paper 3.1; research/geometry.md 1.1):
     silhouette, crease at 40 degrees (Line Art's 140-degree crease angle), border and intersection lines.
-    A look is ``(core width px, softness px, intensity)`` at 720 px image height, scaled with the height."""
+    A look is ``(core width px, softness px, intensity)`` at 720 px image height, scaled with the height;
+    the defaults match the official 1080x720 maps (outer contours ~7 px of white with soft shoulders, inner
+    lines ~4 px wide peaking near 200/255). Types sharing a look share one distance transform."""
 
     backend: Literal["auto", "moderngl", "embree"] = "auto"
     silhouette: bool = True
@@ -204,7 +206,7 @@ class PrepareConfig:
     intersection: bool = True
     crease_angle_deg: float = 40.0
     silhouette_look: tuple[float, ...] = (5.5, 0.9, 1.0)
-    border_look: tuple[float, ...] = (3.0, 1.0, 0.85)
+    border_look: tuple[float, ...] = (2.5, 1.0, 0.8)
     crease_look: tuple[float, ...] = (2.5, 1.0, 0.8)
     intersection_look: tuple[float, ...] = (2.5, 1.0, 0.8)
     line_scale: float = 1.0  # multiplies every width and softness
@@ -309,7 +311,6 @@ def prepare_arc(
     import warnings
 
     from videofrom3d.prepare.edges import classify_edges, render_edge_map, topology_for
-    from videofrom3d.prepare.flow import arc_flows
 
     cfg = cfg or PrepareConfig()
     cameras = tuple(cameras)
@@ -323,31 +324,69 @@ def prepare_arc(
     topo = topology_for(renderer, ecfg)
     t["topology"] = t.get("topology", 0.0) + time.perf_counter() - t0
 
-    gbuffers, edges = [], []
-    t_render = t_edges = 0.0
-    for cam in cameras:
+    # G-buffers are rendered on this thread (the GL context lives here) straight into the arc's arrays;
+    # edges and flows of finished frames run on two worker threads meanwhile (numpy and OpenCV release the
+    # GIL), which overlaps them with the rasteriser on a multi-core machine
+    from concurrent.futures import ThreadPoolExecutor
+
+    from videofrom3d.prepare.flow import geometric_flow
+    from videofrom3d.prepare.gbuffer import GBuffer
+
+    n = len(cameras)
+    w, h = cameras[0].width, cameras[0].height
+    depth = np.empty((n, h, w), np.float32)
+    normals = np.empty((n, h, w, 3), np.float32)
+    object_ids = np.empty((n, h, w), np.int32)
+    tri_ids = np.empty((n, h, w), np.int32)
+    hits = np.empty((n, h, w), bool)
+    edge_maps = np.empty((n, h, w), np.float32)
+    fwd = np.empty((n - 1, h, w, 2), np.float32)
+    fwd_valid = np.empty((n - 1, h, w), bool)
+    gbuffers = [GBuffer(depth[i], normals[i], tri_ids[i], object_ids[i], hits[i]) for i in range(n)]
+    t_work = {"edges": 0.0, "flows": 0.0}
+
+    def edges_job(i, big, big_cam):
         t0 = time.perf_counter()
-        if s == 1:
-            gb = renderer.render(cam)
-            big, big_cam = gb, cam
-        else:
-            big_cam = cam.resized(cam.width * s, cam.height * s)
-            big = renderer.render(big_cam)
-            gb = _subsample(big, s)
-        t1 = time.perf_counter()
         masks = classify_edges(big, big_cam, topo, ecfg)
         e = render_edge_map(masks, ecfg, height=big_cam.height)
         if s != 1:
             import cv2
 
-            e = cv2.resize(e, (cam.width, cam.height), interpolation=cv2.INTER_AREA)
-        t2 = time.perf_counter()
-        t_render += t1 - t0
-        t_edges += t2 - t1
-        gbuffers.append(gb)
-        edges.append(e)
+            e = cv2.resize(e, (w, h), interpolation=cv2.INTER_AREA)
+        edge_maps[i] = e
+        t_work["edges"] += time.perf_counter() - t0
+
+    def flow_job(i):
+        t0 = time.perf_counter()
+        fwd[i], fwd_valid[i] = geometric_flow(gbuffers[i], cameras[i], gbuffers[i + 1], cameras[i + 1], cfg.depth_tolerance)
+        t_work["flows"] += time.perf_counter() - t0
+
+    t_render = 0.0
+    t_start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        futures = []
+        for i, cam in enumerate(cameras):
+            t0 = time.perf_counter()
+            if s == 1:
+                big, big_cam = renderer.render(cam, out=gbuffers[i]), cam
+            else:
+                big_cam = cam.resized(w * s, h * s)
+                big = renderer.render(big_cam)
+                _subsample_into(big, s, gbuffers[i])
+            t_render += time.perf_counter() - t0
+            futures.append(pool.submit(edges_job, i, big, big_cam))
+            if i > 0:
+                futures.append(pool.submit(flow_job, i - 1))
+        t0 = time.perf_counter()
+        e2s, e2s_valid = geometric_flow(gbuffers[-1], cameras[-1], gbuffers[0], cameras[0], cfg.depth_tolerance)
+        t_work["flows"] += time.perf_counter() - t0
+        for f in futures:
+            f.result()
     t["gbuffer"] = t.get("gbuffer", 0.0) + t_render
-    t["edges"] = t.get("edges", 0.0) + t_edges
+    # worker times overlap the rendering; "wall" is the whole G-buffer + edges + flows step
+    t["edges"] = t.get("edges", 0.0) + t_work["edges"]
+    t["flows"] = t.get("flows", 0.0) + t_work["flows"]
+    t["wall"] = t.get("wall", 0.0) + time.perf_counter() - t_start
 
     for msg in view_warnings(gbuffers, cameras, first_frame):
         warnings.warn(f"arc {index}: {msg}", stacklevel=2)
@@ -356,14 +395,10 @@ def prepare_arc(
         from videofrom3d.prepare.edges import hed_pass
 
         t0 = time.perf_counter()
-        hed = hed_pass(np.stack(edges))
+        hed = hed_pass(edge_maps)
         if hed is not None:
-            edges = list(hed)
+            edge_maps = hed
         t["hed"] = time.perf_counter() - t0
-
-    t0 = time.perf_counter()
-    fwd, fwd_valid, e2s, e2s_valid = arc_flows(gbuffers, cameras, cfg.depth_tolerance)
-    t["flows"] = t.get("flows", 0.0) + time.perf_counter() - t0
 
     noise = None
     if noise_fn is not None:
@@ -375,10 +410,10 @@ def prepare_arc(
         index=index,
         first_frame=first_frame,
         cameras=cameras,
-        edge_maps=np.stack(edges).astype(np.float32),
-        depth=np.stack([g.depth for g in gbuffers]),
-        normals=np.stack([g.normal for g in gbuffers]),
-        object_ids=np.stack([g.object_id for g in gbuffers]),
+        edge_maps=edge_maps,
+        depth=depth,
+        normals=normals,
+        object_ids=object_ids,
         flow_forward=fwd,
         flow_forward_valid=fwd_valid,
         flow_end_to_start=e2s,
@@ -387,19 +422,12 @@ def prepare_arc(
     )
 
 
-def _subsample(gb, s: int):
-    """The 1x G-buffer inside an s x (odd s) one: the centre sub-pixel of each s x s block is exactly the
-    pixel centre of the 1x image."""
-    from videofrom3d.prepare.gbuffer import GBuffer
-
+def _subsample_into(gb, s: int, out) -> None:
+    """Fill ``out`` with the 1x G-buffer inside an s x (odd s) one: the centre sub-pixel of each s x s
+    block is exactly the pixel centre of the 1x image."""
     c = s // 2
-    return GBuffer(
-        depth=np.ascontiguousarray(gb.depth[c::s, c::s]),
-        normal=np.ascontiguousarray(gb.normal[c::s, c::s]),
-        triangle_id=np.ascontiguousarray(gb.triangle_id[c::s, c::s]),
-        object_id=np.ascontiguousarray(gb.object_id[c::s, c::s]),
-        hit=np.ascontiguousarray(gb.hit[c::s, c::s]),
-    )
+    for name in ("depth", "normal", "triangle_id", "object_id", "hit"):
+        np.copyto(getattr(out, name), getattr(gb, name)[c::s, c::s])
 
 
 def write_arc_preview(arc: PreparedArc, path: str | os.PathLike, fps: float = 8.0, scale: float = 0.5) -> Path:

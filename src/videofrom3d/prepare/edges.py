@@ -73,7 +73,7 @@ class EdgeConfig:
     weld_tolerance: float = 1e-6  # vertex welding grid, as a fraction of the scene's diagonal
     reference_height: int = 720  # looks are in pixels at this image height (official maps: 1080x720)
     silhouette_look: LineLook = LineLook(core=5.5, softness=0.9, intensity=1.0)
-    border_look: LineLook = LineLook(core=3.0, softness=1.0, intensity=0.85)
+    border_look: LineLook = LineLook(core=2.5, softness=1.0, intensity=0.8)
     crease_look: LineLook = LineLook(core=2.5, softness=1.0, intensity=0.8)
     intersection_look: LineLook = LineLook(core=2.5, softness=1.0, intensity=0.8)
 
@@ -100,10 +100,11 @@ class MeshTopology:
         """(n,) int8: how many welded vertices faces ``a[k]`` and ``b[k]`` share (2 = an edge)."""
         fa = np.take(self.face_vertices, a, axis=0)
         fb = np.take(self.face_vertices, b, axis=0)
+        b0, b1, b2 = fb[:, 0].copy(), fb[:, 1].copy(), fb[:, 2].copy()
         shared = np.zeros(len(a), np.int8)
         for i in range(3):
-            col = fa[:, i : i + 1]
-            shared += (col == fb).any(axis=1)
+            col = fa[:, i].copy()
+            shared += (col == b0) | (col == b1) | (col == b2)
         return shared
 
     def adjacent(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -223,23 +224,35 @@ def classify_edges(gb: GBuffer, cam: Camera, topo: MeshTopology, cfg: EdgeConfig
 # ------------------------------------------------------------------------------------------------ the look
 
 
+_LUT_STEPS = 16  # look-up table samples per pixel of distance
+
+
+def line_profile(look: LineLook, scale: float) -> np.ndarray:
+    """Intensity against the distance d from a crisp line pixel's centre, sampled every 1/16 px: the line
+    centre sits half a pixel from the marked pixel centres, so r = d + 0.5; full ``intensity`` for
+    r <= core / 2 (at least the two marked pixels), then a Gaussian fall-off of sigma ``softness``; both
+    widths times ``scale``. The last entry is 0."""
+    core = max(look.core * scale / 2.0, 0.5)
+    sigma = max(look.softness * scale, 0.25)
+    reach = core + 3.0 * sigma
+    d = np.arange(int(np.ceil(reach * _LUT_STEPS)) + 2, dtype=np.float64) / _LUT_STEPS
+    r = d + 0.5
+    lut = look.intensity * np.exp(-0.5 * (np.maximum(r - core, 0.0) / sigma) ** 2)
+    lut[r > reach] = 0.0
+    lut[-1] = 0.0
+    return lut.astype(np.float32)
+
+
 def soft_lines(mask: np.ndarray, look: LineLook, scale: float) -> np.ndarray:
     """(H, W) bool crisp line pixels -> (H, W) float32 soft line of the given look (``scale`` = output
     height / reference height). The core spans ``look.core * scale`` pixels around the line centre (at
     least the two marked pixels), then falls off as a Gaussian of sigma ``look.softness * scale``."""
     if not mask.any():
         return np.zeros(mask.shape, np.float32)
-    core = max(look.core * scale / 2.0, 0.5)  # the two marked pixels always get the full intensity
-    sigma = max(look.softness * scale, 0.25)
-    reach = core + 3.0 * sigma
-    # distance from each pixel centre to the line centre (marked pixels sit half a pixel off the boundary)
-    dist = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
-    r = dist + 0.5
-    out = np.zeros(mask.shape, np.float32)
-    near = r < reach
-    rr = np.maximum(r[near] - core, 0.0)
-    out[near] = look.intensity * np.exp(-0.5 * (rr / sigma) ** 2)
-    return out
+    lut = line_profile(look, scale)
+    dist = cv2.distanceTransform((~mask).view(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_5)
+    idx = np.minimum(dist * _LUT_STEPS, len(lut) - 1).astype(np.int32)
+    return np.take(lut, idx)
 
 
 def render_edge_map(masks: dict, cfg: EdgeConfig | None = None, height: int | None = None) -> np.ndarray:
@@ -275,24 +288,16 @@ def debug_image(masks: dict) -> np.ndarray:
 
 
 def hed_pass(edge_maps: np.ndarray) -> np.ndarray | None:
-    """Run a real HED network over the maps when its module and weights exist, else None.
+    """Run a real HED network over the maps when torch, the HED module and its weights exist, else None.
 
-    ``edge_maps`` (F, H, W) float32 -> (F, H, W) float32 HED output, or None (no torch, no HED module, or
-    no weights)."""
+    ``edge_maps`` (F, H, W) float32 -> (F, H, W) float32 HED output (as the authors ran HED over their
+    Line Art strokes), or None."""
     try:
-        from videofrom3d.annotators import hed  # written by the annotators area; needs torch
+        from videofrom3d.annotators.hed import make_edge_detector  # the annotators area; needs torch
         from videofrom3d.models import MissingModelError
-    except Exception:
+
+        detector = make_edge_detector("network")
+    except (ImportError, MissingModelError, FileNotFoundError, OSError):
         return None
-    detector = getattr(hed, "load_hed", None)
-    if detector is None:
-        return None
-    try:
-        model = detector()
-    except (MissingModelError, FileNotFoundError, OSError):
-        return None
-    out = []
-    for e in edge_maps:
-        rgb = np.repeat(e[..., None], 3, axis=-1)
-        out.append(np.asarray(model(rgb), np.float32).reshape(e.shape))
+    out = [np.asarray(detector(np.repeat(e[..., None], 3, axis=-1)), np.float32).reshape(e.shape) for e in edge_maps]
     return np.stack(out)

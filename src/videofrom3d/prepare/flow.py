@@ -100,21 +100,24 @@ def geometric_flow(
     yi = np.clip(vj, 0, hj - 1).astype(np.int32)
     flat = yi * wj + xi
     tri_j = np.take(gb_j.triangle_id.reshape(-1), flat)
+    zj_seen = np.take(gb_j.depth.reshape(-1), flat)
+    fj = np.float32(1.0 / min(cam_j.K[0, 0], cam_j.K[1, 1]))
+    tol = qz * (np.float32(depth_tolerance) + fj)
     valid = inside & (tri_j >= 0)
-    check = valid & (tri_j != gb_i.triangle_id)
+    # same triangle, or the depth j sees at that pixel centre matches within the tolerance: visible
+    ok = (tri_j == gb_i.triangle_id) | (np.abs(zj_seen - qz) <= tol)
+    check = valid & ~ok
     if check.any():
-        # plane test against the surface that view j sees at that pixel
+        # the rest (grazing surfaces, creases): plane test against the surface j sees at that pixel
         idx = flat[check]
-        zq = gb_j.depth.reshape(-1)[idx]
+        zq = zj_seen[check]
         rays_j = camera_rays(cam_j).reshape(-1, 3)[idx]
         qpt = rays_j * zq[:, None]  # the point j sees, camera j coordinates
         nj = gb_j.normal.reshape(-1, 3)[idx] @ cam_j.world_to_cam[:3, :3].T.astype(np.float32)
         pi = camera_rays(cam_i)[check] * depth[check][:, None]
         pj = pi @ T[:3, :3].T.astype(np.float32) + T[:3, 3].astype(np.float32)
         dist = np.abs(np.einsum("ij,ij->i", nj, pj - qpt))
-        z = pj[:, 2]
-        tol = depth_tolerance * z + z / float(min(cam_j.K[0, 0], cam_j.K[1, 1]))
-        valid[check] = dist <= tol
+        valid[check] = dist <= tol[check]
     flow[~gb_i.hit] = 0.0
     return flow, valid
 

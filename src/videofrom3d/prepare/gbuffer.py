@@ -68,21 +68,34 @@ class Renderer:
         self.extent = float(np.linalg.norm(hi - lo)) or 1.0
         self._corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
 
-    def render(self, cam: Camera, supersample: int = 1) -> GBuffer:
-        """G-buffer of ``cam``; ``supersample`` s renders at (s*W, s*H) with the camera resized exactly."""
+    def render(self, cam: Camera, supersample: int = 1, out: GBuffer | None = None) -> GBuffer:
+        """G-buffer of ``cam``; ``supersample`` s renders at (s*W, s*H) with the camera resized exactly.
+        ``out``: a GBuffer of preallocated arrays of the right shapes to fill (e.g. views into an arc's
+        stacked arrays), returned filled."""
         if supersample != 1:
             cam = cam.resized(cam.width * supersample, cam.height * supersample)
         tri = self._triangle_ids(cam)
-        return self._assemble(tri, self._depth_cache)
+        return self._assemble(tri, self._depth_cache, out)
 
-    def _assemble(self, tri: np.ndarray, depth: np.ndarray) -> GBuffer:
+    def _assemble(self, tri: np.ndarray, depth: np.ndarray, out: GBuffer | None = None) -> GBuffer:
         # per-face lookups with a sentinel row T for misses (normal 0, object -1)
         hit = tri >= 0
         idx = np.where(hit, tri, len(self.face_object))
-        normal = np.take(self._normals_ext, idx, axis=0)
-        obj = np.take(self._objects_ext, idx)
-        depth = np.where(hit, depth, np.float32(0.0)).astype(np.float32, copy=False)
-        return GBuffer(depth=depth, normal=normal, triangle_id=tri.astype(np.int32, copy=False), object_id=obj, hit=hit)
+        if out is None:
+            out = GBuffer(
+                depth=np.empty(tri.shape, np.float32),
+                normal=np.empty(tri.shape + (3,), np.float32),
+                triangle_id=np.empty(tri.shape, np.int32),
+                object_id=np.empty(tri.shape, np.int32),
+                hit=hit,
+            )
+        else:
+            out.hit[...] = hit
+        np.take(self._normals_ext, idx, axis=0, out=out.normal)
+        np.take(self._objects_ext, idx, out=out.object_id)
+        np.copyto(out.triangle_id, tri)
+        np.copyto(out.depth, np.where(hit, depth, np.float32(0.0)))
+        return out
 
     def near_far(self, cam: Camera) -> tuple[float, float]:
         """Clip range for ``cam``: near = 1e-6 of the scene extent, far = beyond the farthest bound corner."""

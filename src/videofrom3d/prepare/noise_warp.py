@@ -133,29 +133,37 @@ class _NumpyOps:
     def bincount(self, idx, minlength, weights=None):
         return np.bincount(idx, weights=weights, minlength=minlength)
 
+    def unique_inverse(self, idx):
+        """(k,) int -> (groups, inverse): group ids 0..G-1 by value (here: by source or target index)."""
+        uniq, inverse = np.unique(idx, return_inverse=True)
+        return uniq, inverse
+
     def randn(self, rows, cols):
         return self.gen.standard_normal((rows, cols), dtype=np.float32)
 
-    def zeros_int(self, n):
-        return np.zeros(n, dtype=np.int64)
+    def cat(self, parts):
+        return np.concatenate(parts)
 
-    def cumsum_int(self, mask):
-        return np.cumsum(mask, dtype=np.int64)
+    def take_rows(self, a, idx, out):
+        np.take(a, idx, axis=0, out=out, mode="clip")  # mode="raise" would buffer through a temporary
+
+    def to_int(self, a):
+        return a.astype(np.int64)
 
     def f32(self, a):
         return np.asarray(a, dtype=np.float32)
 
-    def sqrt(self, a):
-        return np.sqrt(a)
-
     def f64(self, a):
         return np.asarray(a, dtype=np.float64)
+
+    def sqrt(self, a):
+        return np.sqrt(a)
 
     def empty_like(self, a):
         return np.empty_like(a)
 
-    def mean(self, a) -> float:
-        return float(np.mean(a, dtype=np.float64)) if a.size else float("nan")
+    def sum64(self, a) -> float:
+        return float(a.sum(dtype=np.float64))
 
 
 class _TorchOps:
@@ -172,35 +180,41 @@ class _TorchOps:
         return self.torch.nonzero(mask.reshape(-1)).reshape(-1)
 
     def bincount(self, idx, minlength, weights=None):
-        if weights is not None:
-            # index_add_ in float64: bincount with weights has no float64 accumulation on every device
+        if weights is not None:  # accumulate in float64 on every device
             out = self.torch.zeros(minlength, dtype=self.torch.float64, device=idx.device)
             return out.index_add_(0, idx, weights.to(self.torch.float64))
         return self.torch.bincount(idx, minlength=minlength)
 
+    def unique_inverse(self, idx):
+        return self.torch.unique(idx, return_inverse=True)
+
     def randn(self, rows, cols):
-        return self.torch.randn((rows, cols), generator=self.gen, dtype=self.torch.float32, device=self.device)
+        t = self.torch
+        return t.randn((rows, cols), generator=self.gen, dtype=t.float32, device=self.device)
 
-    def zeros_int(self, n):
-        return self.torch.zeros(n, dtype=self.torch.int64, device=self.device)
+    def cat(self, parts):
+        return self.torch.cat(parts)
 
-    def cumsum_int(self, mask):
-        return self.torch.cumsum(mask.to(self.torch.int64), 0)
+    def take_rows(self, a, idx, out):
+        self.torch.index_select(a, 0, idx, out=out)
+
+    def to_int(self, a):
+        return a.to(self.torch.int64)
 
     def f32(self, a):
         return a.to(self.torch.float32)
 
-    def sqrt(self, a):
-        return self.torch.sqrt(a)
-
     def f64(self, a):
         return a.to(self.torch.float64)
+
+    def sqrt(self, a):
+        return self.torch.sqrt(a)
 
     def empty_like(self, a):
         return self.torch.empty_like(a)
 
-    def mean(self, a) -> float:
-        return float(a.to(self.torch.float64).mean()) if a.numel() else float("nan")
+    def sum64(self, a) -> float:
+        return float(a.to(self.torch.float64).sum())
 
 
 def _is_torch(a) -> bool:
@@ -224,10 +238,11 @@ def _ops_for(noise, generator):
 # one warp step
 
 
-def _warp_flat(ops, noise, weight, dy, dx, ok, height, width, rows, cols, out_noise, out_weight):
+def _warp_flat(ops, noise, weight, dy, dx, ok, height, width, rows, cols, out_noise, out_weight, src_of):
     """One step on flattened arrays; ``noise`` (N, C), ``weight`` (N,), integer displacements ``dy``, ``dx``
     (N,) in cells (forward, source frame -> target frame), ``ok`` (N,) bool flow validity, ``rows``/``cols``
-    (N,) the cells' coordinates. Writes ``out_noise``/``out_weight`` (every target is written exactly once)."""
+    (N,) the cells' coordinates. Writes ``out_noise``/``out_weight``; ``src_of`` (N,) int64 is scratch space
+    holding in-range indices (reused between steps so that no (N, C) temporary is ever allocated)."""
     n_cells, channels = noise.shape
 
     # 1. contraction: particles p -> p + d(p)
@@ -235,85 +250,68 @@ def _warp_flat(ops, noise, weight, dy, dx, ok, height, width, rows, cols, out_no
     tx = cols + dx
     inside = ok & (ty >= 0) & (ty < height) & (tx >= 0) & (tx < width)
     src_s = ops.flatnonzero(inside)
-    dst_s = (ty * width + tx)[src_s]
+    dst_s = ty[src_s] * width + tx[src_s]
     arrivals = ops.bincount(dst_s, n_cells)
 
-    # 2. expansion: uncovered targets copy q - d(q); invalid flow or outside the grid -> disocclusion
-    uncovered = arrivals == 0
-    sy = rows - dy
-    sx = cols - dx
-    gather_ok = uncovered & ok & (sy >= 0) & (sy < height) & (sx >= 0) & (sx < width)
-    cand = ops.flatnonzero(gather_ok)
-    src_c = (sy * width + sx)[cand]
-    keep = ok[src_c]  # a source whose content is not visible in the next frame is not copied either
+    # 2. expansion: uncovered targets q copy q - d(q); invalid flow at q or at the source, or a source
+    #    outside the grid -> disocclusion (fresh noise)
+    unc = ops.flatnonzero(arrivals == 0)
+    sy = rows[unc] - dy[unc]
+    sx = cols[unc] - dx[unc]
+    in_grid = ok[unc] & (sy >= 0) & (sy < height) & (sx >= 0) & (sx < width)
+    cand = unc[in_grid]
+    src_c = sy[in_grid] * width + sx[in_grid]
+    keep = ok[src_c]
     dst_g, src_g = cand[keep], src_c[keep]
-    gather_ok[cand[~keep]] = False
-    dst_f = ops.flatnonzero(uncovered & ~gather_ok)
+    dst_f = ops.cat([unc[~in_grid], cand[~keep]])
 
-    # 3. uses per source (scatter particle + gather copies)
-    uses = ops.bincount(src_g, n_cells)
-    uses[src_s] += 1
+    # 3. uses per source: its scatter particle (if it has one) + its gather copies
+    copies = ops.bincount(src_g, n_cells)
 
-    # the common case: a particle that is its source's only use and its target's only arrival moves unchanged
-    plain = (arrivals[dst_s] == 1) & (uses[src_s] == 1)
-    plain_idx = ops.flatnonzero(plain)
-    special_idx = ops.flatnonzero(~plain)
-    p_src, p_dst = src_s[plain_idx], dst_s[plain_idx]
-    out_noise[p_dst] = noise[p_src]
-    out_weight[p_dst] = weight[p_src]
+    # the common case moves unchanged: a particle that is its source's only use and its target's only arrival.
+    # All rows go through one gather into the output buffer; the other targets are overwritten below.
+    plain = (arrivals[dst_s] == 1) & (copies[src_s] == 0)
+    src_of[dst_s[plain]] = src_s[plain]
+    ops.take_rows(noise, src_of, out_noise)
+    ops.take_rows(weight, src_of, out_weight)
 
-    # special uses: remaining scatter particles, then all gather copies
-    sp_src = src_s[special_idx]
-    sp_dst = dst_s[special_idx]
-    if _is_torch(sp_src):
-        import torch
-
-        u_src = torch.cat([sp_src, src_g])
-        u_dst = torch.cat([sp_dst, dst_g])
-    else:
-        u_src = np.concatenate([sp_src, src_g])
-        u_dst = np.concatenate([sp_dst, dst_g])
-    n_use = uses[u_src]
-    scale = ops.f32(n_use)
-    vals = noise[u_src] / ops.sqrt(scale)[:, None]
-    u_w = weight[u_src] / scale
+    # special uses: the other scatter particles, then all gather copies
+    not_plain = ~plain
+    u_src = ops.cat([src_s[not_plain], src_g])
+    u_dst = ops.cat([dst_s[not_plain], dst_g])
+    n_use = ops.f32(copies[u_src] + ops.to_int(inside[u_src]))
+    vals = noise[u_src] / ops.sqrt(n_use)[:, None]
+    u_w = weight[u_src] / n_use
     u_w[u_w < 1e-30] = 1e-30  # a cell split every step (a rounding seam) must not underflow to weight 0
 
-    shared = n_use >= 2
-    shared_idx = ops.flatnonzero(shared)
-    if shared_idx.shape[0]:
-        # zero-sum fresh noise within each source's group: z_u - mean_group(z)
-        group_of_cell = ops.cumsum_int(uses >= 2) - 1
-        group = group_of_cell[u_src[shared_idx]]
-        n_groups = int(group.max()) + 1
-        z = ops.randn(shared_idx.shape[0], channels)
-        counts = ops.f32(ops.bincount(group, n_groups))
+    shared = ops.flatnonzero(n_use >= 2)
+    if shared.shape[0]:
+        # zero-sum fresh noise within each source's group of uses: z_u - mean_group(z)
+        groups, group = ops.unique_inverse(u_src[shared])
+        n_groups = groups.shape[0]
+        z = ops.randn(shared.shape[0], channels)
+        counts = ops.f64(ops.bincount(group, n_groups))
         zbar = ops.empty_like(z[:n_groups])
         for c in range(channels):
-            zbar[:, c] = ops.f32(ops.bincount(group, n_groups, weights=z[:, c])) / counts
-        vals[shared_idx] += z - zbar[group]
+            zbar[:, c] = ops.f32(ops.bincount(group, n_groups, weights=z[:, c]) / counts)
+        vals[shared] += z - zbar[group]
 
-    # 4. targets of one special use take it; targets of several merge by density
-    single = arrivals[u_dst] <= 1  # gather targets have 0 arrivals
-    s_idx = ops.flatnonzero(single)
-    out_noise[u_dst[s_idx]] = vals[s_idx]
-    out_weight[u_dst[s_idx]] = u_w[s_idx]
-    m_idx = ops.flatnonzero(~single)
-    if m_idx.shape[0]:
-        merge_of_cell = ops.cumsum_int(arrivals >= 2) - 1
-        m_dst = u_dst[m_idx]
-        tgt = merge_of_cell[m_dst]
-        first = ops.flatnonzero(arrivals >= 2)  # merge target ids are ranks among these cells
-        n_tgt = first.shape[0]
-        w = ops.f64(u_w[m_idx])
-        den = ops.f32(ops.sqrt(ops.bincount(tgt, n_tgt, weights=w * w)))
-        wsum = ops.f32(ops.bincount(tgt, n_tgt, weights=w))
+    # 4. targets with one use take it; targets with several merge by density
+    single = ops.flatnonzero(arrivals[u_dst] <= 1)  # gather targets have 0 arrivals
+    out_noise[u_dst[single]] = vals[single]
+    out_weight[u_dst[single]] = u_w[single]
+    multi = ops.flatnonzero(arrivals[u_dst] >= 2)
+    if multi.shape[0]:
+        targets, tgt = ops.unique_inverse(u_dst[multi])
+        n_tgt = targets.shape[0]
+        w = ops.f64(u_w[multi])
+        den = ops.sqrt(ops.bincount(tgt, n_tgt, weights=w * w))
         merged = ops.empty_like(vals[:n_tgt])
-        mv = vals[m_idx]
+        mv = vals[multi]
         for c in range(channels):
-            merged[:, c] = ops.f32(ops.bincount(tgt, n_tgt, weights=w * mv[:, c])) / den
-        out_noise[first] = merged
-        out_weight[first] = wsum
+            merged[:, c] = ops.f32(ops.bincount(tgt, n_tgt, weights=w * ops.f64(mv[:, c])) / den)
+        out_noise[targets] = merged
+        out_weight[targets] = ops.f32(ops.bincount(tgt, n_tgt, weights=w))
 
     # 5. disocclusions: fresh noise with the mean weight of the carried cells
     n_fresh = dst_f.shape[0]
@@ -321,14 +319,13 @@ def _warp_flat(ops, noise, weight, dy, dx, ok, height, width, rows, cols, out_no
         out_noise[dst_f] = ops.randn(n_fresh, channels)
         out_weight[dst_f] = 0.0
         carried = n_cells - n_fresh
-        fresh_w = float(out_weight.sum(dtype=np.float64) if not _is_torch(out_weight) else out_weight.double().sum())
-        fresh_w = fresh_w / carried if carried else 1.0
+        fresh_w = ops.sum64(out_weight) / carried if carried else 1.0
         out_weight[dst_f] = fresh_w if fresh_w > 0 and math.isfinite(fresh_w) else 1.0
 
     # keep weights in a safe range (the warper is invariant to a global scale of the weights)
-    mean_out = ops.mean(out_weight)
-    if not 1e-6 < mean_out < 1e6:
-        out_weight /= mean_out
+    mean_w = ops.sum64(out_weight) / n_cells
+    if not 1e-6 < mean_w < 1e6:
+        out_weight /= mean_w
 
 
 def _cell_coords(ops_name, height, width, device=None):
@@ -397,6 +394,7 @@ def warp_noise_step(state: WarpState, flow, valid=None, generator=None) -> WarpS
         cols,
         out_noise,
         out_weight,
+        rows * 0,  # scratch: any in-range indices
     )
     return WarpState(out_noise.reshape(height, width, channels), out_weight.reshape(height, width))
 
@@ -487,6 +485,7 @@ def warped_noise_for_arc(
     cur_noise, cur_w = state.noise.reshape(-1, c), state.weight.reshape(-1)
     nxt_noise, nxt_w = np.empty_like(cur_noise), np.empty_like(cur_w)  # ping-pong buffers
     rows, cols = _cell_coords("numpy", height, width)
+    src_of = np.zeros(height * width, dtype=np.int64)
     dy = np.empty((vid_h, g, vid_w, g), dtype=np.int64)
     dx = np.empty_like(dy)
     ok = np.empty((vid_h, g, vid_w, g), dtype=bool)
@@ -504,7 +503,7 @@ def warped_noise_for_arc(
         ok[...] = vid_ok[:, None, :, None]
         _warp_flat(
             ops, cur_noise, cur_w, dy.reshape(-1), dx.reshape(-1), ok.reshape(-1),
-            height, width, rows, cols, nxt_noise, nxt_w,
+            height, width, rows, cols, nxt_noise, nxt_w, src_of,
         )  # fmt: skip
         cur_noise, nxt_noise = nxt_noise, cur_noise
         cur_w, nxt_w = nxt_w, cur_w
@@ -528,6 +527,7 @@ def _arc_torch(flows, valid, keys, cfg, seed, height, width):
     cur_noise, cur_w = state.noise.reshape(-1, c), state.weight.reshape(-1)
     nxt_noise, nxt_w = torch.empty_like(cur_noise), torch.empty_like(cur_w)
     rows, cols = _cell_coords("torch", height, width, dev)
+    src_of = torch.zeros(height * width, dtype=torch.int64, device=dev)
     out = torch.empty((cfg.latent_frames, c, h, w), dtype=torch.float32, device=dev)
     for k, frame in enumerate(keys):
         if frame == 0:
@@ -541,7 +541,7 @@ def _arc_torch(flows, valid, keys, cfg, seed, height, width):
         ok = vid_ok.repeat_interleave(g, dim=0).repeat_interleave(g, dim=1)
         _warp_flat(
             ops, cur_noise, cur_w, disp[..., 1].reshape(-1), disp[..., 0].reshape(-1), ok.reshape(-1),
-            height, width, rows, cols, nxt_noise, nxt_w,
+            height, width, rows, cols, nxt_noise, nxt_w, src_of,
         )  # fmt: skip
         cur_noise, nxt_noise = nxt_noise, cur_noise
         cur_w, nxt_w = nxt_w, cur_w
