@@ -299,21 +299,21 @@ class PromptEncoder:
 
 TINY_TRANSFORMER = {
     "patch_size": 1, "in_channels": 64, "num_layers": 2, "num_single_layers": 5, "attention_head_dim": 16,
-    "num_attention_heads": 2, "joint_attention_dim": 32, "pooled_projection_dim": 32,
+    "num_attention_heads": 4, "joint_attention_dim": 32, "pooled_projection_dim": 32,
     "axes_dims_rope": [4, 6, 6], "guidance_embeds": True,
 }
 # The XLabs layout: 2 double blocks, no single blocks, a pixel-space hint block, 2x2 patches.
 TINY_CONTROLNET = {
     "patch_size": 2, "in_channels": 64, "num_layers": 2, "num_single_layers": 0, "attention_head_dim": 16,
-    "num_attention_heads": 2, "joint_attention_dim": 32, "pooled_projection_dim": 32,
+    "num_attention_heads": 4, "joint_attention_dim": 32, "pooled_projection_dim": 32,
     "axes_dims_rope": [4, 6, 6], "guidance_embeds": True, "conditioning_embedding_channels": 16,
 }
 TINY_VAE = {
     "in_channels": 3, "out_channels": 3, "down_block_types": ["DownEncoderBlock2D"] * 4,
     "up_block_types": ["UpDecoderBlock2D"] * 4, "block_out_channels": [16, 16, 32, 32], "layers_per_block": 1,
     "latent_channels": 16, "norm_num_groups": 8, "use_quant_conv": False, "use_post_quant_conv": False,
-    "scaling_factor": FLUX_VAE_SCALING, "shift_factor": FLUX_VAE_SHIFT, "sample_size": 64,
-}
+    "scaling_factor": 3.0, "shift_factor": 0.0, "sample_size": 64,
+}  # scaling: the random encoder's means have std ~0.33; x3 gives unit-scale latents like FLUX's
 TINY_SCHEDULER = {
     "num_train_timesteps": 1000, "shift": 3.0, "use_dynamic_shifting": True, "base_shift": 0.5,
     "max_shift": 1.15, "base_image_seq_len": 256, "max_image_seq_len": 4096,
@@ -364,6 +364,7 @@ def tiny_flux_components(seed: int = 0, device: str | torch.device = "cpu", dtyp
     controlnet = FluxControlNetModel(**TINY_CONTROLNET)
     _randomise_zero_layers(controlnet, seed)
     vae = AutoencoderKL(**TINY_VAE)
+    _sharpen_posterior(vae)
     scheduler = FlowMatchEulerDiscreteScheduler(**TINY_SCHEDULER)
     te = te2 = tok = tok2 = None
     if text:
@@ -402,6 +403,16 @@ def _randomise_zero_layers(controlnet, seed: int) -> None:
         for name, p in controlnet.named_parameters():
             if p.abs().max() == 0 and p.ndim >= 1 and ("controlnet_blocks" in name or "input_hint_block.conv_out" in name):
                 p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+
+
+def _sharpen_posterior(vae, log_var: float = -10.0) -> None:
+    """A random encoder predicts log-variance ~0 (posterior std 1, as large as the signal); trained VAEs are
+    nearly deterministic. Zero the log-variance head and set its bias to ``log_var`` (std ~0.007)."""
+    conv = vae.encoder.conv_out
+    half = conv.out_channels // 2
+    with torch.no_grad():
+        conv.weight[half:].zero_()
+        conv.bias[half:].fill_(log_var)
 
 
 def save_flux_components(comps: FluxComponents, flux_dir: str | Path, controlnet_dir: str | Path) -> None:

@@ -52,8 +52,8 @@ class AnchorConfig:
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"[anchors].steps must be >= 1, got {self.steps}")
-        if not 0 <= self.replace_steps <= self.steps:
-            raise ValueError(f"[anchors].replace_steps must be in [0, steps={self.steps}], got {self.replace_steps}")
+        if self.replace_steps < 0:
+            raise ValueError(f"[anchors].replace_steps must be >= 0, got {self.replace_steps}")
         if self.mask_erode_px < 0:
             raise ValueError(f"[anchors].mask_erode_px must be >= 0, got {self.mask_erode_px}")
 
@@ -130,6 +130,13 @@ class AnchorGenerator:
 
     def generate(self, edge_map: np.ndarray, prompt: str, seed: int, guide: AnchorGuide | None = None,
                  arc: Any = None, step_callback=None) -> np.ndarray:
+        """The anchor image (H, W, 3) f32 in [0, 1] for ``edge_map`` (H, W) f32 (white lines on black)."""
+        latents = self.generate_latents(edge_map, prompt, seed, guide, step_callback)
+        return decode_latents(self.comps, latents)
+
+    def generate_latents(self, edge_map: np.ndarray, prompt: str, seed: int, guide: AnchorGuide | None = None,
+                         step_callback=None):
+        """Like :meth:`generate` but returns the final latents (1, C, H/8, W/8) before VAE decoding."""
         import torch
 
         from videofrom3d.anchors.sampling import flux_sigmas, sample_anchor
@@ -157,14 +164,13 @@ class AnchorGenerator:
             mask = latent_mask(guide.observed_mask, c.vae_scale_factor).to(c.device)
         sigmas, timesteps = flux_sigmas(c.scheduler, cfg.steps, h, w, cfg.schedule, device=c.device)
         with c.on_device(c.transformer, c.controlnet):
-            latents = sample_anchor(
+            return sample_anchor(
                 c.transformer, c.controlnet, control.to(c.device), noise, sigmas, timesteps, embeds, pooled,
                 neg_embeds, neg_pooled, guidance=cfg.guidance, true_cfg=cfg.true_cfg,
                 true_cfg_start_step=cfg.true_cfg_start_step, controlnet_scale=cfg.controlnet_scale,
                 replace_steps=cfg.replace_steps, observed_latents=z_obs, observed_mask=mask,
                 step_callback=step_callback, progress=log.isEnabledFor(logging.INFO),
             )
-        return decode_latents(c, latents)
 
     def close(self) -> None:
         self.comps.close()

@@ -1,0 +1,385 @@
+"""Distribution alignment (paper 3.2): fit a style LoRA on FLUX.1-dev + the HED ControlNet to the style
+image(s), so that anchors rendered from edge maps take the reference's look.
+
+Recipe (research/official-code.md section 3; paper 4.1): per step one style image, a random centre crop
+(16:9, 4:3, 1:1 or none) scaled to a long side of 1024 (sides floored to multiples of 32), control = HED
+edges of that crop, prompt = that image's identifier; flow matching ``x_t = (1 - t) x_1 + t x_0`` with t from
+the 1000-step schedule shifted with mu = 1.15, ControlNet residuals (unscaled) into the DiT, guidance
+embedding 1, loss ``MSE(v, x_0 - x_1)``; AdamW lr 1e-4, 400 steps, rank-16 LoRA on all 19 double blocks +
+single blocks 1-4 and both ControlNet double blocks. Several style images train one LoRA, each with its own
+identifier, so the identifier picks the style at sampling time.
+
+Beyond the official trainer: every draw comes from one seeded generator; HED edges and VAE latent moments
+of each crop are computed once (crops are centre crops, so each image has at most four); text is encoded
+once per identifier and the encoders freed; LoRA weights are kept in float32 over a bf16 base with
+gradient checkpointing on GPU; checkpoints every 100 steps hold the LoRA, the AdamW state and the RNG state,
+so a killed run resumes to the same weights as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import cv2
+import numpy as np
+
+from videofrom3d.errors import VideoFrom3DError
+
+log = logging.getLogger(__name__)
+
+ASPECTS = {"16:9": 16 / 9, "4:3": 4 / 3, "1:1": 1.0, "none": None}
+
+
+@dataclass(frozen=True)
+class AlignConfig:
+    """Options of the job's ``[align]`` table; defaults follow the official trainer and the paper (4.1)."""
+
+    steps: int = 400  # paper 4.1 / official: the 400-step checkpoint is the one used
+    rank: int = 16  # LoRA rank (official)
+    alpha: float | None = None  # None = rank, i.e. LoRA scale 1 (x-flux has no alpha)
+    double_blocks: tuple[int, ...] | None = None  # transformer double blocks; None = all 19 (official)
+    single_blocks: tuple[int, ...] = (1, 2, 3, 4)  # transformer single blocks 1-4 (official)
+    controlnet_double_blocks: tuple[int, ...] | None = None  # None = both ControlNet double blocks (official)
+    learning_rate: float = 1e-4  # AdamW (official)
+    adam_betas: tuple[float, ...] = (0.9, 0.999)
+    weight_decay: float = 0.01
+    adam_eps: float = 1e-8
+    grad_clip: float = 1.0  # on the transformer's LoRA (official); 0 = off
+    resolution: int = 1024  # long side of the training crops
+    aspects: tuple[str, ...] = ("16:9", "4:3", "1:1", "none")  # random centre crops (official)
+    shift_mu: float = 1.15  # timestep schedule shift used in training (official)
+    guidance: float = 1.0  # guidance embedding while training (official)
+    checkpoint_every: int = 100  # resumable checkpoints (official: every 100)
+    gradient_checkpointing: bool = True  # on GPU only
+    edge_detector: Literal["auto", "network", "classical"] = "auto"  # HED; auto falls back (with a warning)
+    max_sequence_length: int = 512  # T5 tokens
+    seed: int | None = None  # None = the job's seed
+    device: str = "auto"
+    dtype: str = "auto"  # base weights: bf16 on GPU, fp32 on CPU; the LoRA is always fp32
+    memory: Literal["auto", "none", "model", "sequential"] = "auto"
+    fp8: bool = False  # fp8 storage of the frozen base weights
+
+    def __post_init__(self):
+        for a in self.aspects:
+            if a not in ASPECTS:
+                raise ValueError(f"[align].aspects: {a!r} is not one of {sorted(ASPECTS)}")
+        if self.steps < 1 or self.rank < 1 or self.checkpoint_every < 1:
+            raise ValueError("[align].steps, rank and checkpoint_every must be >= 1")
+        if self.resolution < 32:
+            raise ValueError(f"[align].resolution must be >= 32, got {self.resolution}")
+
+
+class AlignError(VideoFrom3DError, ValueError):
+    """An alignment run that cannot start (no style image, unreadable image)."""
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Data
+
+
+def centre_crop(image: np.ndarray, aspect: str, long_side: int) -> np.ndarray:
+    """Centre crop to ``aspect`` (long:short, in the image's own orientation; "none" keeps it), resized so the
+    long side is ``long_side``, both sides floored to multiples of 32."""
+    h, w = image.shape[:2]
+    ratio = ASPECTS[aspect]
+    if ratio is not None:
+        if w >= h:
+            cw, ch = min(w, round(h * ratio)), min(h, round(w / ratio))
+        else:
+            ch, cw = min(h, round(w * ratio)), min(w, round(h / ratio))
+        y0, x0 = (h - ch) // 2, (w - cw) // 2
+        image = image[y0:y0 + ch, x0:x0 + cw]
+        h, w = ch, cw
+    scale = long_side / max(h, w)
+    nw, nh = max(32, int(w * scale) // 32 * 32), max(32, int(h * scale) // 32 * 32)
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return np.clip(cv2.resize(image, (nw, nh), interpolation=interp), 0, 1).astype(np.float32)
+
+
+def training_timesteps(mu: float, n: int = 1000) -> np.ndarray:
+    """The n values ``linspace(1, 0, n)`` shifted by ``e^mu / (e^mu + 1/t - 1)`` (t = 0 stays 0)."""
+    t = np.linspace(1.0, 0.0, n)
+    out = np.zeros_like(t)
+    pos = t > 0
+    out[pos] = math.exp(mu) / (math.exp(mu) + (1.0 / t[pos] - 1.0))
+    return out
+
+
+def file_sha256(path: Path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Training
+
+
+def train_style_lora(job, cfg: AlignConfig | None = None, out_dir: str | Path | None = None, models: Any = "real",
+                     callback: Callable[[int, float], None] | None = None, progress: bool = True) -> Path:
+    """Train the style LoRA for ``job``'s ``[[style]]`` images; returns ``out_dir/lora.safetensors``.
+
+    ``out_dir`` defaults to ``WORK/align``; checkpoints go to ``out_dir/checkpoints/step-NNNNNN/`` and an
+    interrupted run with the same inputs resumes from the latest one (a finished run returns at once).
+    ``models``: "real", "tiny-random" or ready :class:`~videofrom3d.anchors.components.FluxComponents`.
+    ``callback(step, loss)`` is called after every optimiser step (after that step's checkpoint)."""
+    import torch
+
+    cfg = cfg or AlignConfig()
+    out_dir = Path(out_dir) if out_dir is not None else job.work_dir / "align"
+    final = out_dir / "lora.safetensors"
+    if not job.styles:
+        raise AlignError("the job has no [[style]] image to align to; add one with image = ... and identifier = ...")
+    for s in job.styles:
+        if not Path(s.image).is_file():
+            raise AlignError(f"style image not found: {s.image}")
+    identifiers = [s.identifier_prompt for s in job.styles]
+    hashes = [file_sha256(s.image) for s in job.styles]
+    seed = job.seed if cfg.seed is None else cfg.seed
+    model_desc = models if isinstance(models, str) else getattr(models, "source", "custom")
+    fingerprint = hashlib.sha256(json.dumps(
+        {"cfg": dataclasses.asdict(cfg), "identifiers": identifiers, "images": hashes, "seed": seed,
+         "models": [model_desc, job.model("flux"), job.model("controlnet_hed")]},
+        sort_keys=True, default=str).encode()).hexdigest()
+    if final.is_file() and _metadata_fingerprint(final) == fingerprint:
+        log.info("alignment LoRA %s is up to date", final)
+        return final
+
+    comps = _components_for_training(job, cfg, models)
+    dev = comps.device
+    transformer, controlnet = comps.transformer, comps.controlnet
+    _attach_trainable_lora(comps, cfg)
+
+    samples, text = prepare_training_data(comps, job, cfg)
+    schedule = torch.from_numpy(training_timesteps(cfg.shift_mu)).float()
+    lora_params = [p for m in (transformer, controlnet) for p in m.parameters() if p.requires_grad]
+    dit_params = [p for p in transformer.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(lora_params, lr=cfg.learning_rate, betas=tuple(cfg.adam_betas),
+                            weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
+    gen = torch.Generator("cpu").manual_seed(int(seed))
+    meta = {"rank": cfg.rank, "alpha": cfg.alpha if cfg.alpha is not None else cfg.rank,
+            "transformer_double_blocks": _blocks(cfg.double_blocks, len(transformer.transformer_blocks)),
+            "transformer_single_blocks": sorted(cfg.single_blocks),
+            "controlnet_double_blocks": _blocks(cfg.controlnet_double_blocks, len(controlnet.transformer_blocks)),
+            "identifiers": identifiers, "reference_sha256": hashes, "reference_images": [str(s.image) for s in job.styles],
+            "fingerprint": fingerprint}
+
+    step = _resume(out_dir, fingerprint, comps, opt, gen)
+    use_ckpt = cfg.gradient_checkpointing and dev.type == "cuda"
+    for m in (transformer, controlnet):
+        if use_ckpt:
+            m.enable_gradient_checkpointing()
+        m.train()
+
+    from tqdm.auto import tqdm
+
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="align")
+    with comps.on_device(transformer, controlnet):
+        while step < cfg.steps:
+            loss = training_step(comps, samples, text, identifiers, schedule, gen, cfg)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(dit_params, cfg.grad_clip)
+            opt.step()
+            step += 1
+            bar.update()
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+            if step % cfg.checkpoint_every == 0 and step < cfg.steps:
+                _save_checkpoint(out_dir, step, comps, opt, gen, meta)
+            if callback is not None:
+                callback(step, float(loss.item()))
+    bar.close()
+    for m in (transformer, controlnet):
+        m.eval()
+    from videofrom3d.align.lora import save_style_lora
+
+    save_style_lora(final, transformer, controlnet, {**meta, "steps": step})
+    shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
+    return final
+
+
+def prepare_training_data(comps, job, cfg: AlignConfig):
+    """Per style image and crop aspect: (control (1, 3, H, W) in [-1, 1], latent mean, latent std), and the
+    prompt encoder with every identifier encoded (text encoders released afterwards)."""
+    from videofrom3d.anchors.components import PromptEncoder
+    from videofrom3d.io.images import read_image
+
+    text = PromptEncoder(comps, cfg.max_sequence_length)
+    text.encode_all([s.identifier_prompt for s in job.styles])
+    text.release()
+    detector = _edge_detector(cfg, comps.device)
+    samples = []
+    for style in job.styles:
+        img = read_image(style.image)
+        per = []
+        for aspect in cfg.aspects:
+            crop = centre_crop(img, aspect, cfg.resolution)
+            per.append(_encode_sample(comps, crop, detector(crop)))
+        samples.append(per)
+    return samples, text
+
+
+def training_step(comps, samples, text, identifiers, schedule, gen, cfg: AlignConfig):
+    """One flow-matching loss on a random (image, crop) pair; all draws from ``gen`` (CPU)."""
+    import torch
+
+    from videofrom3d.anchors.sampling import latent_image_ids, pack_latents
+
+    k = int(torch.randint(len(samples), (1,), generator=gen))
+    a = int(torch.randint(len(samples[k]), (1,), generator=gen))
+    control, mean, std = samples[k][a]
+    x1 = mean + std * torch.randn(mean.shape, generator=gen)  # posterior sample, normalised latents
+    x0 = torch.randn(mean.shape, generator=gen)
+    t = schedule[int(torch.randint(len(schedule), (1,), generator=gen))]
+    xt = (1 - t) * x1 + t * x0
+    dev, dtype = comps.device, comps.dtype
+    embeds, pooled = text.encode(identifiers[k])
+    _, _, h, w = mean.shape
+    tokens = pack_latents(xt).to(dev, dtype)
+    img_ids = latent_image_ids(h, w, dev, dtype)
+    txt_ids = torch.zeros(embeds.shape[1], 3, device=dev, dtype=dtype)
+    timestep = t.reshape(1).to(dev, dtype)
+    guidance = torch.full((1,), cfg.guidance, device=dev, dtype=torch.float32)
+    block_res, single_res = comps.controlnet(
+        hidden_states=tokens, controlnet_cond=control.to(dev, dtype), conditioning_scale=1.0, timestep=timestep,
+        guidance=guidance, pooled_projections=pooled, encoder_hidden_states=embeds, txt_ids=txt_ids,
+        img_ids=img_ids, return_dict=False,
+    )
+    pred = comps.transformer(
+        hidden_states=tokens, timestep=timestep, guidance=guidance, pooled_projections=pooled,
+        encoder_hidden_states=embeds, controlnet_block_samples=block_res, controlnet_single_block_samples=single_res,
+        txt_ids=txt_ids, img_ids=img_ids, return_dict=False,
+        controlnet_blocks_repeat=comps.controlnet.input_hint_block is not None,
+    )[0]
+    target = pack_latents(x0 - x1).to(dev)
+    return torch.nn.functional.mse_loss(pred.float(), target.float())
+
+
+def _blocks(requested, available: int) -> list[int]:
+    return list(range(available)) if requested is None else sorted(set(requested))
+
+
+def _components_for_training(job, cfg: AlignConfig, models):
+    from videofrom3d.anchors.components import (
+        FluxComponents,
+        load_flux_components,
+        tiny_flux_components,
+    )
+
+    if isinstance(models, FluxComponents):
+        return models
+    if models == "tiny-random":
+        return tiny_flux_components(seed=0)
+    if models == "real":
+        return load_flux_components(job.model("flux"), job.model("controlnet_hed"), device=cfg.device,
+                                    dtype=cfg.dtype, memory=cfg.memory, fp8=cfg.fp8, place=False)
+    raise ValueError(f'models must be "real", "tiny-random" or FluxComponents, got {models!r}')
+
+
+def _attach_trainable_lora(comps, cfg: AlignConfig) -> None:
+    """LoRA on the configured blocks, in float32, the only trainable parameters; then place the models."""
+    import torch
+
+    from videofrom3d.align.lora import add_style_lora, lora_target_names
+    from videofrom3d.anchors.components import place_components
+
+    add_style_lora(comps.transformer, lora_target_names(comps.transformer, cfg.double_blocks, cfg.single_blocks),
+                   cfg.rank, cfg.alpha)
+    add_style_lora(comps.controlnet, lora_target_names(comps.controlnet, cfg.controlnet_double_blocks, []),
+                   cfg.rank, cfg.alpha)
+    place_components(comps)
+    for m in (comps.transformer, comps.controlnet):
+        for name, p in m.named_parameters():
+            if "lora_" in name:
+                p.data = p.data.to(torch.float32)
+                p.requires_grad_(True)
+            else:
+                p.requires_grad_(False)
+
+
+def _edge_detector(cfg: AlignConfig, device):
+    from videofrom3d.annotators.hed import make_edge_detector
+
+    return make_edge_detector(cfg.edge_detector, device=str(device) if device.type == "cuda" else "cpu")
+
+
+def _encode_sample(comps, crop: np.ndarray, edges: np.ndarray):
+    import torch
+
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None] * 2 - 1
+    control = torch.from_numpy(np.clip(edges, 0, 1) * 2 - 1)[None, None].expand(1, 3, *edges.shape).contiguous()
+    vae = comps.vae
+    with torch.no_grad(), comps.on_device(vae):
+        dist = vae.encode(x.to(comps.device, comps.dtype)).latent_dist
+    scale, shift = vae.config.scaling_factor, vae.config.shift_factor
+    mean = ((dist.mean.float() - shift) * scale).cpu()
+    std = (dist.std.float() * scale).cpu()
+    return control, mean, std
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Checkpoints
+
+
+def _save_checkpoint(out_dir: Path, step: int, comps, opt, gen, meta: dict) -> Path:
+    import torch
+
+    from videofrom3d.align.lora import save_style_lora
+    from videofrom3d.io.atomic import atomic_path
+
+    target = out_dir / "checkpoints" / f"step-{step:06d}"
+    with atomic_path(target, suffix="") as tmp:
+        tmp.mkdir(parents=True)
+        save_style_lora(tmp / "lora.safetensors", comps.transformer, comps.controlnet, {**meta, "steps": step})
+        torch.save({"step": step, "optimizer": opt.state_dict(), "rng": gen.get_state(),
+                    "fingerprint": meta["fingerprint"]}, tmp / "state.pt")
+    for old in (out_dir / "checkpoints").glob("step-*"):
+        if old.name != target.name:
+            shutil.rmtree(old, ignore_errors=True)
+    log.info("checkpoint %s", target)
+    return target
+
+
+def _resume(out_dir: Path, fingerprint: str, comps, opt, gen) -> int:
+    """Load the latest checkpoint made with the same inputs; returns the step to continue from (0 if none)."""
+    import torch
+
+    from videofrom3d.align.lora import read_style_lora, set_lora_state_dict
+
+    ckpts = sorted((out_dir / "checkpoints").glob("step-*"))
+    for ckpt in reversed(ckpts):
+        state_file = ckpt / "state.pt"
+        if not state_file.is_file():
+            continue
+        state = torch.load(str(state_file), map_location="cpu", weights_only=True)
+        if state.get("fingerprint") != fingerprint:
+            log.warning("ignoring checkpoint %s: made with other settings or images", ckpt)
+            continue
+        tensors, _ = read_style_lora(ckpt / "lora.safetensors")
+        for prefix, model in (("transformer.", comps.transformer), ("controlnet.", comps.controlnet)):
+            part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            if part:
+                set_lora_state_dict(model, part)
+        opt.load_state_dict(state["optimizer"])
+        gen.set_state(state["rng"])
+        log.info("resuming alignment from %s", ckpt)
+        return int(state["step"])
+    return 0
+
+
+def _metadata_fingerprint(path: Path) -> str | None:
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads((f.metadata() or {}).get("fingerprint", "null"))
+    except (OSError, ValueError):
+        return None
