@@ -629,17 +629,12 @@ class _Run:
         if self.manifest.is_current("align", "diffusion", key, path, verify=True):
             res.reused.append("diffusion")
             return path
-        rec = self.manifest.item("align", "diffusion")
-        if rec is not None and rec.get("key") != key:
-            # another style or config: checkpoints of the old training must not be resumed
-            for p in out_dir.glob("*"):
-                if p.name != "preview_style.json":
-                    shutil.rmtree(p) if p.is_dir() else p.unlink()
-        self.manifest.record("align", "diffusion", key, None, status="training")
+        # the trainer keeps checkpoints in align/checkpoints/ and resumes from them when its own fingerprint
+        # of the inputs matches, so a killed alignment goes on where it stopped
         t0 = time.perf_counter()
-        lora = Path(train_style_lora(job, cfg, out_dir, models=self.models))
+        lora = Path(train_style_lora(job, cfg, out_dir, models=self.models, progress=self.progress))
         if lora != path:
-            shutil.copyfile(lora, path) if lora.is_file() else None
+            shutil.copyfile(lora, path)
         self.manifest.record("align", "diffusion", key, digest_file(path), time.perf_counter() - t0)
         res.ran.append("diffusion")
         return path
@@ -716,20 +711,26 @@ class _Run:
         return (0, 0) if k == 0 else (k - 1, self.job.frames_per_arc)
 
     def anchors(self) -> StageResult:
-        from videofrom3d.prepare.flow import backward_warp
-
+        """Anchor k from the view at global frame k*N; from k = 1 on guided by anchor k-1 (SAG) read back from
+        disk. Every anchor uses the job's seed (the authors' "same initial noise") unless reseeded."""
         res = StageResult("anchors")
         job = self.job
         common = self._engine_common("anchors")
         edits = self.manifest.edits("anchors")
-        prev_base = None
+        cfg = None
+        if self.engine == "diffusion":
+            from videofrom3d.anchors import AnchorConfig
+
+            cfg = _config(AnchorConfig, job, "anchors")
+        prev_base = prev_prompt = None
+        self.anchor_base: list[str] = []
         bar = self._bar(range(self.n_anchors), "anchors", total=self.n_anchors)
         for k in bar:
             arc_k, frame = self.anchor_view(k)
-            prompt = anchor_prompt(job, k)
-            default_seed = derive_seed(job.seed, "anchor", k)
+            prompt = self._anchor_prompt(k, cfg)
+            guided = k > 0 and (cfg is None or self._use_replacement(cfg, k, prompt, prev_prompt))
             base = digest_json({**common, "view": [self.digests[f"arc{arc_k:03d}"], frame], "prompt": prompt,
-                                "seed": default_seed, "previous": prev_base})
+                                "seed": job.seed, "previous": prev_base if guided else None})
             edit = edits.get(str(k))
             key = digest_json({"base": base, "edit": edit})
             path = self.anchor_path(k)
@@ -738,7 +739,7 @@ class _Run:
                 res.reused.append(item)
             else:
                 t0 = time.perf_counter()
-                seed = default_seed
+                seed = job.seed
                 if edit and "image" in edit:
                     src = self.work / edit["image"]
                     if not src.is_file() or digest_file(src) != edit["digest"]:
@@ -749,11 +750,8 @@ class _Run:
                     if edit and "seed" in edit:
                         seed = int(edit["seed"])
                     arc = self.load_arc(arc_k)
-                    guide = None
-                    if k > 0:
-                        previous = read_image(self.anchor_path(k - 1))  # as on disk, so a resumed run agrees
-                        warped, observed = backward_warp(previous, arc.flow_end_to_start, arc.flow_end_to_start_valid)
-                        guide = self._guide(warped, observed)
+                    # the previous anchor as it is on disk, so a resumed run sees exactly what this one sees
+                    guide = self._guide(read_image(self.anchor_path(k - 1)), arc, cfg) if guided else None
                     extra = {"frame": frame} if self.engine == "preview" else {}
                     image = self.anchor_engine().generate(arc.edge_maps[frame], prompt, seed, guide, arc=arc, **extra)
                 write_image(path, image)
@@ -761,40 +759,84 @@ class _Run:
                                      seed=seed, prompt=prompt, edit=edit)
                 res.ran.append(item)
             self.digests[item] = self.manifest.item("anchors", item)["output"]
+            self.anchor_base.append(base)
             res.outputs.append(path)
-            prev_base = base
+            prev_base, prev_prompt = base, prompt
         self._prune("anchors", "anchor", self.n_anchors, self.anchor_path)
         return res
 
-    def _guide(self, warped, observed):
+    def _anchor_prompt(self, k: int, cfg) -> str:
+        if cfg is None:
+            return anchor_prompt(self.job, k)
+        from videofrom3d.anchors import anchor_prompt as diffusion_prompt
+
+        try:
+            return diffusion_prompt(self.job, k, cfg)
+        except ValueError as e:
+            raise PipelineError(str(e)) from None
+
+    @staticmethod
+    def _use_replacement(cfg, k: int, prompt: str, previous_prompt: str | None) -> bool:
+        from videofrom3d.anchors import use_replacement
+
+        return use_replacement(cfg, k, prompt, previous_prompt)
+
+    def _guide(self, previous: np.ndarray, arc, cfg):
+        """Anchor k-1 warped into anchor k's view by the arc's exact end->start flow, with its observed mask."""
         if self.engine == "preview":
+            from videofrom3d.prepare.flow import backward_warp
             from videofrom3d.preview import PreviewGuide
 
+            warped, observed = backward_warp(previous, arc.flow_end_to_start, arc.flow_end_to_start_valid)
             return PreviewGuide(warped, observed)
-        from videofrom3d.anchors import AnchorGuide
+        from videofrom3d.anchors import make_anchor_guide
 
-        return AnchorGuide(warped_previous=warped, observed_mask=observed)
+        return make_anchor_guide(previous, arc, cfg.mask_erode_px)
 
     # ----------------------------------------------------------------------------------------- inbetween
     def inbetween(self) -> StageResult:
+        """Frames of arc k between its start (anchor k; with the diffusion engine's ``chain = "generated"``,
+        the authors' choice, arc k-1's last frame as written) and anchor k+1, with seed ``job.seed + k``.
+
+        An arc's input hash is its unedited chain (prepared arc, the anchors' unedited hashes, the previous
+        arc's for generated chaining, prompt, seed, options) plus the hashes of the two anchors it touches, so
+        an anchor edit redoes exactly the two arcs at that anchor."""
         res = StageResult("inbetween")
         job = self.job
         common = self._engine_common("inbetween")
+        chain, chain_frame, cfg = "anchor", "last_kept", None
+        if self.engine == "diffusion":
+            from videofrom3d.inbetween import InbetweenConfig
+
+            cfg = _config(InbetweenConfig, job, "inbetween")
+            chain, chain_frame = cfg.chain, cfg.chain_frame
+        prompt = self._inbetween_prompt(cfg)
+        tails = chain == "generated" and chain_frame == "last_decoded"
+        prev_base = None
         bar = self._bar(range(self.n_arcs), "inbetween", total=self.n_arcs)
         for k in bar:
             item = f"arc{k:03d}"
             folder = self.frames_folder(k)
-            prompt = self._inbetween_prompt()
-            seed = derive_seed(job.seed, "inbetween", k)
+            seed = job.seed + k
+            from_anchor = k == 0 or chain == "anchor"
             upstream = [self.digests[f"arc{k:03d}"], self.digests.get(f"noise{k:03d}") if self.engine == "diffusion" else None]
-            key = digest_json({**common, "arc": upstream, "start": self.digests[f"anchor{k:03d}"],
-                               "end": self.digests[f"anchor{k + 1:03d}"], "prompt": prompt, "seed": seed})
-            if self.manifest.is_current("inbetween", item, key, folder, verify=True):
+            start_token = self.anchor_base[k] if from_anchor else ["generated", chain_frame, prev_base]
+            base = digest_json({**common, "arc": upstream, "start": start_token, "end": self.anchor_base[k + 1],
+                                "prompt": prompt, "seed": seed})
+            key = digest_json({"base": base, "anchors": [self.digests[f"anchor{k:03d}"], self.digests[f"anchor{k + 1:03d}"]]})
+            tail = self.work / "inbetween" / "tails" / f"arc{k:03d}.png"
+            current = self.manifest.is_current("inbetween", item, key, folder, verify=True)
+            if current and (not tails or tail.is_file()):
                 res.reused.append(item)
             else:
                 t0 = time.perf_counter()
                 arc = self.load_arc(k)
-                start = read_image(self.anchor_path(k))
+                if from_anchor:
+                    start = read_image(self.anchor_path(k))
+                elif tails:
+                    start = read_image(self.work / "inbetween" / "tails" / f"arc{k - 1:03d}.png")
+                else:
+                    start = read_image(self.frames_folder(k - 1) / f"{job.frames_per_arc:04d}.png")
                 end = read_image(self.anchor_path(k + 1))
                 eng = self.inbetween_engine()
                 with atomic_path(folder, suffix="") as tmp:
@@ -809,21 +851,32 @@ class _Run:
                         count += 1
                     if count != arc.frame_count:
                         raise PipelineError(f"inbetween of arc {k} gave {count} frames, expected {arc.frame_count}")
+                if tails:
+                    write_image(tail, eng.last_decoded[-1])
                 self.manifest.record("inbetween", item, key, digest_path(folder), time.perf_counter() - t0,
                                      seed=seed, prompt=prompt)
                 res.ran.append(item)
             self.digests[f"frames{k:03d}"] = self.manifest.item("inbetween", item)["output"]
             res.outputs.append(folder)
+            prev_base = base
         self._prune("inbetween", "arc", self.n_arcs, self.frames_folder)
         return res
 
-    def _inbetween_prompt(self) -> str:
-        """The video prompt: ``[inbetween] prompt`` if the job gives one, else the first style's identifier
-        (the preview engine ignores it)."""
-        given = self.job.options("inbetween").get("prompt")
-        if isinstance(given, str) and given:
-            return given
-        return anchor_prompt(self.job, 0)
+    def _inbetween_prompt(self, cfg) -> str:
+        """The video prompt: none for the preview engine; ``[inbetween] prompt``, else the caption of the first
+        anchor (BLIP-2), made once per unedited anchor chain and kept in the manifest."""
+        if cfg is None:
+            return ""
+        if cfg.prompt:
+            return cfg.prompt
+        key = digest_json({**self._common("inbetween"), "anchor": self.anchor_base[0], "models": self.models,
+                           "blip2": self.job.model("blip2")})
+        rec = self.manifest.item("inbetween", "caption")
+        if rec is not None and rec.get("key") == key:
+            return rec["output"]
+        text = self.inbetween_engine().resolve_prompt(read_image(self.anchor_path(0)))
+        self.manifest.record("inbetween", "caption", key, text)
+        return text
 
     # ----------------------------------------------------------------------------------------- video
     def video(self) -> StageResult:
