@@ -44,6 +44,8 @@ def test_prepare_arc_shapes_and_save_load(renderer, scene, tmp_path):
     assert np.abs(back.edge_maps - arc.edge_maps).max() <= 0.5 / 255 + 1e-6
     assert np.array_equal(back.flow_forward, arc.flow_forward) and np.array_equal(back.object_ids, arc.object_ids)
     assert np.array_equal(back.depth, arc.depth) and back.warped_noise.shape == (13, 16, 60, 90)
+    hit = arc.object_ids >= 0
+    assert np.abs(back.normals - arc.normals)[hit].max() < 1.5 / 127 and (back.normals[~hit] == 0).all()
     raw = cv2.imread(str(path / "edges" / "0005.png"), cv2.IMREAD_UNCHANGED)
     assert raw.dtype == np.uint8 and raw.shape == (64, 96)
 

@@ -22,10 +22,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+import cv2
 import numpy as np
 
 from videofrom3d.io.atomic import atomic_path, atomic_write_text
-from videofrom3d.io.images import read_mask, write_image
+from videofrom3d.io.images import read_mask, to_uint8
 from videofrom3d.scene.camera import Camera
 
 
@@ -93,19 +94,34 @@ class PreparedArc:
             save_cameras(tmp / "cameras.json", self.cameras)
             for sub in ("edges", "normals", "objects"):
                 (tmp / sub).mkdir()
-            for i in range(self.frame_count):
-                write_image(tmp / "edges" / f"{i:04d}.png", self.edge_maps[i])
-                hit = self.object_ids[i] >= 0
-                write_image(tmp / "normals" / f"{i:04d}.png", np.where(hit[..., None], self.normals[i] * 0.5 + 0.5, 0.0))
-                write_image(tmp / "objects" / f"{i:04d}.png", (self.object_ids[i] + 1).astype(np.uint16))
-            np.savez(
-                tmp / "flow.npz",
-                forward=self.flow_forward.astype(np.float32),
-                forward_valid=self.flow_forward_valid.astype(bool),
-                end_to_start=self.flow_end_to_start.astype(np.float32),
-                end_to_start_valid=self.flow_end_to_start_valid.astype(bool),
-            )
-            np.savez(tmp / "depth.npz", depth=self.depth.astype(np.float32))
+            # the folder is renamed into place as a whole, so files inside are written directly; PNG
+            # encoding and the npz writes release the GIL, so a small thread pool overlaps them
+            from concurrent.futures import ThreadPoolExecutor
+
+            def frame(i):
+                _png(tmp / "edges" / f"{i:04d}.png", to_uint8(self.edge_maps[i]))
+                hit = (self.object_ids[i] >= 0)[..., None]
+                bgr = np.where(hit, self.normals[i][..., ::-1] * 127.5 + 128.0, 0.0)
+                _png(tmp / "normals" / f"{i:04d}.png", np.clip(bgr, 0, 255).astype(np.uint8))
+                _png(tmp / "objects" / f"{i:04d}.png", (self.object_ids[i] + 1).astype(np.uint16))
+
+            def flows():
+                np.savez(
+                    tmp / "flow.npz",
+                    forward=self.flow_forward.astype(np.float32, copy=False),
+                    forward_valid=self.flow_forward_valid.astype(bool, copy=False),
+                    end_to_start=self.flow_end_to_start.astype(np.float32, copy=False),
+                    end_to_start_valid=self.flow_end_to_start_valid.astype(bool, copy=False),
+                )
+
+            def depth():
+                np.savez(tmp / "depth.npz", depth=self.depth.astype(np.float32, copy=False))
+
+            with ThreadPoolExecutor(max_workers=4) as pool:
+                jobs = [pool.submit(flows), pool.submit(depth)]
+                jobs += [pool.submit(frame, i) for i in range(self.frame_count)]
+                for j in jobs:
+                    j.result()
             if self.warped_noise is not None:
                 np.save(tmp / "noise.npy", self.warped_noise.astype(np.float16))
             meta = {
@@ -129,6 +145,7 @@ class PreparedArc:
         edges = np.stack([read_mask(folder / "edges" / f"{i:04d}.png") for i in range(n)])
         normals = np.stack([_read_normals(folder / "normals" / f"{i:04d}.png") for i in range(n)])
         objects = np.stack([_read_u16(folder / "objects" / f"{i:04d}.png") for i in range(n)]).astype(np.int32) - 1
+        normals[objects < 0] = 0.0  # misses are stored black
         with np.load(folder / "flow.npz") as f:
             flows = {k: f[k] for k in f.files}
         with np.load(folder / "depth.npz") as d:
@@ -149,6 +166,11 @@ class PreparedArc:
             flow_end_to_start_valid=flows["end_to_start_valid"],
             warped_noise=noise,
         )
+
+
+def _png(path: Path, arr: np.ndarray) -> None:
+    if not cv2.imwrite(str(path), arr, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+        raise OSError(f"cannot write {path}")
 
 
 def save_cameras(path: str | os.PathLike, cameras: list[Camera] | tuple[Camera, ...]) -> Path:
