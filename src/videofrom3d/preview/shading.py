@@ -94,6 +94,6 @@ def match_objects(
         st = np.bincount(sel, weights=target[..., c][m], minlength=n)
         sf = np.bincount(sel, weights=fresh[..., c][m], minlength=n)
         g = (st + 1e-3) / (sf + 1e-3)
-        gain[:, c] = np.where(counts >= min_pixels, np.clip(g, 0.25, 4.0), 1.0)
+        gain[:, c] = np.where(counts >= min_pixels, np.clip(g, 0.02, 50.0), 1.0)
     gain[0] = 1.0
     return np.clip(fresh * gain[idx], 0.0, 1.0).astype(np.float32)
