@@ -1,0 +1,31 @@
+"""Tiny random models for tests: thin re-exports of the builders in src (configs live there, so that
+``--models tiny-random`` and the tests build the very same models), plus small job helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from videofrom3d.anchors.components import (  # noqa: F401
+    TINY_CONTROLNET,
+    TINY_TRANSFORMER,
+    TINY_VAE,
+    save_flux_components,
+    tiny_flux_components,
+)
+
+
+def style_job(folder: Path, styles: dict[str, np.ndarray], seed: int = 0, **extra):
+    """A job whose ``[[style]]`` entries are the given images (identifier -> (H, W, 3) f32), written as PNGs."""
+    from videofrom3d.io.images import write_image
+    from videofrom3d.job import job_from_dict
+
+    folder = Path(folder)
+    entries = []
+    for i, (ident, img) in enumerate(styles.items()):
+        write_image(folder / f"style{i}.png", img)
+        entries.append({"image": f"style{i}.png", "identifier": ident})
+    doc = {"name": "tiny", "seed": seed, "scene": {"path": "scene.glb"}, "trajectory": {"path": "camera.json"},
+           "style": entries, **extra}
+    return job_from_dict(doc, base=folder)
