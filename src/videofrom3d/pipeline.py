@@ -296,9 +296,9 @@ def render(
         raise PipelineError(f"until must be one of {', '.join(STAGES)}, got {until!r}")
     log = log or (lambda s: print(s, flush=True))
     chosen, reason = choose_engine(engine, models, job)
-    log(f"engine: {chosen} ({reason})")
     run = _Run(job, chosen, reason, models, progress, log)
     run.plan(reseed_anchor, anchor_images, reset_edits)
+    log(f"engine: {chosen} ({reason})")
     steps = {
         "prepare": lambda: run.prepare(with_noise, export_official),
         "align": run.align,
@@ -391,6 +391,7 @@ class _Run:
         self.cameras = cameras
         self.n_arcs = len(self.ranges)
         self.n_anchors = self.n_arcs + 1
+        self._check_options()
         reseeds, images = _normalise_edits(reseed_anchor, anchor_images)
         size = (job.width, job.height)
         new_images = []
@@ -421,6 +422,22 @@ class _Run:
         self.manifest.data["job"] = job.name
         self.manifest.begin_run(engine=self.engine, engine_reason=self.reason, models=self.models,
                                 edits={k: dict(v) for k, v in edits.items()})
+
+    def _check_options(self) -> None:
+        """Every stage table of the job this engine reads, checked before any stage runs (one-line errors)."""
+        from videofrom3d.prepare.arcs import PrepareConfig
+
+        _config(PrepareConfig, self.job, "prepare")
+        if self.engine == "preview":
+            self._preview_config()
+            return
+        from videofrom3d.align import AlignConfig
+        from videofrom3d.anchors import AnchorConfig
+        from videofrom3d.inbetween import InbetweenConfig
+
+        self._noise_config()
+        for cls, section in ((AlignConfig, "align"), (AnchorConfig, "anchors"), (InbetweenConfig, "inbetween")):
+            _config(cls, self.job, section)
 
     def _check_anchor_index(self, k: int, flag: str) -> None:
         if not 0 <= k < self.n_anchors:
