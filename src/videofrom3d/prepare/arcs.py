@@ -295,9 +295,9 @@ def view_warnings(gbuffers, cameras, first_frame: int = 0) -> list[str]:
             continue
         if cover > 0.99:
             # view ray directions in world space, against the face normals: > 0 means a back face
-            from videofrom3d.prepare.flow import camera_rays
+            from videofrom3d.prepare.flow import camera_rays, transform3
 
-            rays = camera_rays(cam)[::4, ::4] @ cam.cam_to_world[:3, :3].T.astype(np.float32)
+            rays = transform3(camera_rays(cam)[::4, ::4], cam.cam_to_world[:3, :3])
             n = gb.normal[::4, ::4]
             h = gb.hit[::4, ::4]
             back = (np.einsum("ijk,ijk->ij", rays, n) > 0)[h]

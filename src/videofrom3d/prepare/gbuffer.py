@@ -223,52 +223,50 @@ class ModernGLRenderer(Renderer):
 
 
 class EmbreeRenderer(Renderer):
-    """Casts one ray per pixel centre with trimesh + embreex; depth from the exact ray-plane distance."""
+    """Casts one ray per pixel centre with embreex (the library behind trimesh's fast ray queries); the
+    depth is the exact ray-plane distance of the hit triangle."""
 
     backend = "embree"
 
     def __init__(self, scene: Scene):
         super().__init__(scene)
-        import trimesh
-        from trimesh.ray.ray_pyembree import RayMeshIntersector
+        from embreex import rtcore_scene
+        from embreex.mesh_construction import TriangleMesh
 
-        mesh = trimesh.Trimesh(scene.vertices - self.center, scene.faces, process=False, validate=False)
-        self._intersector = RayMeshIntersector(mesh)
-        tri = scene.vertices[scene.faces]
-        self._v0 = tri[:, 0] - self.center
-        self._n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
-        self._rays: dict = {}
+        verts = scene.vertices - self.center  # centred so float32 keeps precision far from the origin
+        self._scene = rtcore_scene.EmbreeScene()
+        TriangleMesh(scene=self._scene, vertices=verts.astype(np.float32), indices=scene.faces.astype(np.int32))
+        tri = verts[scene.faces]
+        n = np.cross(tri[:, 1] - tri[:, 0], tri[:, 2] - tri[:, 0])
+        n /= np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-300)
+        self._n = n  # (T, 3) unit normals, float64
+        self._c = np.einsum("ij,ij->i", n, tri[:, 0])  # plane constants n . v0
         self._depth_cache = None
 
-    def _camera_rays(self, cam: Camera) -> np.ndarray:
-        key = (cam.width, cam.height, cam.K.tobytes())
-        if key not in self._rays:
-            u, v = np.meshgrid(np.arange(cam.width) + 0.5, np.arange(cam.height) + 0.5)
-            pix = np.stack([u.ravel(), v.ravel(), np.ones(u.size)], axis=1)
-            self._rays = {key: pix @ np.linalg.inv(cam.K).T}  # camera-space directions with z = 1
-        return self._rays[key]
-
     def _triangle_ids(self, cam: Camera) -> np.ndarray:
-        d_cam = self._camera_rays(cam)
+        from videofrom3d.prepare.flow import camera_rays, transform3
+
+        rays = camera_rays(cam).reshape(-1, 3)  # camera-space directions with z = 1
         c2w = cam.cam_to_world
-        d_world = d_cam @ c2w[:3, :3].T
+        R = c2w[:3, :3]
         origin = c2w[:3, 3] - self.center
-        origins = np.broadcast_to(origin, d_world.shape)
-        tri = self._intersector.intersects_first(origins, d_world).astype(np.int32)
+        dirs = transform3(rays, R)
+        origins = np.empty_like(dirs)
+        origins[:] = origin.astype(np.float32)
+        tri = np.asarray(self._scene.run(origins, dirs), np.int32)
         hit = tri >= 0
-        depth = np.zeros(tri.shape, np.float64)
         t = tri[hit]
-        n = self._n[t]
-        # ray o + s * d (d has camera z = 1, so s is the depth along +z) meets the plane n.(x - v0) = 0
-        num = np.einsum("ij,ij->i", n, self._v0[t] - origin)
-        den = np.einsum("ij,ij->i", n, d_world[hit])
+        # depth along +z = distance along the z = 1 ray to the plane n . x = c: (c - n . o) / (n . d)
+        num = (self._c - self._n @ origin)[t]
+        n_cam = transform3(self._n, R.T)[t]  # normals in camera axes, so n . d = n_cam . ray
+        den = np.einsum("ij,ij->i", n_cam, rays[hit].astype(np.float64))
         with np.errstate(divide="ignore", invalid="ignore"):
-            depth[hit] = num / den
-        bad = hit.copy()
-        bad[hit] = ~(np.isfinite(depth[hit]) & (depth[hit] > 0))
-        tri[bad] = -1
-        depth[bad] = 0.0
-        self._depth_cache = depth.reshape(cam.height, cam.width).astype(np.float32)
+            d = num / den
+        good = np.isfinite(d) & (d > 0)
+        depth = np.zeros(tri.shape, np.float32)
+        depth[hit] = np.where(good, d, 0.0)
+        tri[np.flatnonzero(hit)[~good]] = -1
+        self._depth_cache = depth.reshape(cam.height, cam.width)
         return tri.reshape(cam.height, cam.width)
 
 
