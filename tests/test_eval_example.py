@@ -68,3 +68,15 @@ def test_eval_command_takes_the_style_from_the_job(example, tmp_path):
     assert main(["eval", str(example[0]), "--job", str(example_job()), "--no-models", "--quiet", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())[0]
     assert doc["style"] == str(example[2]) and doc["color_swd"] > 0
+
+
+def test_reprojection_flow_agrees_with_the_prepare_stage_flow(example):
+    from videofrom3d.eval.geometry import reprojection_flow
+    from videofrom3d.prepare.arcs import PreparedArc, arc_dir
+
+    arc = PreparedArc.load(arc_dir(example[0], 1), with_noise=False)
+    for i in (0, N // 2, N - 1):
+        flow, valid = reprojection_flow(arc.depth[i], arc.cameras[i], arc.depth[i + 1], arc.cameras[i + 1])
+        both = valid & arc.flow_forward_valid[i]
+        assert (valid == arc.flow_forward_valid[i]).mean() > 0.97
+        assert np.abs(flow[both] - arc.flow_forward[i][both]).max() < 0.05
