@@ -87,7 +87,11 @@ def find_weight(key: str, models_dir: str | os.PathLike | None = None, override=
     try:
         return locate(key)
     except MissingModelError as e:
-        raise MissingModelError(key, looked + e.looked, hint=_HINTS.get(key, "")) from None
+        hint = _HINTS.get(key, "") or (
+            f"copy the folder of {MODELS[key].repo_id if key in MODELS else key} here, then pass "
+            f"--model {key}=DIR or --models-dir DIR (or set $VIDEOFROM3D_MODELS)"
+        )
+        raise MissingModelError(key, looked + e.looked, hint=hint) from None
 
 
 _HINTS = {
