@@ -83,7 +83,13 @@ MODELS: dict[str, ModelSpec] = {
             "eval: CLIP-A linear head",
         ),
         ModelSpec(
+            "lpips", "lpips-alex-v0.1", "alex.pth", "BSD-2-Clause (LPIPS heads); BSD-3-Clause (AlexNet)", "~0.25 GB",
+            "eval: masked LPIPS against the pseudo ground truth",
+            note="one folder with torchvision's alexnet-owt-7be5be79.pth and the LPIPS v0.1 heads alex.pth",
+        ),
+        ModelSpec(
             "musiq", "musiq-koniq", "musiq_koniq.safetensors", "Apache-2.0", "~0.1 GB", "eval: MUSIQ",
+            note="not implemented yet: eval always reports MUSIQ as missing",
         ),
     )
 }
