@@ -8,8 +8,7 @@ import pytest
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 
-from tiny_models import save_flux_components, style_job, tiny_flux_components  # noqa: E402
-
+from tiny_models import one_torch_thread, save_flux_components, style_job, tiny_flux_components  # noqa: E402, F401
 from videofrom3d.anchors import AnchorConfig, AnchorGuide, generate_anchors, load_anchor_generator  # noqa: E402
 from videofrom3d.anchors.components import load_flux_components  # noqa: E402
 from videofrom3d.anchors.generate import (  # noqa: E402

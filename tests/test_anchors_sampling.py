@@ -6,8 +6,7 @@ import pytest
 pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 
-from tiny_models import tiny_flux_components  # noqa: E402
-
+from tiny_models import one_torch_thread, tiny_flux_components  # noqa: E402, F401
 from videofrom3d.anchors.components import PromptEncoder  # noqa: E402
 from videofrom3d.anchors.sampling import (  # noqa: E402
     flux_sigmas,

@@ -14,6 +14,15 @@ from videofrom3d.anchors.components import (  # noqa: F401
     save_flux_components,
     tiny_flux_components,
 )
+from videofrom3d.inbetween.components import (  # noqa: F401  (CogVideoX, inbetween tests)
+    SCHEDULER_CONFIG as COGVIDEOX_SCHEDULER,
+)
+from videofrom3d.inbetween.components import (  # noqa: F401
+    tiny_cogvideox_components,
+    tiny_t5_tokenizer,
+)
+from videofrom3d.inbetween.components import tiny_transformer_config as tiny_cogvideox_transformer_config  # noqa: F401
+from videofrom3d.inbetween.components import tiny_vae_config as tiny_cogvideox_vae_config  # noqa: F401
 
 
 def style_job(folder: Path, styles: dict[str, np.ndarray], seed: int = 0, **extra):
@@ -29,3 +38,23 @@ def style_job(folder: Path, styles: dict[str, np.ndarray], seed: int = 0, **extr
     doc = {"name": "tiny", "seed": seed, "scene": {"path": "scene.glb"}, "trajectory": {"path": "camera.json"},
            "style": entries, **extra}
     return job_from_dict(doc, base=folder)
+
+
+def _one_thread():
+    """Tiny models are all per-op overhead; on a busy 2-core machine one intra-op thread is several times
+    faster than two spinning ones. Restores the previous setting."""
+    import pytest
+
+    @pytest.fixture(autouse=True, scope="module")
+    def one_torch_thread():
+        import torch
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(1)
+        yield
+        torch.set_num_threads(before)
+
+    return one_torch_thread
+
+
+one_torch_thread = _one_thread()

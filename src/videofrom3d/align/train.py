@@ -91,16 +91,19 @@ def centre_crop(image: np.ndarray, aspect: str, long_side: int) -> np.ndarray:
     long side is ``long_side``, both sides floored to multiples of 32."""
     h, w = image.shape[:2]
     ratio = ASPECTS[aspect]
-    if ratio is not None:
+    if ratio is None:
+        ratio = max(h, w) / min(h, w)
+    else:
         if w >= h:
             cw, ch = min(w, round(h * ratio)), min(h, round(w / ratio))
         else:
             ch, cw = min(h, round(w * ratio)), min(w, round(h / ratio))
         y0, x0 = (h - ch) // 2, (w - cw) // 2
         image = image[y0:y0 + ch, x0:x0 + cw]
-        h, w = ch, cw
-    scale = long_side / max(h, w)
-    nw, nh = max(32, int(w * scale) // 32 * 32), max(32, int(h * scale) // 32 * 32)
+    short = max(32, int(long_side / ratio) // 32 * 32)
+    long_ = max(32, long_side // 32 * 32)
+    nw, nh = (long_, short) if w >= h else (short, long_)
+    scale = nw / image.shape[1]
     interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
     return np.clip(cv2.resize(image, (nw, nh), interpolation=interp), 0, 1).astype(np.float32)
 
