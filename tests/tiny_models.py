@@ -14,15 +14,19 @@ from videofrom3d.anchors.components import (  # noqa: F401
     save_flux_components,
     tiny_flux_components,
 )
-from videofrom3d.inbetween.components import (  # noqa: F401  (CogVideoX, inbetween tests)
+from videofrom3d.inbetween.components import (  # noqa: F401  (CogVideoX, for the inbetween tests)
     SCHEDULER_CONFIG as COGVIDEOX_SCHEDULER,
 )
 from videofrom3d.inbetween.components import (  # noqa: F401
     tiny_cogvideox_components,
     tiny_t5_tokenizer,
 )
-from videofrom3d.inbetween.components import tiny_transformer_config as tiny_cogvideox_transformer_config  # noqa: F401
-from videofrom3d.inbetween.components import tiny_vae_config as tiny_cogvideox_vae_config  # noqa: F401
+from videofrom3d.inbetween.components import (  # noqa: F401
+    tiny_transformer_config as tiny_cogvideox_transformer_config,
+)
+from videofrom3d.inbetween.components import (  # noqa: F401
+    tiny_vae_config as tiny_cogvideox_vae_config,
+)
 
 
 def style_job(folder: Path, styles: dict[str, np.ndarray], seed: int = 0, **extra):
