@@ -56,6 +56,14 @@ DIFFUSION_MODELS = ("flux", "controlnet_hed", "cogvideox")
 INBETWEEN_WEIGHTS = ("ggi", "flow_lora")
 
 
+ARC_CACHE_BYTES = 3 * 2**30  # prepared arcs kept in memory between stages (one 720x480 arc: ~0.5 GiB)
+
+
+def _arc_bytes(arc) -> int:
+    return sum(getattr(arc, f).nbytes for f in ("edge_maps", "depth", "normals", "object_ids", "flow_forward",
+                                                "flow_forward_valid"))
+
+
 class PipelineError(VideoFrom3DError, ValueError):
     """A render that cannot start or go on (bad edit, bad option, missing upstream output)."""
 
@@ -473,7 +481,7 @@ class _Run:
             return self._arcs[k]
         arc = PreparedArc.load(self.arc_folder(k), with_noise=self.engine == "diffusion")
         self._arcs[k] = arc
-        while len(self._arcs) > 2:
+        while len(self._arcs) > 1 and sum(_arc_bytes(a) for a in self._arcs.values()) > ARC_CACHE_BYTES:
             self._arcs.popitem(last=False)
         return arc
 

@@ -8,7 +8,6 @@ import hashlib
 import numpy as np
 
 from videofrom3d.preview.config import PreviewConfig
-from videofrom3d.preview.geometry import view_rays
 from videofrom3d.preview.style import PreviewStyle
 from videofrom3d.scene.camera import Camera
 
@@ -46,29 +45,41 @@ def shade_view(
     """(H, W, 3) world normals, (H, W) object ids (-1 = miss), (H, W) depth -> (H, W, 3) float32 shaded view
     without lines. Same inputs, same bytes."""
     hit = object_ids >= 0
-    rays = view_rays(cam)
-    n = normals.astype(np.float32)
+    rx, ry, rz = view_ray_planes(cam)
+    nx, ny, nz = (normals[..., c].astype(np.float32) for c in range(3))
     # face the camera: mesh winding is not trusted
-    facing = np.einsum("hwc,hwc->hw", n, rays)
-    n = np.where((facing > 0)[..., None], -n, n)
+    sign = np.where(nx * rx + ny * ry + nz * rz > 0, np.float32(-1), np.float32(1))
     sun = np.asarray(cfg.sun_direction, np.float32)
     sun = sun / max(float(np.linalg.norm(sun)), 1e-9)
-    lambert = np.clip(n @ sun, 0.0, None)
-    up = n @ UP
-    light = cfg.ambient * (0.8 + 0.2 * up) + cfg.diffuse * lambert
+    up = sign * ny
+    lambert = np.maximum(sign * (nx * sun[0] + ny * sun[1] + nz * sun[2]), 0)
+    light = np.float32(cfg.ambient) * (np.float32(0.8) + np.float32(0.2) * up) + np.float32(cfg.diffuse) * lambert
     count = int(object_ids.max()) + 1 if hit.any() else 1
-    cols = object_colours(style, count, seed, cfg.colour_jitter)
-    ids = np.where(hit, object_ids, 0)
-    roof = (up > 0.7).astype(np.intp)
-    albedo = cols[ids, roof]
-    colour = albedo * light[..., None]
+    lut = object_colours(style, count, seed, cfg.colour_jitter).reshape(-1, 3)
+    index = np.where(hit, object_ids, 0) * 2 + (up > 0.7)
+    colour = np.take(lut, index, axis=0)
+    colour *= light[..., None]
     horizon = np.asarray(style.sky_horizon, np.float32)
     if cfg.fog_strength > 0 and fog_distance > 0:
-        fog = cfg.fog_strength * (1.0 - np.exp(-depth.astype(np.float32) / np.float32(fog_distance)))
-        colour = colour + (horizon - colour) * fog[..., None]
-    elevation = np.clip(rays @ UP / 0.6, 0.0, 1.0)[..., None]
-    sky = horizon + (np.asarray(style.sky_top, np.float32) - horizon) * np.sqrt(elevation)
-    return np.clip(np.where(hit[..., None], colour, sky), 0.0, 1.0).astype(np.float32)
+        fog = np.float32(cfg.fog_strength) * (1 - np.exp(depth.astype(np.float32) * np.float32(-1.0 / fog_distance)))
+        colour *= (1 - fog)[..., None]
+        colour += horizon * fog[..., None]
+    miss = ~hit
+    if miss.any():
+        elevation = np.sqrt(np.clip(ry[miss] * np.float32(1 / 0.6), 0, 1))[:, None]
+        colour[miss] = horizon + (np.asarray(style.sky_top, np.float32) - horizon) * elevation
+    return np.clip(colour, 0.0, 1.0, out=colour)
+
+
+def view_ray_planes(cam: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The x, y, z planes (each (H, W) float32) of :func:`videofrom3d.preview.geometry.view_rays`."""
+    R = cam.world_to_cam[:3, :3]
+    M = (R.T @ np.linalg.inv(cam.K)).astype(np.float32)
+    u = np.arange(cam.width, dtype=np.float32) + np.float32(0.5)
+    v = np.arange(cam.height, dtype=np.float32)[:, None] + np.float32(0.5)
+    planes = [M[r, 0] * u + M[r, 1] * v + M[r, 2] for r in range(3)]
+    inv = 1 / np.sqrt(planes[0] * planes[0] + planes[1] * planes[1] + planes[2] * planes[2])
+    return planes[0] * inv, planes[1] * inv, planes[2] * inv
 
 
 def draw_lines(image: np.ndarray, edge_map: np.ndarray, style: PreviewStyle, strength: float) -> np.ndarray:
@@ -79,21 +90,25 @@ def draw_lines(image: np.ndarray, edge_map: np.ndarray, style: PreviewStyle, str
 
 
 def match_objects(
-    fresh: np.ndarray, target: np.ndarray, mask: np.ndarray, object_ids: np.ndarray, min_pixels: int = 16
+    fresh: np.ndarray, target: np.ndarray, mask: np.ndarray, object_ids: np.ndarray, min_pixels: int = 4
 ) -> np.ndarray:
     """Per-object colour gain that makes ``fresh`` agree with ``target`` on ``mask`` pixels, applied to all
     of ``fresh``: newly seen parts of an object take the colour that object already has where it was
     observed (the background, id -1, is left as it is)."""
     idx = (object_ids + 1).astype(np.intp)
     n = int(idx.max()) + 1
-    m = mask & (idx > 0)
-    sel = idx[m]
+    # statistics on every second pixel each way (a per-object mean needs no more)
+    sub_idx = idx[::2, ::2]
+    m = mask[::2, ::2] & (sub_idx > 0)
+    sel = sub_idx[m]
+    t_sel = target[::2, ::2][m]
+    f_sel = fresh[::2, ::2][m]
     counts = np.bincount(sel, minlength=n)
     gain = np.ones((n, 3), np.float32)
     for c in range(3):
-        st = np.bincount(sel, weights=target[..., c][m], minlength=n)
-        sf = np.bincount(sel, weights=fresh[..., c][m], minlength=n)
+        st = np.bincount(sel, weights=t_sel[:, c], minlength=n)
+        sf = np.bincount(sel, weights=f_sel[:, c], minlength=n)
         g = (st + 1e-3) / (sf + 1e-3)
         gain[:, c] = np.where(counts >= min_pixels, np.clip(g, 0.02, 50.0), 1.0)
     gain[0] = 1.0
-    return np.clip(fresh * gain[idx], 0.0, 1.0).astype(np.float32)
+    return np.clip(fresh * np.take(gain, idx, axis=0), 0.0, 1.0).astype(np.float32)
