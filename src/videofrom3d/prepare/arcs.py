@@ -12,6 +12,7 @@ Layout of ``OUT/prepare/arcNNN/`` (stable; other stages and checks rely on it):
 - ``depth.npz``  ``depth`` (F, H, W) float32 along +z, 0 where nothing was hit
 - ``noise.npy``  (13, 16, 60, 90) float16 warped noise before degradation (when computed)
 - ``arc.json``  index, global first frame, frame count, and what was computed
+- ``preview.mp4``  edges | depth | forward flow side by side (:func:`write_arc_preview`; not read back)
 """
 
 from __future__ import annotations
