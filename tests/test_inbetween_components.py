@@ -11,6 +11,7 @@ pytest.importorskip("peft")
 
 from safetensors.torch import save_file  # noqa: E402
 
+from tiny_models import one_torch_thread  # noqa: E402, F401  (one intra-op thread for tiny models)
 from videofrom3d.inbetween.components import (  # noqa: E402
     CheckpointError,
     attach_lora,

@@ -6,6 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from tiny_models import one_torch_thread  # noqa: E402, F401  (one intra-op thread for tiny models)
 from videofrom3d.inbetween.conditioning import (  # noqa: E402
     edge_latents,
     encode_video,

@@ -6,6 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
+from tiny_models import one_torch_thread  # noqa: E402, F401  (one intra-op thread for tiny models)
 from videofrom3d.inbetween.components import tiny_cogvideox_components, widen_patch_embedding  # noqa: E402
 from videofrom3d.inbetween.conditioning import initial_latents  # noqa: E402
 from videofrom3d.inbetween.config import InbetweenConfig, InbetweenError  # noqa: E402
