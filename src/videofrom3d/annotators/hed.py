@@ -127,7 +127,7 @@ class HEDDetector:
         return (1.0 / (1.0 + np.exp(-np.mean(maps, axis=0)))).astype(np.float32)
 
 
-def classical_soft_edges(image: np.ndarray, scales: tuple[float, ...] = (1.0, 2.0, 4.0), width_px: float = 1.5) -> np.ndarray:
+def classical_soft_edges(image: np.ndarray, scales: tuple[float, ...] = (1.0, 2.0), width_px: float = 1.0) -> np.ndarray:
     """Weight-free stand-in for HED: (H, W, 3) f32 [0, 1] -> (H, W) f32 [0, 1] soft white edges on black.
 
     Per scale s: Gaussian blur (sigma s) of the luminance, Sobel gradient magnitude times s (scale-normalised),
