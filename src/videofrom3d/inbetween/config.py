@@ -26,7 +26,6 @@ class InbetweenConfig:
     eta: float = 0.0  # deterministic DDIM: the warped noise is the only noise
     prompt: str | None = None  # None: BLIP-2 caption of the first anchor (ggi.py), shared by all arcs
     negative_prompt: str = ""  # the unconditional CFG branch uses the empty prompt (ggi.py)
-    max_text_length: int = 226  # T5 tokens of CogVideoX-5B
     transformer: Literal["ggi", "flow_lora", "stock", "checkpoint"] = "ggi"
     # "ggi": the authors' released checkpoint (models "ggi"); "flow_lora": stock 5B-I2V + the Go-with-the-Flow
     # LoRA (no edge guidance); "stock": plain 5B-I2V; "checkpoint": our own trained folder (checkpoint_path)
