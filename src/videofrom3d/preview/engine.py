@@ -30,9 +30,11 @@ class _Base:
         self.cfg = cfg or PreviewConfig()
         self.fog_distance = float(self.cfg.fog_distance if self.cfg.fog_distance is not None else fog_distance)
 
-    def _shade(self, arc, i: int, seed: int) -> np.ndarray:
+    def _shade(self, arc, i: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(shaded view i without lines, its colour groups)."""
         return shade_view(
-            arc.normals[i], arc.object_ids[i], arc.depth[i], arc.cameras[i], self.style, self.cfg, seed, self.fog_distance
+            arc.normals[i], arc.object_ids[i], arc.depth[i], arc.cameras[i], self.style, self.cfg, seed,
+            self.fog_distance, return_groups=True,
         )
 
     def close(self) -> None:
@@ -61,7 +63,7 @@ class PreviewAnchors(_Base):
             raise PreviewError("the preview engine shades anchors from the prepared arc: pass arc=PreparedArc")
         last = arc.frame_count - 1
         i = (0 if guide is None else last) if frame is None else int(frame) % arc.frame_count
-        fresh = self._shade(arc, i, seed)
+        fresh, groups = self._shade(arc, i, seed)
         if guide is not None:
             cfg = self.cfg
             scale = arc.size[1] / 480.0
@@ -74,7 +76,7 @@ class PreviewAnchors(_Base):
                 # pixels that carry the previous view's lines are not surface colour: shade them fresh
                 prev_lines = warp(arc.edge_maps[0], arc.flow_end_to_start)
                 mask &= prev_lines < 0.15
-            fresh = match_objects(fresh, warped, mask, arc.object_ids[i])
+            fresh = match_objects(fresh, warped, mask, groups)
             soft = _feather(mask, cfg.feather_px * scale) * np.float32(cfg.observed_weight)
             fresh = fresh + (warped - fresh) * soft[..., None]
         out = draw_lines(fresh, edge_map, self.style, self.cfg.line_strength)
@@ -123,7 +125,8 @@ class PreviewInbetweener(_Base):
             total = a0 + a1
             blend = (a0[..., None] * warp(start, f0) + a1[..., None] * warp(end, f1)) / np.maximum(total, 1e-6)[..., None]
             seen = total > 1e-3
-            fresh = match_objects(self._shade(arc, i, seed), blend, seen, arc.object_ids[i])
+            fresh, groups = self._shade(arc, i, seed)
+            fresh = match_objects(fresh, blend, seen, groups)
             alpha = np.where(seen, total / np.maximum(possible, 1e-6), 0.0).astype(np.float32)[..., None]
             frame = fresh + (blend - fresh) * alpha
             yield np.clip(draw_lines(frame, edge_maps[i], self.style, self.cfg.line_strength), 0.0, 1.0)

@@ -41,9 +41,11 @@ def shade_view(
     cfg: PreviewConfig,
     seed: int,
     fog_distance: float,
-) -> np.ndarray:
+    return_groups: bool = False,
+):
     """(H, W, 3) world normals, (H, W) object ids (-1 = miss), (H, W) depth -> (H, W, 3) float32 shaded view
-    without lines. Same inputs, same bytes."""
+    without lines. Same inputs, same bytes. ``return_groups`` also returns the (H, W) colour group of each
+    pixel (2 * object id + 1 for surfaces facing up; -1 = sky), for :func:`match_objects`."""
     hit = object_ids >= 0
     rx, ry, rz = view_ray_planes(cam)
     nx, ny, nz = (normals[..., c].astype(np.float32) for c in range(3))
@@ -68,7 +70,10 @@ def shade_view(
     if miss.any():
         elevation = np.sqrt(np.clip(ry[miss] * np.float32(1 / 0.6), 0, 1))[:, None]
         colour[miss] = horizon + (np.asarray(style.sky_top, np.float32) - horizon) * elevation
-    return np.clip(colour, 0.0, 1.0, out=colour)
+    np.clip(colour, 0.0, 1.0, out=colour)
+    if return_groups:
+        return colour, np.where(hit, index, -1).astype(np.int32)
+    return colour
 
 
 def view_ray_planes(cam: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -94,7 +99,8 @@ def match_objects(
 ) -> np.ndarray:
     """Per-object colour gain that makes ``fresh`` agree with ``target`` on ``mask`` pixels, applied to all
     of ``fresh``: newly seen parts of an object take the colour that object already has where it was
-    observed (the background, id -1, is left as it is)."""
+    observed (the background, id -1, is left as it is). ``object_ids`` may be any grouping (e.g. the colour
+    groups of :func:`shade_view`)."""
     idx = (object_ids + 1).astype(np.intp)
     n = int(idx.max()) + 1
     # statistics on every second pixel each way (a per-object mean needs no more)
