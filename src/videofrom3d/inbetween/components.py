@@ -363,7 +363,7 @@ def load_cogvideox_components(
     root = locate("cogvideox", base)
 
     def text_encoder_factory():
-        return T5EncoderModel.from_pretrained(root / "text_encoder", torch_dtype=dtype, use_safetensors=True).eval()
+        return T5EncoderModel.from_pretrained(root / "text_encoder", dtype=dtype, use_safetensors=True).eval()
 
     tokenizer = AutoTokenizer.from_pretrained(root / "tokenizer")
     vae = AutoencoderKLCogVideoX.from_pretrained(root / "vae", torch_dtype=dtype, use_safetensors=True).eval()

@@ -217,7 +217,7 @@ def blip2_captioner(path: str | os.PathLike, device: torch.device, max_new_token
 
         dtype = torch.float16 if device.type == "cuda" else torch.float32
         processor = Blip2Processor.from_pretrained(path)
-        model = Blip2ForConditionalGeneration.from_pretrained(path, torch_dtype=dtype, use_safetensors=True).to(device).eval()
+        model = Blip2ForConditionalGeneration.from_pretrained(path, dtype=dtype, use_safetensors=True).to(device).eval()
         try:
             pil = Image.fromarray((np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8))
             inputs = processor(images=pil, return_tensors="pt").to(device, dtype)
