@@ -154,3 +154,17 @@ def test_demo_renders_the_example_with_a_contact_sheet(tmp_path, monkeypatch, ca
     assert sheet.shape[0] == 22 + 3 * (180 + 22) + 2 * 6
     assert f"trajectory picture: {out / 'trajectory.png'}" in printed
     assert read_image(out / "trajectory.png").shape[0] > 100
+
+
+def test_prepare_exports_the_official_layout(tmp_path):
+    job = make_job(tmp_path, arcs=1)
+    official = tmp_path / "official"
+    assert run("prepare", job, "--engine", "preview", "--quiet", "--export-official", official) == 0
+    # global 1-based frame names, 1080x720 HED maps, the arc's warped noise
+    assert sorted(p.name for p in (official / "arc0" / "hed").glob("*.png")) == [f"{i:04d}.png" for i in range(1, 8)]
+    from videofrom3d.io import read_image
+
+    assert read_image(official / "arc0" / "hed" / "0001.png").shape == (720, 1080, 3)
+    assert (official / "arc0" / "corres_end.png").is_file()
+    assert np.load(official / "arc0" / "noises.npy").shape == (13, 96 // 8, 128 // 8, 16)
+    assert (tmp_path / "work" / "prepare" / "arc000" / "noise.npy").is_file()

@@ -563,9 +563,9 @@ class _Run:
         self.scene_extent = float(rec["scene"]["extent"])
         self._prune("prepare", "arc", self.n_arcs, self.arc_folder)
         self._prune("prepare", "noise", self.n_arcs, lambda k: self.arc_folder(k) / "noise.npy")
-        self._scene = self._renderer = None
         if export_official is not None:
-            res.outputs.append(self._export_official(Path(export_official)))
+            res.outputs.append(self._export_official(Path(export_official), cfg, scene()))
+        self._scene = self._renderer = None
         return res
 
     def _noise_config(self):
@@ -597,15 +597,13 @@ class _Run:
             res.ran.append(item)
         self.digests[item] = self.manifest.item("prepare", item)["output"]
 
-    def _export_official(self, out: Path) -> Path:
-        try:
-            from videofrom3d.prepare.official import export_official
-        except ImportError as e:
-            raise PipelineError(f"--export-official is not available in this install ({e})") from None
+    def _export_official(self, out: Path, cfg, scene) -> Path:
+        """The prepared arcs (with their warped noise) in the authors' folder layout under ``out``."""
         from videofrom3d.prepare.arcs import PreparedArc
+        from videofrom3d.prepare.official import export_official
 
         arcs = [PreparedArc.load(self.arc_folder(k)) for k in range(self.n_arcs)]
-        export_official(arcs, out)
+        export_official(arcs, scene, out, cfg, renderer=self._renderer)
         return out
 
     # ----------------------------------------------------------------------------------------- align
