@@ -282,6 +282,9 @@ def _components_for_training(job, cfg: AlignConfig, models):
     if models == "tiny-random":
         return tiny_flux_components(seed=0)
     if models == "real":
+        if cfg.memory == "sequential":
+            raise AlignError('[align].memory = "sequential" cannot train (weights stream per layer); use "model" '
+                             'with fp8 = true on a 24 GB GPU, or "none"')
         return load_flux_components(job.model("flux"), job.model("controlnet_hed"), device=cfg.device,
                                     dtype=cfg.dtype, memory=cfg.memory, fp8=cfg.fp8, place=False)
     raise ValueError(f'models must be "real", "tiny-random" or FluxComponents, got {models!r}')
