@@ -347,9 +347,9 @@ def prepare_arc(
     topo = topology_for(renderer, ecfg)
     t["topology"] = t.get("topology", 0.0) + time.perf_counter() - t0
 
-    # G-buffers are rendered on this thread (the GL context lives here) straight into the arc's arrays;
-    # edges and flows of finished frames run on two worker threads meanwhile (numpy and OpenCV release the
-    # GIL), which overlaps them with the rasteriser on a multi-core machine
+    # frame i+1 is submitted to the renderer (llvmpipe rasterises on its own threads, or a GPU does) as
+    # soon as frame i is read back; edges and flows of finished frames run on two worker threads (numpy
+    # and OpenCV release the GIL); the G-buffers land straight in the arc's arrays
     from concurrent.futures import ThreadPoolExecutor
 
     from videofrom3d.prepare.flow import geometric_flow
@@ -366,49 +366,52 @@ def prepare_arc(
     fwd = np.empty((n - 1, h, w, 2), np.float32)
     fwd_valid = np.empty((n - 1, h, w), bool)
     gbuffers = [GBuffer(depth[i], normals[i], tri_ids[i], object_ids[i], hits[i]) for i in range(n)]
-    t_work = {"edges": 0.0, "flows": 0.0}
+    render_cams = [c if s == 1 else c.resized(w * s, h * s) for c in cameras]
+    busy = {"edges": 0.0, "flows": 0.0}
 
-    def edges_job(i, big, big_cam):
+    def edges_job(i, big):
         t0 = time.perf_counter()
-        masks = classify_edges(big, big_cam, topo, ecfg)
-        e = render_edge_map(masks, ecfg, height=big_cam.height)
+        masks = classify_edges(big, render_cams[i], topo, ecfg)
+        e = render_edge_map(masks, ecfg, height=render_cams[i].height)
         if s != 1:
             import cv2
 
             e = cv2.resize(e, (w, h), interpolation=cv2.INTER_AREA)
         edge_maps[i] = e
-        t_work["edges"] += time.perf_counter() - t0
+        busy["edges"] += time.perf_counter() - t0
 
     def flow_job(i):
         t0 = time.perf_counter()
         fwd[i], fwd_valid[i] = geometric_flow(gbuffers[i], cameras[i], gbuffers[i + 1], cameras[i + 1], cfg.depth_tolerance)
-        t_work["flows"] += time.perf_counter() - t0
+        busy["flows"] += time.perf_counter() - t0
 
     t_render = 0.0
     t_start = time.perf_counter()
     with ThreadPoolExecutor(max_workers=2) as pool:
-        futures = []
-        for i, cam in enumerate(cameras):
+        jobs = []
+        renderer.submit(render_cams[0])
+        for i in range(n):
             t0 = time.perf_counter()
             if s == 1:
-                big, big_cam = renderer.render(cam, out=gbuffers[i]), cam
+                big = renderer.collect(out=gbuffers[i])
             else:
-                big_cam = cam.resized(w * s, h * s)
-                big = renderer.render(big_cam)
+                big = renderer.collect()
                 _subsample_into(big, s, gbuffers[i])
+            if i + 1 < n:
+                renderer.submit(render_cams[i + 1])
             t_render += time.perf_counter() - t0
-            futures.append(pool.submit(edges_job, i, big, big_cam))
+            jobs.append(pool.submit(edges_job, i, big))
             if i > 0:
-                futures.append(pool.submit(flow_job, i - 1))
+                jobs.append(pool.submit(flow_job, i - 1))
         t0 = time.perf_counter()
         e2s, e2s_valid = geometric_flow(gbuffers[-1], cameras[-1], gbuffers[0], cameras[0], cfg.depth_tolerance)
-        t_work["flows"] += time.perf_counter() - t0
-        for f in futures:
-            f.result()
+        busy["flows"] += time.perf_counter() - t0
+        for j in jobs:
+            j.result()
+    # edges and flows overlap the rendering: their times are busy times of the workers
     t["gbuffer"] = t.get("gbuffer", 0.0) + t_render
-    # worker times overlap the rendering; "wall" is the whole G-buffer + edges + flows step
-    t["edges"] = t.get("edges", 0.0) + t_work["edges"]
-    t["flows"] = t.get("flows", 0.0) + t_work["flows"]
+    t["edges"] = t.get("edges", 0.0) + busy["edges"]
+    t["flows"] = t.get("flows", 0.0) + busy["flows"]
     t["wall"] = t.get("wall", 0.0) + time.perf_counter() - t_start
 
     for msg in view_warnings(gbuffers, cameras, first_frame):

@@ -68,14 +68,25 @@ class Renderer:
         self.extent = float(np.linalg.norm(hi - lo)) or 1.0
         self._corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
 
+    def submit(self, cam: Camera) -> None:
+        """Start rendering ``cam`` (the moderngl backend rasterises on its own threads meanwhile); finish
+        with :meth:`collect`. ``render`` is ``submit`` + ``collect``."""
+        self._pending = cam
+
+    def collect(self, out: GBuffer | None = None) -> GBuffer:
+        """The G-buffer of the camera last submitted (see :meth:`render` for ``out``)."""
+        cam, self._pending = self._pending, None
+        tri = self._triangle_ids(cam)
+        return self._assemble(tri, self._depth_cache, out)
+
     def render(self, cam: Camera, supersample: int = 1, out: GBuffer | None = None) -> GBuffer:
         """G-buffer of ``cam``; ``supersample`` s renders at (s*W, s*H) with the camera resized exactly.
         ``out``: a GBuffer of preallocated arrays of the right shapes to fill (e.g. views into an arc's
         stacked arrays), returned filled."""
         if supersample != 1:
             cam = cam.resized(cam.width * supersample, cam.height * supersample)
-        tri = self._triangle_ids(cam)
-        return self._assemble(tri, self._depth_cache, out)
+        self.submit(cam)
+        return self.collect(out)
 
     def _assemble(self, tri: np.ndarray, depth: np.ndarray, out: GBuffer | None = None) -> GBuffer:
         # per-face lookups with a sentinel row T for misses (normal 0, object -1)
@@ -113,12 +124,8 @@ class Renderer:
 _VERTEX = """
 #version 330
 uniform mat4 mvp;
-uniform mat4 mv;
 in vec3 in_pos;
-out float v_z;
 void main() {
-    vec4 pc = mv * vec4(in_pos, 1.0);
-    v_z = pc.z;
     gl_Position = mvp * vec4(in_pos, 1.0);
 }
 """
@@ -127,9 +134,9 @@ _FRAGMENT = """
 #version 330
 uniform float near;
 uniform float far;
-in float v_z;
 layout(location = 0) out ivec2 out_tri_z;
 void main() {
+    float v_z = 1.0 / gl_FragCoord.w;  // clip w is the view depth z (projection row 4 = (0, 0, 1, 0))
     out_tri_z = ivec2(gl_PrimitiveID, floatBitsToInt(v_z));
     gl_FragDepth = (v_z - near) / (far - near);
 }
@@ -173,7 +180,7 @@ class ModernGLRenderer(Renderer):
         self.vao = self.ctx.vertex_array(self.prog, [(self.vbo, "3f", "in_pos")])
         self._fbo = None
         self._fbo_size = None
-        self._depth_cache = None
+        self._flush = _gl_flush()
 
     def _framebuffer(self, w: int, h: int):
         if self._fbo_size != (w, h):
@@ -188,14 +195,14 @@ class ModernGLRenderer(Renderer):
             self._fbo_size = (w, h)
         return self._fbo
 
-    def _triangle_ids(self, cam: Camera) -> np.ndarray:
+    def submit(self, cam: Camera) -> None:
         w, h = cam.width, cam.height
         near, far = self.near_far(cam)
         shift = np.eye(4)
         shift[:3, 3] = self.center  # undo the centring of the vertex buffer
-        mv = cam.world_to_cam @ shift
-        mvp = projection_matrix(cam, near, far) @ mv
-        with self._lock:
+        mvp = projection_matrix(cam, near, far) @ cam.world_to_cam @ shift
+        self._lock.acquire()
+        try:
             fbo = self._framebuffer(w, h)
             fbo.use()
             self.ctx.viewport = (0, 0, w, h)
@@ -203,20 +210,44 @@ class ModernGLRenderer(Renderer):
             self.ctx.disable(self._moderngl.CULL_FACE)
             fbo.clear(depth=1.0)  # z = 0 marks a miss (every drawn fragment has z >= near > 0)
             self.prog["mvp"].write(mvp.T.astype(np.float32).tobytes())
-            self.prog["mv"].write(mv.T.astype(np.float32).tobytes())
             self.prog["near"].value = near
             self.prog["far"].value = far
             self.vao.render(self._moderngl.TRIANGLES)
-            raw = np.frombuffer(fbo.read(attachment=0, components=2, dtype="i4"), np.int32).reshape(h, w, 2)
+            if self._flush is not None:
+                self._flush()  # hand the frame to the rasteriser threads now, not at the readback
+        except BaseException:
+            self._lock.release()
+            raise
+        self._pending = (w, h)
+
+    def collect(self, out: GBuffer | None = None) -> GBuffer:
+        w, h = self._pending
+        self._pending = None
+        try:
+            raw = np.frombuffer(self._fbo.read(attachment=0, components=2, dtype="i4"), np.int32).reshape(h, w, 2)
+        finally:
+            self._lock.release()
         z = raw[..., 1].view(np.float32)
-        self._depth_cache = z
-        return np.where(z > 0, raw[..., 0], -1)
+        return self._assemble(np.where(z > 0, raw[..., 0], -1), z, out)
 
     def close(self) -> None:
         for obj in (self.vao, self.prog, self.vbo, self._fbo):
             if obj is not None:
                 obj.release()
         self.ctx.release()
+
+
+def _gl_flush():
+    """glFlush from the GL dispatch library (moderngl does not expose it), or None."""
+    import ctypes
+
+    for name in ("libOpenGL.so.0", "libGL.so.1"):
+        try:
+            return ctypes.CDLL(name).glFlush
+        except (OSError, AttributeError):
+            continue
+    return None
+
 
 
 # ------------------------------------------------------------------------------------------------ embree
