@@ -168,3 +168,17 @@ def test_prepare_exports_the_official_layout(tmp_path):
     assert (official / "arc0" / "corres_end.png").is_file()
     assert np.load(official / "arc0" / "noises.npy").shape == (13, 96 // 8, 128 // 8, 16)
     assert (tmp_path / "work" / "prepare" / "arc000" / "noise.npy").is_file()
+
+
+@pytest.mark.slow
+def test_demo_of_the_bundled_example(tmp_path, capsys):
+    """The README's first command on the real example (3 arcs, 720x480; ~40 s here)."""
+    out = tmp_path / "demo"
+    assert run("demo", "--out", out, "--quiet") == 0
+    assert len(list((out / "frames").glob("*.png"))) == 136
+    from videofrom3d.io.video import read_video
+
+    assert read_video(out / "video.mp4").shape == (136, 480, 720, 3)
+    assert (out / "contact_sheet.png").is_file() and (out / "trajectory.png").is_file()
+    assert run("demo", "--out", out, "--quiet") == 0  # the second time everything is reused
+    assert not any(json.loads((out / "manifest.json").read_text())["runs"][-1]["redone"].values())

@@ -319,7 +319,9 @@ def render(
         t0 = time.perf_counter()
         res = steps[name]()
         res.seconds = time.perf_counter() - t0
-        run.manifest.finish_stage(name, res.ran, res.reused, res.seconds)
+        items = run.manifest.items(name)
+        stage_key = digest_json(sorted((i, rec.get("key")) for i, rec in items.items()))
+        run.manifest.finish_stage(name, res.ran, res.reused, res.seconds, key=stage_key)
         run.manifest.note_redone(name, res.ran)
         results.append(res)
         log(f"{name:<10} {res.seconds:6.1f}s  ran {len(res.ran)}, reused {len(res.reused)}")
@@ -439,6 +441,9 @@ class _Run:
         if self.engine == "preview":
             self._preview_config()
             return
+        if not self.job.styles:
+            raise PipelineError("the diffusion engine needs a style image: add [[style]] image = ... and "
+                                "identifier = ... to the job (or --style IMAGE --identifier TEXT)")
         from videofrom3d.align import AlignConfig
         from videofrom3d.anchors import AnchorConfig
         from videofrom3d.inbetween import InbetweenConfig
