@@ -54,8 +54,8 @@ MODELS: dict[str, ModelSpec] = {
             note="distributed by the authors outside the hub; point [models].ggi at the folder",
         ),
         ModelSpec(
-            "flow_lora", "Eyeline-Research/Go-with-the-Flow", "I2V5B_final_i38800_nearest_lora_weights.safetensors",
-            "Go-with-the-Flow release licence", "~0.7 GB", "inbetween without the GGI checkpoint",
+            "flow_lora", "Eyeline-Labs/Go-with-the-Flow", "I2V5B_final_i38800_nearest_lora_weights.safetensors",
+            "Go-with-the-Flow release licence", "~4.2 GB", "inbetween without the GGI checkpoint",
         ),
         ModelSpec(
             "blip2", "Salesforce/blip2-opt-2.7b", "config.json", "MIT", "~15 GB",
