@@ -4,20 +4,13 @@
 - :mod:`~videofrom3d.anchors.sampling`: the Euler loop with Eq. 1 latent replacement.
 - :mod:`~videofrom3d.anchors.generate`: :class:`AnchorConfig`, :class:`AnchorGenerator`, guide building, chaining.
 
-torch is imported only when a model is built, so ``from videofrom3d.anchors import AnchorConfig`` is cheap.
+Names are resolved lazily: ``from videofrom3d.anchors import AnchorConfig`` imports no torch, and
+``videofrom3d.anchors.sampling`` can be used without OpenCV.
 """
 
-from videofrom3d.anchors.generate import (
-    AnchorConfig,
-    AnchorGenerator,
-    AnchorGuide,
-    anchor_prompt,
-    compose_prompt,
-    generate_anchors,
-    load_anchor_generator,
-    make_anchor_guide,
-    use_replacement,
-)
+from __future__ import annotations
+
+import importlib
 
 __all__ = [
     "AnchorConfig",
@@ -30,3 +23,9 @@ __all__ = [
     "make_anchor_guide",
     "use_replacement",
 ]
+
+
+def __getattr__(name: str):
+    if name in __all__:
+        return getattr(importlib.import_module("videofrom3d.anchors.generate"), name)
+    raise AttributeError(f"module 'videofrom3d.anchors' has no attribute {name!r}")
