@@ -43,7 +43,7 @@ import numpy as np
 
 from videofrom3d.errors import VideoFrom3DError
 from videofrom3d.io.atomic import atomic_path
-from videofrom3d.io.images import read_image, write_image
+from videofrom3d.io.images import read_image, resize, write_image
 from videofrom3d.io.manifest import Manifest, digest_file, digest_json, digest_path
 
 STAGES = ("prepare", "align", "anchors", "inbetween", "video")
@@ -315,17 +315,19 @@ def render(
         "video": run.video,
     }
     results = []
-    for name in STAGES[: STAGES.index(until) + 1]:
-        t0 = time.perf_counter()
-        res = steps[name]()
-        res.seconds = time.perf_counter() - t0
-        items = run.manifest.items(name)
-        stage_key = digest_json(sorted((i, rec.get("key")) for i, rec in items.items()))
-        run.manifest.finish_stage(name, res.ran, res.reused, res.seconds, key=stage_key)
-        run.manifest.note_redone(name, res.ran)
-        results.append(res)
-        log(f"{name:<10} {res.seconds:6.1f}s  ran {len(res.ran)}, reused {len(res.reused)}")
-    run.close()
+    try:
+        for name in STAGES[: STAGES.index(until) + 1]:
+            t0 = time.perf_counter()
+            res = steps[name]()
+            res.seconds = time.perf_counter() - t0
+            items = run.manifest.items(name)
+            stage_key = digest_json(sorted((i, rec.get("key")) for i, rec in items.items()))
+            run.manifest.finish_stage(name, res.ran, res.reused, res.seconds, key=stage_key)
+            run.manifest.note_redone(name, res.ran)
+            results.append(res)
+            log(f"{name:<10} {res.seconds:6.1f}s  ran {len(res.ran)}, reused {len(res.reused)}")
+    finally:
+        run.close()  # models and arcs are freed on errors too
     out = RenderResult(
         work_dir=run.work,
         engine=chosen,
@@ -412,10 +414,13 @@ class _Run:
         for k, p in images:
             self._check_anchor_index(k, "--anchor")
             try:
-                img = read_image(p, size=size)
+                img = read_image(p)
             except (FileNotFoundError, ValueError) as e:
                 raise PipelineError(f"--anchor {k}: {e}") from None
-            new_images.append((k, img))
+            h, w = img.shape[:2]
+            if abs(w / h - size[0] / size[1]) > 0.01 * size[0] / size[1]:
+                self.log(f"note: --anchor {k}: {p} is {w}x{h}, the job {size[0]}x{size[1]}; it is stretched to fit")
+            new_images.append((k, resize(img, size) if (w, h) != size else img))
         # everything checked: now the work folder may change
         self.work.mkdir(parents=True, exist_ok=True)
         _remove_stale_temporaries(self.work)
@@ -934,7 +939,8 @@ class _Run:
             res.ran.append("frames")
             t0 = time.perf_counter()
             frames = (read_image(frames_dir / f"{g:04d}.png") for g in range(len(sources)))
-            write_video(video, self._bar(frames, "video", total=len(sources), leave=False), fps=job.fps)
+            # one encoder thread: the same frames give the same bytes (resumed runs match uninterrupted ones)
+            write_video(video, self._bar(frames, "video", total=len(sources), leave=False), fps=job.fps, threads=1)
             self.manifest.record("video", "video", key, digest_file(video), time.perf_counter() - t0,
                                  frames=len(sources), fps=job.fps)
             res.ran.append("video")
