@@ -182,3 +182,18 @@ def test_demo_of_the_bundled_example(tmp_path, capsys):
     assert (out / "contact_sheet.png").is_file() and (out / "trajectory.png").is_file()
     assert run("demo", "--out", out, "--quiet") == 0  # the second time everything is reused
     assert not any(json.loads((out / "manifest.json").read_text())["runs"][-1]["redone"].values())
+
+
+def test_diffusion_without_weights_fails_before_any_work(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.delenv("VIDEOFROM3D_MODELS", raising=False)
+    job = make_job(tmp_path)
+    assert run("render", job, "--engine", "diffusion", "--quiet") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1
+    assert "flux (black-forest-labs/FLUX.1-dev), controlnet_hed" in err[0] and "ggi (" in err[0]
+    assert "videofrom3d doctor" in err[0]
+    assert not (tmp_path / "work").exists()
+    # prepare alone needs no weights, even for the diffusion engine (it computes the warped noise)
+    assert run("prepare", job, "--engine", "diffusion", "--quiet") == 0
+    assert (tmp_path / "work" / "prepare" / "arc002" / "noise.npy").is_file()

@@ -305,7 +305,7 @@ def render(
     log = log or (lambda s: print(s, flush=True))
     chosen, reason = choose_engine(engine, models, job)
     run = _Run(job, chosen, reason, models, progress, log)
-    run.plan(reseed_anchor, anchor_images, reset_edits)
+    run.plan(reseed_anchor, anchor_images, reset_edits, until)
     log(f"engine: {chosen} ({reason})")
     steps = {
         "prepare": lambda: run.prepare(with_noise, export_official),
@@ -383,8 +383,9 @@ class _Run:
         self.digests: dict[str, str] = {}
 
     # ----------------------------------------------------------------------------------------- planning
-    def plan(self, reseed_anchor, anchor_images, reset_edits: bool) -> None:
-        """Cameras and arcs from the job, and the anchor edits checked, all before anything is written."""
+    def plan(self, reseed_anchor, anchor_images, reset_edits: bool, until: str = "video") -> None:
+        """Cameras and arcs from the job, options, weights and anchor edits checked, all before anything is
+        written."""
         from videofrom3d.job import job_cameras
         from videofrom3d.prepare.arcs import arc_ranges, check_cameras
 
@@ -404,6 +405,7 @@ class _Run:
         self.n_arcs = len(self.ranges)
         self.n_anchors = self.n_arcs + 1
         self._check_options()
+        self._check_weights(until)
         reseeds, images = _normalise_edits(reseed_anchor, anchor_images)
         size = (job.width, job.height)
         new_images = []
@@ -456,6 +458,27 @@ class _Run:
         self._noise_config()
         for cls, section in ((AlignConfig, "align"), (AnchorConfig, "anchors"), (InbetweenConfig, "inbetween")):
             _config(cls, self.job, section)
+
+    def _check_weights(self, until: str) -> None:
+        """With real models, every weight the stages up to ``until`` need must be here (one line that points
+        to ``doctor``, instead of a failure after the earlier stages ran)."""
+        if self.engine != "diffusion" or self.models != "real":
+            return
+        from videofrom3d import models as registry
+        from videofrom3d.inbetween import InbetweenConfig
+
+        stage = STAGES.index(until)
+        needed = ["flux", "controlnet_hed"] if stage >= STAGES.index("align") else []
+        if stage >= STAGES.index("inbetween"):
+            needed.append("cogvideox")
+            transformer = _config(InbetweenConfig, self.job, "inbetween").transformer
+            needed += {"ggi": ["ggi"], "flow_lora": ["flow_lora"]}.get(transformer, [])
+        missing = [k for k in needed if registry.find(k, self.job.model(k)) is None]
+        if missing:
+            ids = ", ".join(f"{k} ({registry.MODELS[k].repo_id})" for k in missing)
+            raise PipelineError(f"the diffusion engine needs weights that are not on this machine: {ids}; "
+                                "`videofrom3d doctor` shows where each was looked for and how to get it, "
+                                "`--engine preview` renders without weights")
 
     def _check_anchor_index(self, k: int, flag: str) -> None:
         if not 0 <= k < self.n_anchors:
