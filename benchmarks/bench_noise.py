@@ -112,7 +112,9 @@ def main(argv=None) -> int:
     ap.add_argument("--scene", nargs="+", default=["camera_path", "town"])
     ap.add_argument("--backend", default="numpy", choices=["numpy", "torch"])
     ap.add_argument("--device", default="cpu")
-    ap.add_argument("--ensemble", type=int, default=0, help="seeds for the per-pixel variance (200 in the issue)")
+    ap.add_argument(
+        "--ensemble", type=int, default=0, help="seeds for the per-pixel variance (200 in the issue)"
+    )
     ap.add_argument("--width", type=int, default=720)
     ap.add_argument("--height", type=int, default=480)
     args = ap.parse_args(argv)
@@ -158,8 +160,10 @@ def main(argv=None) -> int:
         print(f"{r['scene']:<12} {r['grid']:>4} {r['cells']:>9} {r['mean_s']:7.2f} {r['min_s']:7.2f} "
               f"{r['mean']:7.4f} {r['std']:8.4f} {r['lag1']:7.4f} {r['xch']:5.2f} {ens} {r['drift']:6.3f} "
               f"{r['drift95']:7.3f}")  # fmt: skip
-    print("limits (issue 4): |mean| < 0.015, |std-1| < 0.01, |lag1| < 0.01, xch (RMS x sqrt(N)) < 1.5, "
-          "ens >= 0.99; drift in latent pixels after 45 steps")
+    print(
+        "limits (issue 4): |mean| < 0.015, |std-1| < 0.01, |lag1| < 0.01, xch (RMS x sqrt(N)) < 1.5, "
+        "ens >= 0.99; drift in latent pixels after 45 steps"
+    )
     return 0
 
 

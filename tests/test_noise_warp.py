@@ -242,3 +242,20 @@ def test_torch_arc_and_degrade():
     assert np.allclose(a[4][:, :, 4:], a[0][:, :, :14], atol=1e-5)
     d = degrade(torch.from_numpy(a), 0.5, torch.Generator().manual_seed(0))
     assert isinstance(d, torch.Tensor) and d.shape == a.shape
+
+
+@pytest.mark.gpu
+def test_cuda_step_zero_flow_and_translation():
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("no CUDA device")
+    gen = torch.Generator("cuda").manual_seed(0)
+    state = init_state(64, 96, 16, gen, backend="torch", device="cuda")
+    zero = torch.zeros(64, 96, 2, device="cuda")
+    same = warp_noise_step(state, zero, generator=gen)
+    assert torch.equal(same.noise, state.noise) and torch.equal(same.weight, state.weight)
+    flow = zero.clone()
+    flow[..., 0], flow[..., 1] = 3.0, -2.0
+    moved = warp_noise_step(state, flow, generator=gen)
+    assert moved.noise.device.type == "cuda"
+    assert torch.equal(moved.noise[:62, 3:], state.noise[2:, :93])

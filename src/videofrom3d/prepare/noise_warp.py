@@ -88,13 +88,18 @@ class NoiseConfig:
     """Options of the job's ``[noise]`` table. Defaults are the paper's (VideoFrom3D / Go-with-the-Flow)."""
 
     method: Literal["gwtf"] = "gwtf"  # the discrete Go-with-the-Flow warper the flow LoRA was trained with
-    grid_factor: int = 4  # warp grid = 4 x video resolution (1920 x 2880 for 480 x 720), paper 3.3 / GWTF
+    # warp grid = 4 x the video resolution (1920 x 2880 for 480 x 720; paper 3.3 / GWTF). 2 and 1 give the
+    # same exact statistics 3x and 20x faster on a CPU but lose more sub-cell motion to rounding
+    # (benchmarks/bench_noise.py: ~0.14 / 0.38 / 0.98 latent px of drift over a 45-frame arc at 4 / 2 / 1)
+    grid_factor: int = 4
     latent_channels: int = 16  # CogVideoX latent channels
     latent_size: tuple[int, int] = (60, 90)  # (h, w) latent grid of 480 x 720 video (VAE factor 8)
     latent_frames: int = 13  # CogVideoX: 49 frames -> 13 latents
     temporal_stride: int = 4  # latent k takes frame min(4k, N): 0, 4, ..., 44, 45 for N = 45
-    degradation: float = 0.5  # alpha of :func:`degrade` at inference (GWTF / ggi.py); used by the inbetween stage
-    backend: Literal["numpy", "torch"] = "numpy"  # torch runs the same warper on ``device``
+    degradation: float = (
+        0.5  # alpha of :func:`degrade` at inference (GWTF, ggi.py); read by the inbetween stage
+    )
+    backend: Literal["numpy", "torch"] = "numpy"  # torch runs the same warper on ``device`` (e.g. "cuda")
     device: str = "cpu"
 
     def __post_init__(self) -> None:
@@ -364,7 +369,9 @@ def warp_noise_step(state: WarpState, flow, valid=None, generator=None) -> WarpS
     noise, weight = state
     height, width, channels = noise.shape
     if tuple(flow.shape) != (height, width, 2):
-        raise ValueError(f"flow must be ({height}, {width}, 2) like the state's grid, got {tuple(flow.shape)}")
+        raise ValueError(
+            f"flow must be ({height}, {width}, 2) like the state's grid, got {tuple(flow.shape)}"
+        )
     ops = _ops_for(noise, generator)
     is_t = ops.name == "torch"
     if is_t:
@@ -399,12 +406,16 @@ def warp_noise_step(state: WarpState, flow, valid=None, generator=None) -> WarpS
     return WarpState(out_noise.reshape(height, width, channels), out_weight.reshape(height, width))
 
 
-def init_state(height: int, width: int, channels: int = 16, generator=None, backend: str = "numpy", device="cpu"):
+def init_state(
+    height: int, width: int, channels: int = 16, generator=None, backend: str = "numpy", device="cpu"
+):
     """Fresh i.i.d. N(0, 1) noise (H, W, C) float32 with unit weights."""
     if backend == "torch":
         import torch
 
-        noise = torch.randn((height, width, channels), generator=generator, dtype=torch.float32, device=device)
+        noise = torch.randn(
+            (height, width, channels), generator=generator, dtype=torch.float32, device=device
+        )
         return WarpState(noise, torch.ones((height, width), dtype=torch.float32, device=device))
     ops = _ops_for(np.empty(0), generator)
     noise = ops.randn(height * width, channels).reshape(height, width, channels)
@@ -556,11 +567,14 @@ def _arc_torch(flows, valid, keys, cfg, seed, height, width):
 
 
 def degrade(noise, alpha: float, generator=None):
-    """Variance-preserving blend with fresh noise: ``((1 - a) n + a z) / sqrt((1 - a)^2 + a^2)``.
+    """Variance-preserving blend with fresh noise: ``((1 - a) n + a z) / sqrt((1 - a)^2 + a^2)`` (Go-with-the-Flow
+    ``mix_new_noise``; the authors' code draws z from the global RNG, ours from ``generator``).
 
     ``noise``: numpy array or torch tensor of any shape; ``generator``: numpy ``Generator`` or int seed (numpy)
     or torch ``Generator`` (torch, on the tensor's device). alpha = 0 returns the noise unchanged, 1 fresh noise.
-    Noise that was identical in two places becomes correlated by ``(1 - a)^2 / ((1 - a)^2 + a^2)``.
+    Two places that held the same warped value n (the same noise carried along the flow) get independent
+    z1, z2, so their correlation becomes E[((1-a) n + a z1)((1-a) n + a z2)] / ((1-a)^2 + a^2)
+    = ``(1 - a)^2 / ((1 - a)^2 + a^2)``: 0.9 at a = 0.25, 0.5 at the inference value 0.5, 0.1 at 0.75.
     """
     a = float(alpha)
     if not 0.0 <= a <= 1.0:
