@@ -189,7 +189,7 @@ def test_noise_follows_the_flow_with_the_predicted_correlation():
 @pytest.mark.slow
 @pytest.mark.parametrize("grid_factor", [4, 2])
 def test_paper_grid_camera_path_is_white(grid_factor):
-    """The default 1920 x 2880 grid (block 32) on a 720 x 480 camera path; about 30 s per seed."""
+    """The default 1920 x 2880 grid (block 32) on a 720 x 480 camera path; 15-45 s per seed on 2 cores."""
     flows, valid = camera_path_flows(720, 480)
     cfg = NoiseConfig(grid_factor=grid_factor)
     arcs = np.stack([warped_noise_for_arc(flows, 45, cfg, seed=s, valid=valid) for s in SEEDS[:2]])

@@ -26,8 +26,10 @@ to whole cells (``d = floor(g * flow + 0.5)``, nearest-upsampled from the video 
 3. **Re-Gaussianisation by source index.** A source p used n > 1 times (its scatter particle plus every
    gather copy) gives each use ``x_p / sqrt(n) + (z_u - mean_p z)`` with fresh z ~ N(0, 1): each use is
    exactly N(0, 1), two uses of p are uncorrelated (1/n - 1/n = 0) and their sum keeps ``sqrt(n) x_p``.
-   Its weight is split, ``w_p / n``. Uses are grouped by the *index* of their source (a bincount over flat
-   indices: exact, O(N), immune to equal values colliding as grouping by value is).
+   Its weight is split, ``w_p / n``. Uses are grouped by the *flat index* of their source, never by value
+   (exact, immune to equal values colliding): use counts are a bincount over all cells, O(N); only the
+   few uses of shared sources are grouped with ``unique`` (the common one-to-one move is a single row
+   gather).
 4. **Merge.** A target that receives k >= 2 particles becomes ``sum(w_u v_u) / sqrt(sum(w_u^2))`` with weight
    ``sum(w_u)``: a density-weighted average that is again exactly N(0, 1) because the v_u are independent.
    A target with a single particle takes it unchanged (so zero flow is bit-identical).
