@@ -159,7 +159,12 @@ def load_flux_components(
     :class:`PromptEncoder` through ``text_loader`` when a prompt needs encoding). ``place=False`` leaves the
     models on the CPU in full precision for changes (a LoRA) before :func:`place_components`.
     Raises :class:`videofrom3d.models.MissingModelError` naming the model and every place looked."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxControlNetModel, FluxTransformer2DModel
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxControlNetModel,
+        FluxTransformer2DModel,
+    )
 
     dev = resolve_device(device)
     dt = resolve_dtype(dtype, dev)
@@ -356,7 +361,12 @@ def tiny_flux_components(seed: int = 0, device: str | torch.device = "cpu", dtyp
 
     Same architectures and code paths as the real models, built from the config dicts above; outputs are
     noise. Deterministic for a given ``seed``."""
-    from diffusers import AutoencoderKL, FlowMatchEulerDiscreteScheduler, FluxControlNetModel, FluxTransformer2DModel
+    from diffusers import (
+        AutoencoderKL,
+        FlowMatchEulerDiscreteScheduler,
+        FluxControlNetModel,
+        FluxTransformer2DModel,
+    )
     from transformers import CLIPTextConfig, CLIPTextModel, T5Config, T5EncoderModel
 
     torch.manual_seed(seed)
