@@ -5,7 +5,7 @@ Targets, as in the official x-flux trainer (research/official-code.md section 3)
 unfused layers: in a double block the image-stream q, k, v and output projections (``attn.to_q/k/v``,
 ``attn.to_out.0``) and the text-stream ones (``attn.add_q/k/v_proj``, ``attn.to_add_out``); in a single
 block q, k, v and ``proj_out`` (x-flux's ``linear2``). x-flux shares one down matrix across fused q/k/v;
-here q, k and v get their own, so the LoRA has about 15.6 M parameters instead of 13.2 M at rank 16 on
+here q, k and v get their own, so the LoRA has about 17.3 M parameters instead of 13.2 M at rank 16 on
 19 double + 4 single blocks. Initialisation as x-flux: down ~ N(0, 1/rank), up = 0, alpha = rank (scale 1).
 
 File layout: keys ``transformer.<module>.lora_A.weight`` / ``.lora_B.weight`` and ``controlnet.<...>``
