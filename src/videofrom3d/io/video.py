@@ -12,12 +12,8 @@ from videofrom3d.io.atomic import atomic_path
 from videofrom3d.io.images import to_uint8
 
 
-def write_video(
-    path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 8.0, crf: int = 18, threads: int | None = None
-) -> Path:
-    """(H, W, 3) frames (float in [0, 1] or uint8) -> H.264 mp4 at ``fps``; even sizes are required.
-
-    ``threads=1`` makes the bytes reproducible (x264's threaded encoding is not deterministic)."""
+def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 8.0, crf: int = 18) -> Path:
+    """(H, W, 3) frames (float in [0, 1] or uint8) -> H.264 mp4 at ``fps``; even sizes are required."""
     import av
 
     path = Path(path)
@@ -35,8 +31,6 @@ def write_video(
                     stream.width, stream.height = w - w % 2, h - h % 2
                     stream.pix_fmt = "yuv420p"
                     stream.options = {"crf": str(crf), "preset": "veryfast"}
-                    if threads is not None:
-                        stream.options = {**stream.options, "threads": str(threads)}
                 arr = np.ascontiguousarray(arr[: stream.height, : stream.width])
                 for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
                     container.mux(packet)
