@@ -261,7 +261,7 @@ def _normalise_edits(reseed_anchor, anchor_images) -> tuple[list[tuple[int, int]
 
 
 def _remove_stale_temporaries(work: Path) -> None:
-    """Temporary files and folders a killed run left (``.name.XXXX.tmp*``, see :func:`atomic_path`); nothing
+    """Temporary files and folders a killed run left (``.name.<random>.tmp*``, see :func:`atomic_path`); nothing
     trusts them, removing them only frees the space. One render per work folder at a time."""
     found = list(work.glob(".*.tmp*"))
     for name in (*STAGES, "edits", "frames"):
