@@ -71,8 +71,8 @@ def test_eval_command_takes_the_style_from_the_job(example, tmp_path):
 
 
 def test_reprojection_flow_agrees_with_the_prepare_stage_flow(example):
-    from videofrom3d.eval.geometry import reprojection_flow
     from videofrom3d.prepare.arcs import PreparedArc, arc_dir
+    from videofrom3d.prepare.flow import reprojection_flow
 
     arc = PreparedArc.load(arc_dir(example[0], 1), with_noise=False)
     for i in (0, N // 2, N - 1):

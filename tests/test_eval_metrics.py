@@ -17,9 +17,9 @@ from videofrom3d.eval.consistency import (
     warp_error,
 )
 from videofrom3d.eval.fidelity import composite_pseudo_gt, masked_scores
-from videofrom3d.eval.geometry import reprojection_flow
 from videofrom3d.eval.metrics import psnr, ssim
 from videofrom3d.eval.synthetic import render_view
+from videofrom3d.prepare.flow import reprojection_flow
 from videofrom3d.scene.camera import Camera, intrinsics_from_fov
 
 

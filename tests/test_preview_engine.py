@@ -7,15 +7,14 @@ import numpy as np
 import pytest
 
 from videofrom3d.prepare.arcs import PreparedArc
+from videofrom3d.prepare.flow import remap, reprojection_flow
 from videofrom3d.preview import (
     PreviewAnchors,
     PreviewConfig,
     PreviewError,
     PreviewGuide,
     PreviewInbetweener,
-    flow_to_view,
     style_from_images,
-    warp,
 )
 from videofrom3d.preview.style import kmeans
 from videofrom3d.scene.camera import Camera
@@ -40,8 +39,8 @@ def plane_arc(xs, edges: np.ndarray | None = None) -> PreparedArc:
     objects = np.broadcast_to((world_x >= 0).astype(np.int32)[:, None, :], (n, H, W)).copy()
     normals = np.zeros((n, H, W, 3), np.float32)
     normals[..., 2] = -1.0
-    fwd = [flow_to_view(depth[i], cams[i], depth[i + 1], cams[i + 1]) for i in range(n - 1)]
-    e2s, e2s_valid = flow_to_view(depth[-1], cams[-1], depth[0], cams[0])
+    fwd = [reprojection_flow(depth[i], cams[i], depth[i + 1], cams[i + 1]) for i in range(n - 1)]
+    e2s, e2s_valid = reprojection_flow(depth[-1], cams[-1], depth[0], cams[0])
     return PreparedArc(
         index=0, first_frame=0, cameras=cams,
         edge_maps=np.zeros((n, H, W), np.float32) if edges is None else edges,
@@ -62,7 +61,7 @@ PLAIN = PreviewConfig(line_strength=0.0, fog_strength=0.0, observed_weight=1.0, 
 
 def test_flow_on_a_plane_is_minus_f_t_over_d_and_invalid_outside():
     t = 0.4
-    flow, valid = flow_to_view(np.full((H, W), D, np.float32), camera(0.0), np.full((H, W), D, np.float32), camera(t))
+    flow, valid = reprojection_flow(np.full((H, W), D, np.float32), camera(0.0), np.full((H, W), D, np.float32), camera(t))
     expected = -F_PX * t / D  # -4 px
     assert np.abs(flow[..., 0][valid] - expected).max() < 1e-3
     assert np.abs(flow[..., 1][valid]).max() < 1e-3
@@ -73,7 +72,7 @@ def test_flow_on_a_plane_is_minus_f_t_over_d_and_invalid_outside():
 def test_flow_marks_occluded_pixels_invalid():
     depth_j = np.full((H, W), D, np.float32)
     depth_j[10:20, 30:40] = D / 2  # something in front in view j
-    flow, valid = flow_to_view(np.full((H, W), D, np.float32), camera(0.0), depth_j, camera(0.0))
+    flow, valid = reprojection_flow(np.full((H, W), D, np.float32), camera(0.0), depth_j, camera(0.0))
     assert not valid[10:20, 30:40].any()
     assert valid.sum() == H * W - 100
     assert np.abs(flow).max() < 1e-4
@@ -93,7 +92,7 @@ def test_guided_anchor_keeps_observed_pixels_and_newly_seen_parts_take_the_obser
     arc = plane_arc(np.linspace(0.0, 1.0, 5))  # the end view sees 10 new columns on the right
     eng = PreviewAnchors(STYLE, PLAIN)
     first = eng.generate(arc.edge_maps[0], "", seed=1, arc=arc)
-    warped, observed = warp(first, arc.flow_end_to_start), arc.flow_end_to_start_valid
+    warped, observed = remap(first, arc.flow_end_to_start, border="replicate"), arc.flow_end_to_start_valid
     assert observed[:, :54].all() and not observed[:, 54:].any()
     obj1 = arc.object_ids[-1] == 1
     # a seed whose own colour for object 1 differs from anchor 0's (2 palette colours: some seed does)
@@ -134,14 +133,14 @@ def test_inbetween_ends_are_the_anchors_and_inner_frames_follow_the_flow():
     import cv2
 
     start = cv2.GaussianBlur(rng.random((H, W, 3)).astype(np.float32), (0, 0), 2.0)
-    end = warp(start, arc.flow_end_to_start)
+    end = remap(start, arc.flow_end_to_start, border="replicate")
     end[~arc.flow_end_to_start_valid] = 0.5
     frames = PreviewInbetweener(STYLE, PLAIN).inbetween(start, end, arc.edge_maps, None, "", 0, arc=arc)
     assert frames.shape == (7, H, W, 3)
     assert np.array_equal(frames[0], start) and np.array_equal(frames[-1], end)
     for i in range(1, 6):
-        f_i0, v_i0 = flow_to_view(arc.depth[i], arc.cameras[i], arc.depth[0], arc.cameras[0])
-        expected = warp(start, f_i0)
+        f_i0, v_i0 = reprojection_flow(arc.depth[i], arc.cameras[i], arc.depth[0], arc.cameras[0])
+        expected = remap(start, f_i0, border="replicate")
         inner = v_i0.copy()
         inner[:, W - 13 :] = False  # columns the end view could not confirm
         inner[:, :2] = False

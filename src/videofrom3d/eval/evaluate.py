@@ -29,9 +29,9 @@ from videofrom3d.eval.consistency import (
     warp_error,
 )
 from videofrom3d.eval.fidelity import arc_pseudo_gt, masked_scores
-from videofrom3d.eval.geometry import reprojection_flow
 from videofrom3d.eval.metrics import PSNR_CAP_DB, capped, nanmean
 from videofrom3d.eval.workfolder import EvalInputError, RunFolder
+from videofrom3d.prepare.flow import reprojection_flow
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from videofrom3d.eval.geometry import reprojection_flow
 from videofrom3d.eval.metrics import PSNR_CAP_DB, capped, psnr, ssim
-from videofrom3d.prepare.flow import backward_warp
+from videofrom3d.prepare.flow import backward_warp, reprojection_flow
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from videofrom3d.eval.geometry import reprojection_flow
 from videofrom3d.io.images import write_image
 from videofrom3d.prepare.arcs import PreparedArc, arc_dir
+from videofrom3d.prepare.flow import reprojection_flow
 from videofrom3d.scene.camera import Camera, intrinsics_from_fov, pixel_grid
 
 

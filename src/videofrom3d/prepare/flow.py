@@ -14,6 +14,18 @@ from videofrom3d.prepare.gbuffer import GBuffer
 from videofrom3d.scene.camera import Camera, pixel_grid
 
 
+def remap(image: np.ndarray, flow_target_to_source: np.ndarray, border: str = "constant", fill: float = 0.0) -> np.ndarray:
+    """Bilinear backward warp of ``image`` (H, W[, C]) by a target->source flow (H, W, 2), no masking.
+
+    ``border``: "constant" (``fill`` outside the source) or "replicate" (nearest edge pixel)."""
+    h, w = flow_target_to_source.shape[:2]
+    map_x = (np.arange(w, dtype=np.float32) + flow_target_to_source[..., 0]).astype(np.float32)
+    map_y = (np.arange(h, dtype=np.float32)[:, None] + flow_target_to_source[..., 1]).astype(np.float32)
+    mode = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}[border]
+    src = np.ascontiguousarray(image, dtype=np.float32)
+    return cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=mode, borderValue=fill)
+
+
 def backward_warp(
     image: np.ndarray, flow_target_to_source: np.ndarray, valid: np.ndarray | None = None, fill: float = 0.0
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -24,18 +36,13 @@ def backward_warp(
     the (H, W) bool mask of target pixels that were observed (``valid`` and inside the source image).
     """
     h, w = flow_target_to_source.shape[:2]
-    gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
-    map_x = gx + flow_target_to_source[..., 0].astype(np.float32)
-    map_y = gy + flow_target_to_source[..., 1].astype(np.float32)
-    src = np.asarray(image, dtype=np.float32)
-    warped = cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT, borderValue=fill)
-    sh, sw = src.shape[:2]
+    warped = remap(image, flow_target_to_source, "constant", fill)
+    sh, sw = np.shape(image)[:2]
+    map_x = np.arange(w, dtype=np.float32) + flow_target_to_source[..., 0]
+    map_y = np.arange(h, dtype=np.float32)[:, None] + flow_target_to_source[..., 1]
     inside = (map_x >= -0.5) & (map_x <= sw - 0.5) & (map_y >= -0.5) & (map_y <= sh - 0.5)
     mask = inside if valid is None else inside & valid.astype(bool)
-    if warped.ndim == 3:
-        warped = np.where(mask[..., None], warped, fill)
-    else:
-        warped = np.where(mask, warped, fill)
+    warped = np.where(mask[..., None] if warped.ndim == 3 else mask, warped, fill)
     return warped.astype(np.float32), mask
 
 
@@ -70,6 +77,66 @@ def camera_rays(cam: Camera) -> np.ndarray:
 _RAYS: dict = {}
 
 
+def project_depth(
+    depth_i: np.ndarray, cam_i: Camera, cam_j: Camera, dtype=np.float32
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Where the surface seen in view i lands in view j.
+
+    ``depth_i`` (H, W) along +z (0 = miss) -> ``(uj, vj, zj, front)``, each (H, W): continuous pixel
+    coordinates in j (pixel centres at +0.5), depth along j's +z, and whether the point was hit in i and lies
+    in front of camera j. Each homogeneous coordinate is ``depth * (A @ [u, v, 1]) + m`` with
+    ``A = K_j R K_i^-1`` and ``m = K_j t``: planes in (u, v), no (N, 3) matrix products."""
+    h, w = depth_i.shape
+    T = cam_j.world_to_cam @ cam_i.cam_to_world  # camera i -> camera j
+    A = (cam_j.K @ T[:3, :3] @ np.linalg.inv(cam_i.K)).astype(dtype)
+    m = (cam_j.K @ T[:3, 3]).astype(dtype)
+    u = (np.arange(w, dtype=dtype) + dtype(0.5))[None, :]
+    v = (np.arange(h, dtype=dtype) + dtype(0.5))[:, None]
+    depth = np.asarray(depth_i, dtype=dtype)
+    qx, qy, qz = (depth * (A[k, 0] * u + (A[k, 1] * v + A[k, 2])) + m[k] for k in range(3))
+    front = (depth > 0) & (qz > 1e-9)
+    inv = np.divide(dtype(1.0), qz, out=np.zeros_like(qz), where=front)
+    return qx * inv, qy * inv, qz, front
+
+
+def reprojection_flow(
+    depth_i: np.ndarray, cam_i: Camera, depth_j: np.ndarray, cam_j: Camera, rel_tol: float = 0.01
+) -> tuple[np.ndarray, np.ndarray]:
+    """Exact flow i -> j from saved depth maps alone (no triangle ids), for stages that read a prepared arc.
+
+    ``flow_i_to_j`` (H, W, 2) float32 (0 where view i has no hit or the point is behind camera j) and
+    ``valid`` (H, W) bool: hit in i, in front of and inside j, and not occluded there. Visible means the
+    texel of j containing the point has its depth within ``rel_tol``, or the 2x2 texels around it form a
+    smooth surface (span < 10 %, no occlusion edge) whose depth range holds the point: a floor seen at a
+    grazing angle."""
+    h, w = depth_i.shape
+    uj, vj, zj, front = project_depth(depth_i, cam_i, cam_j, dtype=np.float64)
+    hj, wj = depth_j.shape
+    inside = front & (uj >= 0) & (uj <= wj) & (vj >= 0) & (vj <= hj)
+    dj_all = np.asarray(depth_j)
+    xn = np.clip(np.floor(np.where(inside, uj, 0.5)).astype(np.int64), 0, wj - 1)
+    yn = np.clip(np.floor(np.where(inside, vj, 0.5)).astype(np.int64), 0, hj - 1)
+    dn = dj_all[yn, xn]
+    seen = (dn > 0) & (np.abs(zj - dn) <= rel_tol * dn)
+    x0 = np.floor(np.where(inside, uj, 0.5) - 0.5).astype(np.int64)
+    y0 = np.floor(np.where(inside, vj, 0.5) - 0.5).astype(np.int64)
+    lo = np.full((h, w), np.inf)
+    hi = np.zeros((h, w))
+    for dy in (0, 1):
+        ys = np.clip(y0 + dy, 0, hj - 1)
+        for dx in (0, 1):
+            dj = dj_all[ys, np.clip(x0 + dx, 0, wj - 1)]
+            lo = np.minimum(lo, np.where(dj > 0, dj, 0.0))
+            hi = np.maximum(hi, dj)
+    smooth = 0.1
+    continuous = (lo > 0) & (hi - lo <= smooth * lo)
+    seen |= continuous & (zj >= lo * (1 - rel_tol)) & (zj <= hi * (1 + rel_tol))
+    flow = np.zeros((h, w, 2), dtype=np.float32)
+    flow[..., 0] = np.where(front, uj - (np.arange(w) + 0.5)[None, :], 0.0)
+    flow[..., 1] = np.where(front, vj - (np.arange(h) + 0.5)[:, None], 0.0)
+    return flow, inside & seen
+
+
 def geometric_flow(
     gb_i: GBuffer, cam_i: Camera, gb_j: GBuffer, cam_j: Camera, depth_tolerance: float = DEPTH_TOLERANCE
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -86,23 +153,12 @@ def geometric_flow(
         raise ValueError("G-buffer sizes do not match the cameras")
     hj, wj = gb_j.depth.shape
     T = cam_j.world_to_cam @ cam_i.cam_to_world  # camera i -> camera j
-    # homogeneous pixel of j = depth_i * (A @ [u, v, 1]) + m, A = K_j R K_i^-1, m = K_j t; each row of
-    # A @ [u, v, 1] is a plane in (u, v), built from one row and one column vector
-    A = cam_j.K @ T[:3, :3] @ np.linalg.inv(cam_i.K)
-    m = cam_j.K @ T[:3, 3]
-    u = (np.arange(w) + 0.5)[None, :]
-    v = (np.arange(h) + 0.5)[:, None]
     depth = gb_i.depth
-    qx, qy, qz = (
-        depth * (A[k, 0] * u + (A[k, 1] * v + A[k, 2])).astype(np.float32) + np.float32(m[k]) for k in range(3)
-    )
-    front = gb_i.hit & (qz > 1e-12)
-    inv = np.divide(1.0, qz, out=np.zeros_like(qz), where=front)
-    uj = qx * inv
-    vj = qy * inv
+    uj, vj, qz, front = project_depth(depth, cam_i, cam_j)
+    front &= gb_i.hit
     flow = np.empty((h, w, 2), np.float32)
-    np.subtract(uj, u.astype(np.float32), out=flow[..., 0])
-    np.subtract(vj, v.astype(np.float32), out=flow[..., 1])
+    np.subtract(uj, (np.arange(w, dtype=np.float32) + 0.5)[None, :], out=flow[..., 0])
+    np.subtract(vj, (np.arange(h, dtype=np.float32) + 0.5)[:, None], out=flow[..., 1])
     inside = front & (uj >= 0) & (uj < wj) & (vj >= 0) & (vj < hj)
     xi = np.clip(uj, 0, wj - 1).astype(np.int32)
     yi = np.clip(vj, 0, hj - 1).astype(np.int32)

@@ -6,7 +6,6 @@ on any machine in about a minute."""
 
 from videofrom3d.preview.config import PreviewConfig, PreviewError
 from videofrom3d.preview.engine import PreviewAnchors, PreviewGuide, PreviewInbetweener
-from videofrom3d.preview.geometry import flow_to_view, warp
 from videofrom3d.preview.style import PreviewStyle, style_from_files, style_from_images
 
 __all__ = [
@@ -16,8 +15,6 @@ __all__ = [
     "PreviewGuide",
     "PreviewInbetweener",
     "PreviewStyle",
-    "flow_to_view",
     "style_from_files",
     "style_from_images",
-    "warp",
 ]

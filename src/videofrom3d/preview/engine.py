@@ -9,8 +9,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from videofrom3d.prepare.flow import remap, reprojection_flow
 from videofrom3d.preview.config import PreviewConfig, PreviewError
-from videofrom3d.preview.geometry import flow_to_view, warp
 from videofrom3d.preview.shading import draw_lines, match_objects, shade_view
 from videofrom3d.preview.style import PreviewStyle
 
@@ -74,7 +74,7 @@ class PreviewAnchors(_Base):
                 mask = cv2.erode(mask.astype(np.uint8), np.ones((2 * r + 1, 2 * r + 1), np.uint8)).astype(bool)
             if i == last:
                 # pixels that carry the previous view's lines are not surface colour: shade them fresh
-                prev_lines = warp(arc.edge_maps[0], arc.flow_end_to_start)
+                prev_lines = remap(arc.edge_maps[0], arc.flow_end_to_start, border="replicate")
                 mask &= prev_lines < 0.15
             fresh = match_objects(fresh, warped, mask, groups)
             soft = _feather(mask, cfg.feather_px * scale) * np.float32(cfg.observed_weight)
@@ -115,15 +115,17 @@ class PreviewInbetweener(_Base):
         yield start
         for i in range(1, n - 1):
             t = np.float32(i / (n - 1))
-            f0, v0 = flow_to_view(arc.depth[i], arc.cameras[i], arc.depth[0], arc.cameras[0], tol)
-            f1, v1 = flow_to_view(arc.depth[i], arc.cameras[i], arc.depth[-1], arc.cameras[-1], tol)
+            f0, v0 = reprojection_flow(arc.depth[i], arc.cameras[i], arc.depth[0], arc.cameras[0], tol)
+            f1, v1 = reprojection_flow(arc.depth[i], arc.cameras[i], arc.depth[-1], arc.cameras[-1], tol)
             w0 = v0 * (1 - t)
             w1 = v1 * t
             possible = w0 + w1
-            a0 = w0 * np.clip(1.0 - 3.0 * warp(edge_maps[0], f0), 0.0, 1.0)
-            a1 = w1 * np.clip(1.0 - 3.0 * warp(edge_maps[-1], f1), 0.0, 1.0)
+            a0 = w0 * np.clip(1.0 - 3.0 * remap(edge_maps[0], f0, border="replicate"), 0.0, 1.0)
+            a1 = w1 * np.clip(1.0 - 3.0 * remap(edge_maps[-1], f1, border="replicate"), 0.0, 1.0)
             total = a0 + a1
-            blend = (a0[..., None] * warp(start, f0) + a1[..., None] * warp(end, f1)) / np.maximum(total, 1e-6)[..., None]
+            warped0 = remap(start, f0, border="replicate")
+            warped1 = remap(end, f1, border="replicate")
+            blend = (a0[..., None] * warped0 + a1[..., None] * warped1) / np.maximum(total, 1e-6)[..., None]
             seen = total > 1e-3
             fresh, groups = self._shade(arc, i, seed)
             fresh = match_objects(fresh, blend, seen, groups)
