@@ -45,6 +45,7 @@ from videofrom3d.errors import VideoFrom3DError
 from videofrom3d.io.atomic import atomic_path
 from videofrom3d.io.images import read_image, resize, write_image
 from videofrom3d.io.manifest import Manifest, digest_file, digest_json, digest_path
+from videofrom3d.io.video import write_video
 
 STAGES = ("prepare", "align", "anchors", "inbetween", "video")
 ENGINES = ("auto", "preview", "diffusion")
@@ -275,36 +276,9 @@ def _remove_stale_temporaries(work: Path) -> None:
 
 
 def encode_video(frames_dir: Path, count: int, fps: float, out: Path, progress=None) -> Path:
-    """``frames_dir/0000.png ..`` -> H.264 mp4 at ``fps``, written atomically.
-
-    With the ffmpeg binary of ``imageio-ffmpeg`` (a base dependency), one encoder thread and bit-exact flags,
-    the same frames give the same bytes, so a resumed render ends with the same video as an uninterrupted
-    one (PyAV's in-process encoding is not reproducible here); without it, :func:`write_video`."""
-    import subprocess
-    from fractions import Fraction
-
-    try:
-        import imageio_ffmpeg
-
-        exe = imageio_ffmpeg.get_ffmpeg_exe()
-    except (ImportError, RuntimeError):
-        exe = None
-    if exe is None:
-        from videofrom3d.io.video import write_video
-
-        frames = (read_image(frames_dir / f"{g:04d}.png") for g in range(count))
-        return write_video(out, progress(frames, "video", total=count, leave=False) if progress else frames, fps=fps)
-    rate = Fraction(fps).limit_denominator(1001)
-    with atomic_path(out) as tmp:
-        cmd = [exe, "-nostdin", "-loglevel", "error", "-y", "-framerate", f"{rate.numerator}/{rate.denominator}",
-               "-start_number", "0", "-i", str(frames_dir / "%04d.png"), "-frames:v", str(count),
-               "-c:v", "libx264", "-preset", "veryfast", "-crf", "18", "-pix_fmt", "yuv420p",
-               "-vf", "crop=trunc(iw/2)*2:trunc(ih/2)*2", "-threads", "1", "-map_metadata", "-1",
-               "-fflags", "+bitexact", "-flags:v", "+bitexact", "-movflags", "+faststart", str(tmp)]
-        done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise PipelineError(f"ffmpeg could not encode {out}: {done.stderr.strip().splitlines()[-1:]}")
-    return out
+    """``frames_dir/0000.png ..`` -> H.264 mp4 at ``fps``, written atomically and reproducibly."""
+    frames = (read_image(frames_dir / f"{g:04d}.png") for g in range(count))
+    return write_video(out, progress(frames, "video", total=count, leave=False) if progress else frames, fps=fps)
 
 
 # ------------------------------------------------------------------------------------------------ render

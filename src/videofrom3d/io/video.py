@@ -1,45 +1,62 @@
-"""Video: mp4 (H.264 through PyAV) from float or uint8 frames, written atomically; reading back."""
+"""Video: H.264 mp4 from float or uint8 frames, written atomically and reproducibly; reading back.
+
+Encoding runs the ffmpeg binary that ``imageio-ffmpeg`` ships (a base dependency) on one thread with
+bit-exact flags, so the same frames always give the same bytes (a resumed render ends with the same video
+as an uninterrupted one; PyAV's in-process x264 was not reproducible here). Reading uses PyAV.
+"""
 
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterable
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from videofrom3d.errors import VideoFrom3DError
 from videofrom3d.io.atomic import atomic_path
 from videofrom3d.io.images import to_uint8
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 8.0, crf: int = 18) -> Path:
-    """(H, W, 3) frames (float in [0, 1] or uint8) -> H.264 mp4 at ``fps``; even sizes are required."""
-    import av
+    """(H, W, 3) or (H, W) frames (float in [0, 1] or uint8) -> H.264 mp4 (yuv420p) at ``fps``.
+
+    Odd sizes are cropped by one pixel (the encoder needs even sizes)."""
+    import imageio_ffmpeg
 
     path = Path(path)
+    rate = Fraction(fps).limit_denominator(1001)
     with atomic_path(path) as tmp:
-        container = av.open(str(tmp), mode="w")
-        stream = None
+        proc = None
         try:
             for frame in frames:
                 arr = frame if frame.dtype == np.uint8 else to_uint8(frame)
                 if arr.ndim == 2:
                     arr = np.repeat(arr[..., None], 3, axis=-1)
-                if stream is None:
-                    h, w = arr.shape[:2]
-                    stream = container.add_stream("libx264", rate=_fps_fraction(fps))
-                    stream.width, stream.height = w - w % 2, h - h % 2
-                    stream.pix_fmt = "yuv420p"
-                    stream.options = {"crf": str(crf), "preset": "veryfast"}
-                arr = np.ascontiguousarray(arr[: stream.height, : stream.width])
-                for packet in stream.encode(av.VideoFrame.from_ndarray(arr, format="rgb24")):
-                    container.mux(packet)
-            if stream is None:
-                raise ValueError(f"no frames to write to {path}")
-            for packet in stream.encode():
-                container.mux(packet)
+                if proc is None:
+                    h, w = arr.shape[0] - arr.shape[0] % 2, arr.shape[1] - arr.shape[1] % 2
+                    cmd = [
+                        imageio_ffmpeg.get_ffmpeg_exe(), "-loglevel", "error", "-y",
+                        "-f", "rawvideo", "-pix_fmt", "rgb24", "-s", f"{w}x{h}",
+                        "-framerate", f"{rate.numerator}/{rate.denominator}", "-i", "-",
+                        "-c:v", "libx264", "-preset", "veryfast", "-crf", str(crf), "-pix_fmt", "yuv420p",
+                        "-threads", "1", "-map_metadata", "-1", "-fflags", "+bitexact", "-flags:v", "+bitexact",
+                        "-movflags", "+faststart", str(tmp),
+                    ]  # fmt: skip
+                    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
+                proc.stdin.write(np.ascontiguousarray(arr[:h, :w, :3]).tobytes())
+            if proc is None:
+                raise VideoFrom3DError(f"no frames to write to {path}")
+            proc.stdin.close()
+            err = proc.stderr.read().decode(errors="replace").strip()
+            if proc.wait() != 0:
+                raise VideoFrom3DError(f"ffmpeg could not encode {path}: {err.splitlines()[-1:] or 'unknown error'}")
         finally:
-            container.close()
+            if proc is not None and proc.poll() is None:
+                proc.kill()
+                proc.wait()
     return path
 
 
@@ -49,9 +66,3 @@ def read_video(path: str | os.PathLike) -> np.ndarray:
 
     with av.open(str(path)) as container:
         return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-
-
-def _fps_fraction(fps: float):
-    from fractions import Fraction
-
-    return Fraction(fps).limit_denominator(1001)
