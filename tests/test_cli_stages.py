@@ -26,10 +26,10 @@ def last_run(work) -> dict:
 def test_stage_commands_build_on_each_other(tmp_path, capsys):
     job = make_job(tmp_path)
     work = tmp_path / "work"
-    assert run("prepare", job, "--engine", "preview", "--quiet") == 0
+    assert run("prepare", job, "--engine", "preview", "--quiet", "--no-noise") == 0
     assert sorted(p.name for p in (work / "prepare").iterdir()) == ["arc000", "arc001", "arc002"]
     assert not (work / "anchors").exists() and not (work / "video.mp4").exists()
-    assert not (work / "prepare" / "arc000" / "noise.npy").exists()  # preview needs no warped noise
+    assert not (work / "prepare" / "arc000" / "noise.npy").exists()  # --no-noise
 
     assert run("anchors", job, "--engine", "preview", "--quiet") == 0
     assert last_run(work)["redone"]["prepare"] == []
@@ -48,8 +48,9 @@ def test_stage_commands_build_on_each_other(tmp_path, capsys):
     assert [r for r in last_run(work)["redone"].values() if r] == [["frames", "video"]]
     assert len(list((work / "frames").glob("*.png"))) == 19
 
-    assert run("prepare", job, "--engine", "preview", "--quiet", "--noise") == 0
+    assert run("prepare", job, "--engine", "preview", "--quiet") == 0  # prepare writes the noise by default
     assert last_run(work)["redone"]["prepare"] == ["noise000", "noise001", "noise002"]
+    assert (work / "prepare" / "arc001" / "noise.mp4").is_file()
     noise = np.load(work / "prepare" / "arc001" / "noise.npy")
     assert noise.shape == (13, 16, 96 // 8, 128 // 8) and noise.dtype == np.float16
 

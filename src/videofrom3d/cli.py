@@ -187,8 +187,9 @@ def _register_stages(add) -> None:
 
     stages = {
         "prepare": ("edge maps, depth, exact flow (and warped noise) per arc; CPU, no weights (paper 3.1)",
-                    "Writes WORK/prepare/arcNNN/. Warped noise (noise.npy) is computed when the engine is\n"
-                    "diffusion, with --noise, or with --export-official."),
+                    "Writes WORK/prepare/arcNNN/ including the warped noise (noise.npy, about 15-45 s per arc on\n"
+                    "a 2-core CPU at the paper's grid; --no-noise skips it). `render` with the preview engine\n"
+                    "skips the noise it does not read, unless --noise."),
         "align": ("the style: a LoRA on FLUX.1-dev + HED ControlNet (diffusion), or a palette (preview)",
                   "Distribution alignment (paper 3.2). Runs prepare first if needed. Writes WORK/align/."),
         "anchors": ("anchor views with sparse appearance-guided sampling (SAG, paper 3.2)",
@@ -204,7 +205,8 @@ def _register_stages(add) -> None:
         if name == "prepare":
             p.add_argument("--export-official", type=Path, metavar="DIR",
                            help="also write the arcs in the authors' layout (hed/, corres/, noises.npy) to DIR")
-            p.add_argument("--noise", action="store_true", help="compute the warped noise even for the preview engine")
+            p.add_argument("--noise", action=argparse.BooleanOptionalAction, default=True,
+                           help="compute the warped noise (default: yes for `prepare`)")
         p.set_defaults(func=cmd_stage, until=name)
     p = add("render", "all stages, then the video: job -> prepare -> align -> anchors -> inbetween -> video",
             "Render a job to WORK/video.mp4 (WORK = --out, else the job's out, else work/<job name>).\n"
@@ -213,6 +215,8 @@ def _register_stages(add) -> None:
             "anchor and the two arcs that touch it.")
     add_job_args(p)
     engine_args(p, edits=True)
+    p.add_argument("--noise", action="store_true", default=None,
+                   help="compute the warped noise even for the preview engine")
     p.set_defaults(func=cmd_stage, until="video")
 
     p = add("demo", "render the bundled example (a town square) into out/demo",
@@ -247,7 +251,7 @@ def cmd_stage(args) -> int:
         reseed_anchor=reseed or None,
         anchor_images=images or None,
         export_official=getattr(args, "export_official", None),
-        with_noise=True if getattr(args, "noise", False) else None,
+        with_noise=getattr(args, "noise", None),
         reset_edits=getattr(args, "reset_edits", False),
         progress=not args.quiet,
     )

@@ -3,7 +3,7 @@
 Work folder (``WORK`` = the job's ``out``, by default ``work/<job name>``; a stable interface)::
 
     WORK/manifest.json             input/output hashes of every stage item, anchor edits, run history
-    WORK/prepare/arcNNN/           edge maps, depth, normals, object ids, flows (+ noise.npy for diffusion)
+    WORK/prepare/arcNNN/           edge maps, depth, normals, object ids, flows (+ noise.npy, noise.mp4)
     WORK/align/preview_style.json  preview engine: palette and sky colours of the style image(s)
     WORK/align/lora.safetensors    diffusion engine: the style LoRA (paper 3.2)
     WORK/anchors/NNN.png           anchor k, the view at global frame k*N
@@ -589,7 +589,7 @@ class _Run:
                 if cfg.preview:
                     write_arc_preview(arc, folder / "preview.mp4", fps=job.fps)
                 del arc
-                out = digest_path(folder, exclude=("preview.mp4", "noise.npy"))
+                out = digest_path(folder, exclude=("preview.mp4", "noise.npy", "noise.mp4"))
                 self.manifest.record("prepare", item, key, out, time.perf_counter() - t0)
                 res.ran.append(item)
             self.digests[item] = self.manifest.item("prepare", item)["output"]
@@ -617,7 +617,7 @@ class _Run:
     def _noise(self, k: int, cfg, res: StageResult) -> None:
         """Warped noise of arc k into ``arc/noise.npy`` (its own manifest item, so a preview run's arcs gain
         noise later without being prepared again)."""
-        from videofrom3d.prepare.noise_warp import warped_noise_for_arc
+        from videofrom3d.prepare.noise_warp import warped_noise_for_arc, write_noise_preview
 
         item = f"noise{k:03d}"
         seed = derive_seed(self.job.seed, "noise", k)
@@ -633,6 +633,7 @@ class _Run:
             noise = warped_noise_for_arc(flows, self.job.frames_per_arc, cfg, seed, valid=valid)
             with atomic_path(path) as tmp:
                 np.save(tmp, np.asarray(noise, np.float32).astype(np.float16))
+            write_noise_preview(noise, path.with_suffix(".mp4"), fps=4.0)  # see it move with the camera
             self.manifest.record("prepare", item, key, digest_file(path), time.perf_counter() - t0, seed=seed)
             res.ran.append(item)
         self.digests[item] = self.manifest.item("prepare", item)["output"]
