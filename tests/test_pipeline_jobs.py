@@ -27,7 +27,7 @@ def write_scene(path: Path, boxes: int = 6, seed: int = 0) -> Path:
 
 
 def write_cameras(path: Path, count: int, width: int, height: int, x_range=(-6.0, 6.0)) -> Path:
-    from videofrom3d.prepare.arcs import save_cameras
+    from videofrom3d.scene.camera import save_cameras
     from videofrom3d.scene.camera import Camera, intrinsics_from_fov, look_at
 
     K = intrinsics_from_fov(width, height, fov_y_deg=50)

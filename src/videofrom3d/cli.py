@@ -276,7 +276,7 @@ def cmd_demo(args) -> int:
                                 title=f"videofrom3d demo: {job.name}, {result.engine} engine")
     traj = args.out / "trajectory.png"
     try:
-        from videofrom3d.scene.plot import write_trajectory_preview
+        from videofrom3d.pipeline import write_trajectory_preview
 
         write_trajectory_preview(job, traj)
     except ImportError as e:
@@ -360,7 +360,7 @@ def cmd_eval(args) -> int:
 
 
 def cmd_trajectory_export(args) -> int:
-    from videofrom3d.scene.trajectory import export_trajectory
+    from videofrom3d.job import export_trajectory
 
     path = export_trajectory(args.source, args.output, frames=args.frames, size=args.size)
     print(f"wrote {path}")
@@ -368,7 +368,7 @@ def cmd_trajectory_export(args) -> int:
 
 
 def cmd_trajectory_preview(args) -> int:
-    from videofrom3d.scene.plot import write_trajectory_preview
+    from videofrom3d.pipeline import write_trajectory_preview
 
     job = job_from_args(args)
     out = args.output or (job.work_dir / "trajectory.png")

@@ -448,3 +448,36 @@ def _integer(v: Any, key: str, err, minimum: int | None = None) -> int:
     if isinstance(v, bool) or not isinstance(v, int) or (minimum is not None and v < minimum):
         raise err(key, f"an integer >= {minimum}" if minimum is not None else "an integer", v)
     return v
+
+
+def export_trajectory(
+    source: str | os.PathLike, output: str | os.PathLike, frames: int | None = None, size: str | None = None
+) -> Path:
+    """Write per-frame cameras ``{"width", "height", "frames": [{"K", "world_to_cam"}]}`` (OpenCV) for a job
+    file (the cameras the pipeline uses) or any supported trajectory file (per-frame formats frame by frame,
+    keyframes at their natural count); ``frames`` resamples to exactly that many, ``size`` is "WxH"."""
+    from videofrom3d.scene.camera import save_cameras
+    from videofrom3d.scene.trajectory import TrajectoryError, load_trajectory
+
+    source = Path(source)
+    wh = parse_size(size) if size else None
+    if frames is not None and frames < 1:
+        raise TrajectoryError(f"--frames must be positive, got {frames}")
+    if source.suffix.lower() == ".toml":
+        job = load_job(source)
+        if wh is not None:
+            job = dataclasses.replace(job, width=wh[0], height=wh[1])
+        if frames is None:
+            cams = job_cameras(job)
+        else:
+            cams = job_trajectory(job).resample(frames, job.trajectory.timing).cameras(job.width, job.height)
+    else:
+        traj = load_trajectory(source, size=wh)
+        w, h = wh or (traj.width, traj.height)
+        if frames is not None:
+            cams = traj.resample(frames).cameras(w, h)
+        elif traj.per_frame:
+            cams = traj.cameras(w, h)
+        else:
+            cams = traj.resample(traj.natural_frames()).cameras(w, h)
+    return save_cameras(output, cams)

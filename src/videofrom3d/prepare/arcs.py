@@ -29,7 +29,7 @@ import numpy as np
 
 from videofrom3d.io.atomic import atomic_path, atomic_write_text
 from videofrom3d.io.images import read_mask, to_uint8
-from videofrom3d.scene.camera import Camera
+from videofrom3d.scene.camera import Camera, load_cameras, save_cameras
 
 
 def arc_ranges(frame_count: int, frames_per_arc: int = 45) -> list[tuple[int, int]]:
@@ -173,20 +173,6 @@ class PreparedArc:
 def _png(path: Path, arr: np.ndarray) -> None:
     if not cv2.imwrite(str(path), arr, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
         raise OSError(f"cannot write {path}")
-
-
-def save_cameras(path: str | os.PathLike, cameras: list[Camera] | tuple[Camera, ...]) -> Path:
-    """The ``trajectory export`` JSON: ``{"width", "height", "frames": [{"K", "world_to_cam"}, ...]}``."""
-    if not cameras:
-        raise ValueError("no cameras to save")
-    doc = {"width": cameras[0].width, "height": cameras[0].height, "frames": [c.to_dict() for c in cameras]}
-    return atomic_write_text(path, json.dumps(doc, indent=1))
-
-
-def load_cameras(path: str | os.PathLike) -> list[Camera]:
-    doc = json.loads(Path(path).read_text())
-    w, h = int(doc["width"]), int(doc["height"])
-    return [Camera.from_dict(f, w, h) for f in doc["frames"]]
 
 
 def _read_normals(path: Path) -> np.ndarray:

@@ -25,8 +25,11 @@ Which function for which source:
 
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
@@ -302,3 +305,23 @@ def matrix_to_quat(R: np.ndarray) -> np.ndarray:
     q = np.array(q)
     q /= np.linalg.norm(q)
     return q if q[3] >= 0 else -q
+
+
+# ------------------------------------------------------------------------------------------------ files
+
+
+def save_cameras(path: str | os.PathLike, cameras) -> Path:
+    """The ``trajectory export`` JSON (stable): ``{"width", "height", "frames": [{"K", "world_to_cam"}, ...]}``."""
+    from videofrom3d.io.atomic import atomic_write_text
+
+    if not cameras:
+        raise ValueError("no cameras to save")
+    doc = {"width": cameras[0].width, "height": cameras[0].height, "frames": [c.to_dict() for c in cameras]}
+    return atomic_write_text(path, json.dumps(doc, indent=1))
+
+
+def load_cameras(path: str | os.PathLike) -> list[Camera]:
+    """Cameras written by :func:`save_cameras`."""
+    doc = json.loads(Path(path).read_text())
+    w, h = int(doc["width"]), int(doc["height"])
+    return [Camera.from_dict(f, w, h) for f in doc["frames"]]

@@ -29,19 +29,6 @@ PANEL_W = 480
 MARGIN = 24
 
 
-def write_trajectory_preview(job, out_png: str | os.PathLike, backend: str = "auto") -> Path:
-    """Write the trajectory picture of ``job``: plan with path, frustums, anchors and arcs, and the first
-    frame rendered (depth + normal shading) when the G-buffer renderer is available."""
-    from videofrom3d.job import job_cameras
-    from videofrom3d.scene.mesh import load_scene
-
-    scene = load_scene(job.scene.path, up=job.scene.up, unit_scale=job.scene.unit_scale)
-    cameras = job_cameras(job)
-    view = render_first_view(scene, cameras[0], backend=backend)
-    image = trajectory_picture(scene, cameras, job.frames_per_arc, title=_title(job, scene, cameras), view=view)
-    return _write_png(out_png, image)
-
-
 def trajectory_picture(
     scene: Scene,
     cameras: list[Camera],
@@ -245,25 +232,6 @@ def _draw_axes(img) -> None:
 # -------------------------------------------------------------------------------------------- side panel
 
 
-def render_first_view(scene: Scene, cam: Camera, backend: str = "auto") -> np.ndarray | None:
-    """(H, W, 3) uint8 RGB depth- and normal-shaded view of ``cam`` at the panel's width, or None when the
-    G-buffer renderer (videofrom3d.prepare.gbuffer) is not available."""
-    try:
-        from videofrom3d.prepare.gbuffer import make_renderer
-    except ImportError:
-        return None
-    w = PANEL_W
-    h = max(1, int(round(cam.height * w / cam.width)))
-    try:
-        gb = make_renderer(scene, backend=backend).render(cam.resized(w, h))
-    except Exception as e:  # the picture is still useful without the view
-        from videofrom3d.scene.trajectory import note
-
-        note(f"first view not rendered ({type(e).__name__}: {e}); the plan alone")
-        return None
-    return shade_gbuffer(gb.depth, gb.normal, gb.hit, gb.object_id)
-
-
 def shade_gbuffer(
     depth: np.ndarray, normal: np.ndarray, hit: np.ndarray, object_id: np.ndarray | None = None
 ) -> np.ndarray:
@@ -349,11 +317,6 @@ def _legend(scene: Scene, cameras: list[Camera], n: int, width: int) -> np.ndarr
     return img[: y + 4]
 
 
-def _title(job, scene: Scene, cameras: list[Camera]) -> str:
-    name = job.scene.path.name if job.scene.path is not None else "scene"
-    return f"{job.name}  -  camera path over {name}, seen from above"
-
-
 # ----------------------------------------------------------------------------------------------- drawing
 
 
@@ -405,7 +368,8 @@ def _blank(w: int, h: int) -> np.ndarray:
     return img
 
 
-def _write_png(path: str | os.PathLike, bgr: np.ndarray) -> Path:
+def write_png(path: str | os.PathLike, bgr: np.ndarray) -> Path:
+    """(H, W, 3) uint8 BGR picture -> PNG, atomically."""
     import cv2
 
     from videofrom3d.io.atomic import atomic_write_bytes

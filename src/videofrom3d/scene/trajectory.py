@@ -42,7 +42,7 @@ import re
 import sys
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -1004,39 +1004,6 @@ def _generated(P, T, orientation, fov_y, fov_x, up, frames, size, name) -> Traje
 
 
 GENERATORS = {"orbit": orbit, "flythrough": flythrough}
-
-
-def export_trajectory(
-    source: str | os.PathLike, output: str | os.PathLike, frames: int | None = None, size: str | None = None
-) -> Path:
-    """Write per-frame cameras ``{"width", "height", "frames": [{"K", "world_to_cam"}]}`` (OpenCV) for a job
-    file (the cameras the pipeline uses) or any supported trajectory file (per-frame formats frame by frame,
-    keyframes at their natural count); ``frames`` resamples to exactly that many, ``size`` is "WxH"."""
-    from videofrom3d.job import job_cameras, job_trajectory, load_job, parse_size
-    from videofrom3d.prepare.arcs import save_cameras
-
-    source = Path(source)
-    wh = parse_size(size) if size else None
-    if frames is not None and frames < 1:
-        raise TrajectoryError(f"--frames must be positive, got {frames}")
-    if source.suffix.lower() == ".toml":
-        job = load_job(source)
-        if wh is not None:
-            job = replace(job, width=wh[0], height=wh[1])
-        if frames is None:
-            cams = job_cameras(job)
-        else:
-            cams = job_trajectory(job).resample(frames, job.trajectory.timing).cameras(job.width, job.height)
-    else:
-        traj = load_trajectory(source, size=wh)
-        w, h = wh or (traj.width, traj.height)
-        if frames is not None:
-            cams = traj.resample(frames).cameras(w, h)
-        elif traj.per_frame:
-            cams = traj.cameras(w, h)
-        else:
-            cams = traj.resample(traj.natural_frames()).cameras(w, h)
-    return save_cameras(output, cams)
 
 
 # ---------------------------------------------------------------------------------------------- validation
