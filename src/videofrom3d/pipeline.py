@@ -616,7 +616,7 @@ class _Run:
                 res.ran.append(item)
             self.digests[item] = self.manifest.item("prepare", item)["output"]
             if need_noise:
-                self._noise(k, noise_cfg, res)
+                self._noise(k, noise_cfg, res, preview=cfg.preview)
             res.outputs.append(folder)
         if scene_info is None:
             lo, hi = scene().bounds
@@ -636,7 +636,7 @@ class _Run:
         return _config(NoiseConfig, self.job, "noise",
                        defaults={"latent_size": [self.job.height // 8, self.job.width // 8]})
 
-    def _noise(self, k: int, cfg, res: StageResult) -> None:
+    def _noise(self, k: int, cfg, res: StageResult, preview: bool = True) -> None:
         """Warped noise of arc k into ``arc/noise.npy`` (its own manifest item, so a preview run's arcs gain
         noise later without being prepared again)."""
         from videofrom3d.prepare.noise_warp import warped_noise_for_arc, write_noise_preview
@@ -655,7 +655,8 @@ class _Run:
             noise = warped_noise_for_arc(flows, self.job.frames_per_arc, cfg, seed, valid=valid)
             with atomic_path(path) as tmp:
                 np.save(tmp, np.asarray(noise, np.float32).astype(np.float16))
-            write_noise_preview(noise, path.with_suffix(".mp4"), fps=4.0)  # see it move with the camera
+            if preview:  # see it move with the camera
+                write_noise_preview(noise, path.with_suffix(".mp4"), fps=4.0)
             self.manifest.record("prepare", item, key, digest_file(path), time.perf_counter() - t0, seed=seed)
             res.ran.append(item)
         self.digests[item] = self.manifest.item("prepare", item)["output"]

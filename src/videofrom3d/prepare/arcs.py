@@ -223,7 +223,7 @@ class PrepareConfig:
     supersample: int = 1  # odd factor: edges drawn at s x the size and area-averaged down
     depth_tolerance: float = 0.005  # flow visibility: relative plane distance, plus one pixel footprint
     hed: bool = False  # also run a real HED network over the lines when its weights are present
-    preview: bool = True  # write preview.mp4 (edges | depth | flow) per arc
+    preview: bool = True  # write preview.mp4 (edges | depth | flow) and noise.mp4 per arc
 
     def __post_init__(self) -> None:
         if self.supersample < 1 or self.supersample % 2 == 0:
