@@ -37,11 +37,11 @@ def _run(cfg_kwargs, device):
 
 
 def test_memory_modes_agree(cuda):
-    reference, _ = _run({"offload": "none", "vae_tiling": False}, cuda)
+    reference, _ = _run({"memory": "none", "vae_tiling": False}, cuda)
     assert reference.shape == (9, 32, 48, 3) and np.isfinite(reference).all()
-    runs = {mode: _run({"offload": mode, "vae_tiling": False}, cuda)[0] for mode in ("model", "sequential")}
-    runs["fp8"] = _run({"fp8_weights": True, "vae_tiling": False}, cuda)[0]
-    runs["cpu"] = _run({"offload": "none", "vae_tiling": False}, torch.device("cpu"))[0]
+    runs = {mode: _run({"memory": mode, "vae_tiling": False}, cuda)[0] for mode in ("model", "sequential")}
+    runs["fp8"] = _run({"fp8": True, "vae_tiling": False}, cuda)[0]
+    runs["cpu"] = _run({"memory": "none", "vae_tiling": False}, torch.device("cpu"))[0]
     diffs = {k: float(np.abs(v - reference).max()) for k, v in runs.items()}
     print("max abs difference to no offload:", diffs)
     assert diffs["model"] < 1e-4 and diffs["sequential"] < 1e-4, diffs

@@ -39,8 +39,8 @@ class InbetweenConfig:
     encode_mode: Literal["sample", "mode"] = "sample"  # VAE posterior: sample (ggi.py, seeded here) or mean
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"  # CogVideoX-5B runs in bf16
     device: str = "auto"  # auto: cuda when available, else cpu
-    offload: Literal["none", "model", "sequential"] = "none"  # CPU offload for small GPUs (24 GB: "model")
-    fp8_weights: bool = False  # store transformer weights in float8_e4m3fn, compute in dtype
+    memory: Literal["none", "model", "sequential"] = "none"  # CPU offload (same names as [anchors] memory)
+    fp8: bool = False  # store transformer weights in float8_e4m3fn, compute in dtype (as [anchors] fp8)
     vae_slicing: bool = True  # ggi.py: enable_slicing
     vae_tiling: bool = True  # ggi.py: enable_tiling
     release_text_encoder: bool = True  # drop T5 (9.5 GB) after encoding; prompts are cached

@@ -74,16 +74,16 @@ class Inbetweener:
             c.vae.enable_slicing()
         if cfg.vae_tiling:
             c.vae.enable_tiling()
-        if cfg.fp8_weights:
+        if cfg.fp8:
             compute = next(c.transformer.parameters()).dtype
             c.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute)
-        if cfg.offload == "sequential" and self.device.type != "cpu":
+        if cfg.memory == "sequential" and self.device.type != "cpu":
             from accelerate import cpu_offload
 
             for module in (c.transformer, c.vae):
                 cpu_offload(module, execution_device=self.device)
             self._sequential = True
-        elif cfg.offload == "none":
+        elif cfg.memory == "none":
             c.transformer.to(self.device)
             c.vae.to(self.device)
         # "model": everything stays on the CPU and moves to the device for its stage only (_on_device)
@@ -91,7 +91,7 @@ class Inbetweener:
     @contextmanager
     def _on_device(self, *modules):
         """Model CPU offload: ``modules`` on the execution device for the duration of a stage."""
-        move = self.cfg.offload == "model" and self.device.type != "cpu"
+        move = self.cfg.memory == "model" and self.device.type != "cpu"
         if move:
             for m in modules:
                 m.to(self.device)
@@ -121,7 +121,7 @@ class Inbetweener:
             if self.cfg.release_text_encoder:
                 c.text_encoder = None
                 self._free()
-            elif self.cfg.offload != "none":
+            elif self.cfg.memory != "none":
                 c.text_encoder.to("cpu")
         return self._embeds[prompt], self._embeds[self.cfg.negative_prompt]
 
