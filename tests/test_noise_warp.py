@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from test_noise_scenes import translation_flows
+from videofrom3d.inbetween.config import InbetweenConfig
 from videofrom3d.prepare.noise_warp import (
     NoiseConfig,
     WarpState,
@@ -169,7 +170,7 @@ def test_arc_shapes_schedule_and_reproducibility():
 def test_paper_defaults():
     cfg = NoiseConfig()
     assert (cfg.grid_factor, cfg.latent_channels, cfg.latent_size, cfg.latent_frames) == (4, 16, (60, 90), 13)
-    assert cfg.degradation == 0.5 and cfg.method == "gwtf"
+    assert InbetweenConfig().degradation == 0.5 and cfg.method == "gwtf"  # alpha is applied at inbetweening
     with pytest.raises(ValueError):
         NoiseConfig(grid_factor=0)
 

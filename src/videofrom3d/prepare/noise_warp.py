@@ -57,7 +57,8 @@ Degradation
 :func:`degrade` blends with fresh noise, ``((1 - a) n + a z) / sqrt((1 - a)^2 + a^2)``, variance preserving.
 Two latent frames that held the same warped noise (at shift-compensated positions) get independent z, so
 their correlation drops from 1 to ``(1 - a)^2 / ((1 - a)^2 + a^2)`` (0.5 at the inference value a = 0.5).
-Unlike the official code, the fresh noise comes from a seeded generator.
+Unlike the official code, the fresh noise comes from a seeded generator. The inbetween stage applies it
+with its own alpha (``[inbetween] degradation``), so the prepared ``noise.npy`` is stored undegraded.
 """
 
 from __future__ import annotations
@@ -98,9 +99,6 @@ class NoiseConfig:
     latent_size: tuple[int, int] = (60, 90)  # (h, w) latent grid of 480 x 720 video (VAE factor 8)
     latent_frames: int = 13  # CogVideoX: 49 frames -> 13 latents
     temporal_stride: int = 4  # latent k takes frame min(4k, N): 0, 4, ..., 44, 45 for N = 45
-    degradation: float = (
-        0.5  # alpha of :func:`degrade` at inference (GWTF, ggi.py); read by the inbetween stage
-    )
     backend: Literal["numpy", "torch"] = "numpy"  # torch runs the same warper on ``device`` (e.g. "cuda")
     device: str = "cpu"
 
@@ -111,8 +109,6 @@ class NoiseConfig:
             raise ValueError("[noise].latent_channels, latent_frames and temporal_stride must be >= 1")
         if len(self.latent_size) != 2 or min(self.latent_size) < 1:
             raise ValueError(f"[noise].latent_size must be (h, w) >= 1, got {self.latent_size}")
-        if not 0.0 <= self.degradation <= 1.0:
-            raise ValueError(f"[noise].degradation must be in [0, 1], got {self.degradation}")
 
 
 class WarpState(NamedTuple):
