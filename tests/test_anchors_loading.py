@@ -99,6 +99,9 @@ def test_chain_uses_replacement_and_prompts(tmp_path):
     job = style_job(tmp_path, {"sks town": np.full((32, 32, 3), 0.5, np.float32)},
                     anchor_prompts={"2": "in winter"})
     assert anchor_prompt(job, 0) == "sks town" and anchor_prompt(job, 2) == "sks town, in winter"
+    for bad in (1, -1):  # -1 must not wrap round to the last style
+        with pytest.raises(ValueError, match="style"):
+            anchor_prompt(job, 0, AnchorConfig(style=bad))
     cfg = AnchorConfig(steps=2, replace_steps=2, max_sequence_length=16, no_replace_anchors=(3,))
     assert [use_replacement(cfg, k, "a", "a") for k in range(4)] == [False, True, True, False]
     cfg_b = AnchorConfig(replace_on_prompt_change=False)

@@ -76,9 +76,9 @@ def compose_prompt(identifier: str, extra: str = "") -> str:
 def anchor_prompt(job, k: int, cfg: AnchorConfig | None = None) -> str:
     """The prompt of anchor ``k``: the chosen style's identifier plus ``[anchor_prompts].k``."""
     cfg = cfg or AnchorConfig()
-    ident = job.styles[cfg.style].identifier_prompt if job.styles else ""
-    if job.styles and not 0 <= cfg.style < len(job.styles):
+    if job.styles and not 0 <= cfg.style < len(job.styles):  # before indexing: -1 would pick the last style
         raise ValueError(f"[anchors].style = {cfg.style} but the job has {len(job.styles)} style(s)")
+    ident = job.styles[cfg.style].identifier_prompt if job.styles else ""
     return compose_prompt(ident, job.anchor_prompt(k))
 
 
