@@ -23,6 +23,7 @@ import numpy as np
 from videofrom3d.io.atomic import atomic_path
 from videofrom3d.prepare.arcs import PrepareConfig, PreparedArc
 from videofrom3d.prepare.flow import geometric_flow, write_correspondence
+from videofrom3d.prepare.noise_warp import to_official_layout
 
 HED_SIZE = (1080, 720)
 CORRES_SIZE = (360, 240)
@@ -90,5 +91,5 @@ def export_official(
             flow, valid = geometric_flow(small[n - 1], small_cams[n - 1], small[0], small_cams[0], cfg.depth_tolerance)
             write_correspondence(tmp / "corres_end.png", flow, valid)
             if arc.warped_noise is not None:
-                np.save(tmp / "noises.npy", np.ascontiguousarray(arc.warped_noise.astype(np.float32).transpose(0, 2, 3, 1)))
+                np.save(tmp / "noises.npy", to_official_layout(arc.warped_noise.astype(np.float32)))
     return out
