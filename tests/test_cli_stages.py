@@ -66,6 +66,30 @@ def test_flags_stand_in_for_a_job_file(tmp_path):
 
 
 @pytest.mark.parametrize(
+    "flags, message",
+    [(["--size", "120x96"], "divisible by 16"), (["--size", "0x0"], "[size.width] must be an integer >= 16"),
+     (["--seed", "-1"], "[seed] must be an integer >= 0")],
+)
+def test_flags_over_a_job_file_are_checked_like_its_keys(tmp_path, capsys, flags, message):
+    job = make_job(tmp_path)
+    capsys.readouterr()
+    assert run("prepare", job, *flags, "--engine", "preview", "--quiet") == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err
+    assert not (tmp_path / "work").exists()
+
+
+def test_trajectory_flag_replaces_a_generator_and_its_keys(tmp_path):
+    job = make_job(tmp_path)
+    job.write_text(job.read_text().replace('path = "cams.json"', 'generator = "orbit"\nradius = 9'))
+    from videofrom3d.cli import build_parser, job_from_args
+
+    args = build_parser().parse_args(["prepare", str(job), "--trajectory", str(tmp_path / "cams.json")])
+    spec = job_from_args(args).trajectory
+    assert spec.generator is None and spec.params == () and spec.path == tmp_path / "cams.json"
+
+
+@pytest.mark.parametrize(
     "case, message",
     [
         ("bad-toml", "not valid TOML"),

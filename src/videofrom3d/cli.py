@@ -49,7 +49,7 @@ def add_job_args(p: argparse.ArgumentParser, required: bool = False) -> None:
 
 def job_from_args(args: argparse.Namespace):
     """A Job from the job file and/or flags; flags override the file."""
-    from videofrom3d.job import JobError, job_from_dict, load_job, parse_size
+    from videofrom3d.job import JobError, job_from_dict, load_job, override_job, parse_size
 
     if args.job is not None:
         import dataclasses
@@ -58,8 +58,8 @@ def job_from_args(args: argparse.Namespace):
         changes = {}
         if args.scene is not None:
             changes["scene"] = dataclasses.replace(job.scene, path=args.scene)
-        if args.trajectory is not None:
-            changes["trajectory"] = dataclasses.replace(job.trajectory, path=args.trajectory, generator=None)
+        if args.trajectory is not None:  # a file replaces a generator and its keys
+            changes["trajectory"] = dataclasses.replace(job.trajectory, path=args.trajectory, generator=None, params=())
         if args.style:
             changes["styles"] = _styles_from_flags(args)
         if args.size:
@@ -68,7 +68,7 @@ def job_from_args(args: argparse.Namespace):
             changes["out"] = args.out
         if args.seed is not None:
             changes["seed"] = args.seed
-        return dataclasses.replace(job, **changes) if changes else job
+        return override_job(job, **changes) if changes else job
     if args.scene is None or args.trajectory is None:
         raise JobError("give a job file, or at least --scene and --trajectory")
     doc = {

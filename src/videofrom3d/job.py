@@ -145,14 +145,10 @@ def load_job(path: str | os.PathLike) -> Job:
 
 
 def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None) -> Job:
-    where = f"{source}: " if source else ""
-
-    def err(key: str, expected: str, got: Any = None) -> JobError:
-        got_s = "" if got is None else f", got {got!r}"
-        return JobError(f"{where}[{key}] must be {expected}{got_s}")
-
+    err = _key_error(source)
     unknown = set(doc) - _TOP_KEYS - set(STAGE_TABLES)
     if unknown:
+        where = f"{source}: " if source else ""
         raise JobError(f"{where}unknown key(s) {sorted(unknown)}; known: {sorted(_TOP_KEYS | set(STAGE_TABLES))}")
 
     def resolve(p: str) -> Path:
@@ -241,10 +237,7 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
     size = doc.get("size", {})
     if isinstance(size, str):
         size = dict(zip(("width", "height"), parse_size(size, err), strict=True))
-    width = _integer(size.get("width", 720), "size.width", err, minimum=16)
-    height = _integer(size.get("height", 480), "size.height", err, minimum=16)
-    if width % 16 or height % 16:
-        raise err("size", "width and height divisible by 16 (the diffusion models' latent patches)", (width, height))
+    width, height = _frame_size(size.get("width", 720), size.get("height", 480), err)
     arcs = doc.get("arcs", {})
     frames_per_arc = _integer(arcs.get("frames_per_arc", 45), "arcs.frames_per_arc", err, minimum=1)
 
@@ -276,6 +269,35 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
         stage_options=tuple(stage_options),
         source=source,
     )
+
+
+def override_job(job: Job, **changes: Any) -> Job:
+    """``dataclasses.replace`` for command-line flags that override a job file, with the checks
+    :func:`job_from_dict` makes on the size and the seed (a flag must not bypass them)."""
+    new = dataclasses.replace(job, **changes)
+    err = _key_error(None)
+    _frame_size(new.width, new.height, err)
+    _integer(new.seed, "seed", err, minimum=0)
+    return new
+
+
+def _key_error(source: Path | None):
+    """``err(key, expected, got)`` -> a :class:`JobError` naming the file and the ``[key]``."""
+    where = f"{source}: " if source else ""
+
+    def err(key: str, expected: str, got: Any = None) -> JobError:
+        got_s = "" if got is None else f", got {got!r}"
+        return JobError(f"{where}[{key}] must be {expected}{got_s}")
+
+    return err
+
+
+def _frame_size(width: Any, height: Any, err) -> tuple[int, int]:
+    width = _integer(width, "size.width", err, minimum=16)
+    height = _integer(height, "size.height", err, minimum=16)
+    if width % 16 or height % 16:
+        raise err("size", "width and height divisible by 16 (the diffusion models' latent patches)", (width, height))
+    return width, height
 
 
 # ------------------------------------------------------------------------------------------- camera path
