@@ -320,7 +320,7 @@ def prepare_arc(
     import time
     import warnings
 
-    from videofrom3d.prepare.edges import classify_edges, render_edge_map, topology_for
+    from videofrom3d.prepare.edges import edge_map, topology_for
 
     cfg = cfg or PrepareConfig()
     cameras = tuple(cameras)
@@ -358,13 +358,7 @@ def prepare_arc(
 
     def edges_job(i, big):
         t0 = time.perf_counter()
-        masks = classify_edges(big, render_cams[i], topo, ecfg)
-        e = render_edge_map(masks, ecfg, height=render_cams[i].height)
-        if s != 1:
-            import cv2
-
-            e = cv2.resize(e, (w, h), interpolation=cv2.INTER_AREA)
-        edge_maps[i] = e
+        edge_maps[i] = edge_map(big, render_cams[i], topo, ecfg, size=(w, h))
         busy["edges"] += time.perf_counter() - t0
 
     def flow_job(i):

@@ -270,11 +270,14 @@ def render_edge_map(masks: dict, cfg: EdgeConfig | None = None, height: int | No
     return out
 
 
-def edge_map(renderer, gb: GBuffer, cam: Camera, cfg: EdgeConfig | None = None) -> np.ndarray:
-    """One frame's (H, W) float32 soft edge map from its G-buffer."""
-    cfg = cfg or EdgeConfig()
-    masks = classify_edges(gb, cam, topology_for(renderer, cfg), cfg)
-    return render_edge_map(masks, cfg)
+def edge_map(gb: GBuffer, cam: Camera, topo: MeshTopology, cfg: EdgeConfig, size: tuple[int, int] | None = None) -> np.ndarray:
+    """One frame's (H, W) float32 soft edge map from its G-buffer rendered through ``cam``. With ``size``
+    (W, H) smaller than the camera's (a supersampled render), lines are drawn at the render's size and
+    area-averaged down to ``size``."""
+    e = render_edge_map(classify_edges(gb, cam, topo, cfg), cfg, height=cam.height)
+    if size is not None and tuple(size) != (cam.width, cam.height):
+        e = cv2.resize(e, tuple(size), interpolation=cv2.INTER_AREA)
+    return e
 
 
 def debug_image(masks: dict) -> np.ndarray:

@@ -51,7 +51,7 @@ def export_official(
     to a temp name and renamed. Returns ``out_dir``."""
     import cv2
 
-    from videofrom3d.prepare.edges import classify_edges, render_edge_map, topology_for
+    from videofrom3d.prepare.edges import edge_map, topology_for
     from videofrom3d.prepare.gbuffer import make_renderer
 
     cfg = cfg or PrepareConfig()
@@ -71,13 +71,9 @@ def export_official(
                 if arc.size == tuple(hed_size):
                     e = arc.edge_maps[i]
                 else:
-                    big = cam.resized(*hed_size)
                     s = cfg.supersample
-                    render_cam = big.resized(big.width * s, big.height * s) if s > 1 else big
-                    gb = renderer.render(render_cam)
-                    e = render_edge_map(classify_edges(gb, render_cam, topo, ecfg), ecfg, height=render_cam.height)
-                    if s > 1:
-                        e = cv2.resize(e, tuple(hed_size), interpolation=cv2.INTER_AREA)
+                    render_cam = cam.resized(hed_size[0] * s, hed_size[1] * s)
+                    e = edge_map(renderer.render(render_cam), render_cam, topo, ecfg, size=hed_size)
                 e8 = (np.clip(e, 0, 1) * 255 + 0.5).astype(np.uint8)
                 name = f"{arc.first_frame + i + 1:04d}.png"
                 cv2.imwrite(str(tmp / "hed" / name), np.repeat(e8[..., None], 3, axis=-1))
