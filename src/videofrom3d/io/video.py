@@ -46,13 +46,20 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                         "-movflags", "+faststart", str(tmp),
                     ]  # fmt: skip
                     proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
-                proc.stdin.write(np.ascontiguousarray(arr[:h, :w, :3]).tobytes())
+                try:
+                    proc.stdin.write(np.ascontiguousarray(arr[:h, :w, :3]).tobytes())
+                except BrokenPipeError:  # ffmpeg stopped early; its own message follows
+                    break
             if proc is None:
                 raise VideoFrom3DError(f"no frames to write to {path}")
-            proc.stdin.close()
+            try:
+                proc.stdin.close()
+            except BrokenPipeError:
+                pass
             err = proc.stderr.read().decode(errors="replace").strip()
             if proc.wait() != 0:
-                raise VideoFrom3DError(f"ffmpeg could not encode {path}: {err.splitlines()[-1:] or 'unknown error'}")
+                last = err.splitlines()[-1] if err else f"exit status {proc.returncode}"
+                raise VideoFrom3DError(f"ffmpeg could not encode {path}: {last}")
         finally:
             if proc is not None and proc.poll() is None:
                 proc.kill()
