@@ -41,10 +41,6 @@ log = logging.getLogger(__name__)
 
 MEMORY_MODES = ("auto", "none", "model", "sequential")
 
-# FLUX.1-dev's VAE normalisation (vae/config.json); the tiny VAE uses the same numbers.
-FLUX_VAE_SCALING = 0.3611
-FLUX_VAE_SHIFT = 0.1159
-
 
 @dataclass
 class FluxComponents:

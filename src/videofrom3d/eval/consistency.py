@@ -38,9 +38,6 @@ def warp_error(
 
 # ----------------------------------------------------------------------------------------- flow agreement
 
-_DIS = None
-
-
 def _grey_u8(img: np.ndarray) -> np.ndarray:
     arr = np.asarray(img)
     if arr.dtype != np.uint8:

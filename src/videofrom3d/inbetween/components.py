@@ -53,10 +53,6 @@ class CogVideoXComponents:
     source: dict[str, str] = field(default_factory=dict)
 
     @property
-    def latent_channels(self) -> int:
-        return int(self.vae.config.latent_channels)
-
-    @property
     def condition_channels(self) -> int:
         """Channels the transformer reads beside the noisy latents (16: endpoints; 32: endpoints + edges)."""
         return int(self.transformer.config.in_channels) - int(self.transformer.config.out_channels)
@@ -176,10 +172,6 @@ def merge_lora(transformer) -> None:
     """Fold every attached LoRA into its base weight (W += alpha/r * B A) and remove the PEFT wrappers."""
     transformer.fuse_lora(lora_scale=1.0)
     transformer.unload_lora()
-
-
-def has_lora(transformer) -> bool:
-    return any(".lora_A." in name for name, _ in transformer.named_parameters())
 
 
 def load_transformer_checkpoint(

@@ -180,7 +180,7 @@ def inbetween_arc(
     device = torch.device(device) if device is not None else next(transformer.parameters()).device
     compute_dtype = _compute_dtype(transformer)
     latent_ch = int(transformer.config.out_channels)
-    cond_ch = int(transformer.config.in_channels) - latent_ch
+    cond_ch = components.condition_channels
     if cond_ch not in (latent_ch, 2 * latent_ch):
         raise InbetweenError(
             f"transformer in_channels={transformer.config.in_channels}: expected {2 * latent_ch} (noise | image) or "

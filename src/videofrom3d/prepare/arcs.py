@@ -11,9 +11,9 @@ Layout of ``OUT/prepare/arcNNN/`` (stable; other stages and checks rely on it):
   ``end_to_start`` (H, W, 2) float32, ``end_to_start_valid`` (H, W) bool
 - ``depth.npz``  ``depth`` (F, H, W) float32 along +z, 0 where nothing was hit
 - ``noise.npy``  (13, 16, 60, 90) float16 warped noise before degradation (when computed)
-- ``preview.mp4``, ``noise.mp4``  for people: edges | depth | flow side by side; noise channels 0-2 as RGB
+- ``preview.mp4``, ``noise.mp4``  for people, not read back: edges | depth | forward flow side by side
+  (:func:`write_arc_preview`); noise channels 0-2 as RGB
 - ``arc.json``  index, global first frame, frame count, and what was computed
-- ``preview.mp4``  edges | depth | forward flow side by side (:func:`write_arc_preview`; not read back)
 """
 
 from __future__ import annotations
