@@ -120,6 +120,15 @@ def test_rerun_reuses_and_recomputes_only_what_changed(tmp_path):
     assert r.stage("video").ran == []  # same frames as before: the video is still current
     assert tree_digests(first.work_dir) == now
 
+    # so is a prepared arc with a file gone (a by-product beside it does not count; later stages stay: same bytes)
+    edges = sorted((first.work_dir / "prepare" / "arc002" / "edges").iterdir())
+    edges[3].unlink()
+    (first.work_dir / "prepare" / "arc002" / "preview.mp4").write_bytes(b"a by-product, not an input")
+    r = render(load_job(job_file), **quiet)
+    assert r.stage("prepare").ran == ["arc002"]
+    assert [s.name for s in r.stages if s.ran] == ["prepare"]
+    assert edges[3].is_file()
+
 
 def test_longer_then_shorter_trajectory_leaves_no_stale_arcs(tmp_path):
     job_file = make_job(tmp_path, arcs=3)

@@ -58,6 +58,9 @@ INBETWEEN_WEIGHTS = ("ggi", "flow_lora")
 
 
 ARC_CACHE_BYTES = 3 * 2**30  # prepared arcs kept in memory between stages (one 720x480 arc: ~0.5 GiB)
+# Files of a prepared arc's folder that are not part of its recorded hash: the previews, and the warped noise
+# (its own manifest item).
+ARC_EXTRAS = ("preview.mp4", "noise.npy", "noise.mp4")
 
 
 def _arc_bytes(arc) -> int:
@@ -597,7 +600,7 @@ class _Run:
                 "size": [job.width, job.height], "config": cfg_dict, "index": k, "first_frame": a,
             })
             item = f"arc{k:03d}"
-            if self.manifest.is_current("prepare", item, key, folder / "arc.json"):
+            if self.manifest.is_current("prepare", item, key, folder, verify=True, exclude=ARC_EXTRAS):
                 res.reused.append(item)
             else:
                 t0 = time.perf_counter()
@@ -611,7 +614,7 @@ class _Run:
                 if cfg.preview:
                     write_arc_preview(arc, folder / "preview.mp4", fps=job.fps)
                 del arc
-                out = digest_path(folder, exclude=("preview.mp4", "noise.npy", "noise.mp4"))
+                out = digest_path(folder, exclude=ARC_EXTRAS)
                 self.manifest.record("prepare", item, key, out, time.perf_counter() - t0)
                 res.ran.append(item)
             self.digests[item] = self.manifest.item("prepare", item)["output"]
@@ -646,7 +649,7 @@ class _Run:
         key = digest_json({**self._common("noise"), "arc": self.digests[f"arc{k:03d}"], "config": _asdict(cfg),
                            "seed": seed, "frames_per_arc": self.job.frames_per_arc})
         path = self.arc_folder(k) / "noise.npy"
-        if self.manifest.is_current("prepare", item, key, path):
+        if self.manifest.is_current("prepare", item, key, path, verify=True):
             res.reused.append(item)
         else:
             t0 = time.perf_counter()

@@ -141,9 +141,9 @@ class Manifest:
         return self.data["stages"].get(stage, {}).get("items", {}).get(item)
 
     def is_current(self, stage: str, item: str, key: str, output: str | os.PathLike | None = None,
-                   verify: bool = False) -> bool:
+                   verify: bool = False, exclude: tuple[str, ...] = ()) -> bool:
         """Whether ``item`` of ``stage`` was computed from ``key`` and its ``output`` path still exists (and,
-        with ``verify``, still hashes to what was recorded)."""
+        with ``verify``, still hashes to what was recorded; ``exclude`` as in :func:`digest_path`)."""
         rec = self.item(stage, item)
         if rec is None or rec.get("key") != key:
             return False
@@ -151,7 +151,7 @@ class Manifest:
             out = Path(output)
             if not out.exists():
                 return False
-            if verify and rec.get("output") is not None and digest_path(out) != rec["output"]:
+            if verify and rec.get("output") is not None and digest_path(out, exclude) != rec["output"]:
                 return False
         return True
 
