@@ -165,9 +165,6 @@ class Manifest:
         self.stage(stage)["items"][item] = rec
         self.save()
 
-    def forget(self, stage: str, item: str) -> None:
-        self.stage(stage)["items"].pop(item, None)
-
     def items(self, stage: str) -> dict:
         return self.stage(stage)["items"]
 

@@ -134,10 +134,6 @@ class PreviewInbetweener(_Base):
             yield np.clip(draw_lines(frame, edge_maps[i], self.style, self.cfg.line_strength), 0.0, 1.0)
         yield end
 
-    def caption(self, image) -> str:
-        """The preview engine needs no prompt."""
-        return ""
-
 
 def _feather(mask: np.ndarray, sigma: float) -> np.ndarray:
     """Soft version of a bool mask that is 0 outside it and falls off smoothly inside its border."""

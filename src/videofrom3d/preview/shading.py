@@ -77,7 +77,7 @@ def shade_view(
 
 
 def view_ray_planes(cam: Camera) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The x, y, z planes (each (H, W) float32) of :func:`videofrom3d.preview.geometry.view_rays`."""
+    """Unit world-space ray directions through every pixel centre (+0.5), as three (H, W) float32 planes x, y, z."""
     R = cam.world_to_cam[:3, :3]
     M = (R.T @ np.linalg.inv(cam.K)).astype(np.float32)
     u = np.arange(cam.width, dtype=np.float32) + np.float32(0.5)
