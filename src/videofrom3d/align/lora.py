@@ -138,6 +138,18 @@ def attach_lora_from_metadata(transformer, controlnet, meta: dict) -> None:
         add_style_lora(controlnet, lora_target_names(controlnet, meta["controlnet_double_blocks"], []), rank, alpha)
 
 
+def set_style_lora_tensors(transformer, controlnet, tensors: dict) -> list:
+    """Load a style LoRA file's ``transformer.*`` / ``controlnet.*`` tensors into the attached adapters;
+    returns the models that received tensors."""
+    loaded = []
+    for prefix, model in (("transformer.", transformer), ("controlnet.", controlnet)):
+        part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        if part:
+            set_lora_state_dict(model, part)
+            loaded.append(model)
+    return loaded
+
+
 def load_style_lora(comps, path: str | Path, scale: float = 1.0) -> dict:
     """Attach the LoRA in ``path`` to ``comps.transformer`` / ``comps.controlnet``; returns its metadata."""
     tensors, meta = read_style_lora(path)
@@ -145,12 +157,9 @@ def load_style_lora(comps, path: str | Path, scale: float = 1.0) -> dict:
         attach_lora_from_metadata(comps.transformer, comps.controlnet, meta)
     except (ValueError, KeyError) as e:
         raise LoraFileError(f"{path}: does not fit these models ({e})") from e
-    for prefix, model in (("transformer.", comps.transformer), ("controlnet.", comps.controlnet)):
-        part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-        if part:
-            set_lora_state_dict(model, part)
-            if scale != 1.0:
-                model.set_adapters([ADAPTER], weights=[scale])
+    for model in set_style_lora_tensors(comps.transformer, comps.controlnet, tensors):
+        if scale != 1.0:
+            model.set_adapters([ADAPTER], weights=[scale])
     for m in (comps.transformer, comps.controlnet):
         m.requires_grad_(False)
     return meta

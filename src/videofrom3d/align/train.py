@@ -32,7 +32,9 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from videofrom3d.align.lora import resolve_blocks
 from videofrom3d.errors import VideoFrom3DError
+from videofrom3d.io.manifest import digest_json
 
 log = logging.getLogger(__name__)
 
@@ -147,10 +149,9 @@ def train_style_lora(job, cfg: AlignConfig | None = None, out_dir: str | Path | 
     hashes = [file_sha256(s.image) for s in job.styles]
     seed = job.seed if cfg.seed is None else cfg.seed
     model_desc = models if isinstance(models, str) else getattr(models, "source", "custom")
-    fingerprint = hashlib.sha256(json.dumps(
+    fingerprint = digest_json(
         {"cfg": dataclasses.asdict(cfg), "identifiers": identifiers, "images": hashes, "seed": seed,
-         "models": [model_desc, job.model("flux"), job.model("controlnet_hed")]},
-        sort_keys=True, default=str).encode()).hexdigest()
+         "models": [model_desc, job.model("flux"), job.model("controlnet_hed")]})
     if final.is_file() and _metadata_fingerprint(final) == fingerprint:
         log.info("alignment LoRA %s is up to date", final)
         return final
@@ -168,9 +169,12 @@ def train_style_lora(job, cfg: AlignConfig | None = None, out_dir: str | Path | 
                             weight_decay=cfg.weight_decay, eps=cfg.adam_eps)
     gen = torch.Generator("cpu").manual_seed(int(seed))
     meta = {"rank": cfg.rank, "alpha": cfg.alpha if cfg.alpha is not None else cfg.rank,
-            "transformer_double_blocks": _blocks(cfg.double_blocks, len(transformer.transformer_blocks)),
-            "transformer_single_blocks": sorted(cfg.single_blocks),
-            "controlnet_double_blocks": _blocks(cfg.controlnet_double_blocks, len(controlnet.transformer_blocks)),
+            "transformer_double_blocks": resolve_blocks(cfg.double_blocks, len(transformer.transformer_blocks),
+                                                        "[align].double_blocks"),
+            "transformer_single_blocks": resolve_blocks(cfg.single_blocks, len(transformer.single_transformer_blocks),
+                                                        "[align].single_blocks"),
+            "controlnet_double_blocks": resolve_blocks(cfg.controlnet_double_blocks, len(controlnet.transformer_blocks),
+                                                       "[align].controlnet_double_blocks"),
             "identifiers": identifiers, "reference_sha256": hashes, "reference_images": [str(s.image) for s in job.styles],
             "fingerprint": fingerprint}
 
@@ -266,10 +270,6 @@ def training_step(comps, samples, text, identifiers, schedule, gen, cfg: AlignCo
     return torch.nn.functional.mse_loss(pred.float(), target.float())
 
 
-def _blocks(requested, available: int) -> list[int]:
-    return list(range(available)) if requested is None else sorted(set(requested))
-
-
 def _components_for_training(job, cfg: AlignConfig, models):
     from videofrom3d.anchors.components import (
         FluxComponents,
@@ -358,7 +358,7 @@ def _resume(out_dir: Path, fingerprint: str, comps, opt, gen) -> int:
     """Load the latest checkpoint made with the same inputs; returns the step to continue from (0 if none)."""
     import torch
 
-    from videofrom3d.align.lora import read_style_lora, set_lora_state_dict
+    from videofrom3d.align.lora import read_style_lora, set_style_lora_tensors
 
     ckpts = sorted((out_dir / "checkpoints").glob("step-*"))
     for ckpt in reversed(ckpts):
@@ -370,10 +370,7 @@ def _resume(out_dir: Path, fingerprint: str, comps, opt, gen) -> int:
             log.warning("ignoring checkpoint %s: made with other settings or images", ckpt)
             continue
         tensors, _ = read_style_lora(ckpt / "lora.safetensors")
-        for prefix, model in (("transformer.", comps.transformer), ("controlnet.", comps.controlnet)):
-            part = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-            if part:
-                set_lora_state_dict(model, part)
+        set_style_lora_tensors(comps.transformer, comps.controlnet, tensors)
         opt.load_state_dict(state["optimizer"])
         gen.set_state(state["rng"])
         log.info("resuming alignment from %s", ckpt)
