@@ -680,9 +680,9 @@ class _Run:
     def align(self) -> StageResult:
         res = StageResult("align")
         if self.engine == "preview":
-            from videofrom3d.preview import PreviewConfig, style_from_files
+            from videofrom3d.preview import style_from_files
 
-            cfg = _config(PreviewConfig, self.job, "preview")
+            cfg = self._preview_config()
             path = self.work / "align" / "preview_style.json"
             key = digest_json({**self._common("align"), "engine": "preview", "styles": self._style_digests(),
                                "palette_size": cfg.palette_size, "seed": self.job.seed})
@@ -740,15 +740,20 @@ class _Run:
         fog = cfg.fog_distance if cfg.fog_distance is not None else self.scene_extent
         return {"engine": "preview", "config": _asdict(cfg), "fog_distance": fog, "style": self.digests["align"]}
 
+    def _preview_engine(self, cls):
+        """``cls`` (PreviewAnchors or PreviewInbetweener) with the aligned style; fog over the scene's diagonal
+        unless ``[preview] fog_distance`` says otherwise."""
+        from videofrom3d.preview import PreviewStyle
+
+        style = PreviewStyle.load(self.work / "align" / "preview_style.json")
+        return cls(style, self._preview_config(), fog_distance=self.scene_extent)
+
     def anchor_engine(self):
         if "anchors" not in self._engines:
             if self.engine == "preview":
-                from videofrom3d.preview import PreviewAnchors, PreviewStyle
+                from videofrom3d.preview import PreviewAnchors
 
-                cfg = self._preview_config()
-                style = PreviewStyle.load(self.work / "align" / "preview_style.json")
-                fog = cfg.fog_distance if cfg.fog_distance is not None else self.scene_extent
-                self._engines["anchors"] = PreviewAnchors(style, cfg, fog_distance=fog)
+                self._engines["anchors"] = self._preview_engine(PreviewAnchors)
             else:
                 from videofrom3d.anchors import AnchorConfig, load_anchor_generator
 
@@ -762,12 +767,9 @@ class _Run:
         if "inbetween" not in self._engines:
             self._close("anchors")  # one diffusion model in memory at a time
             if self.engine == "preview":
-                from videofrom3d.preview import PreviewInbetweener, PreviewStyle
+                from videofrom3d.preview import PreviewInbetweener
 
-                cfg = self._preview_config()
-                style = PreviewStyle.load(self.work / "align" / "preview_style.json")
-                fog = cfg.fog_distance if cfg.fog_distance is not None else self.scene_extent
-                self._engines["inbetween"] = PreviewInbetweener(style, cfg, fog_distance=fog)
+                self._engines["inbetween"] = self._preview_engine(PreviewInbetweener)
             else:
                 from videofrom3d.inbetween import InbetweenConfig, load_inbetweener
 
@@ -778,10 +780,9 @@ class _Run:
     def _engine_common(self, stage: str) -> dict:
         if self.engine == "preview":
             return {**self._common(stage), **self._preview_common()}
-        section = {"anchors": "anchors", "inbetween": "inbetween"}[stage]
         keys = ("flux", "controlnet_hed") if stage == "anchors" else ("cogvideox", "ggi", "flow_lora", "blip2")
         return {**self._common(stage), "engine": "diffusion", "models": self.models,
-                "model_ids": {k: self.job.model(k) for k in keys}, "options": json_ready(self.job.options(section)),
+                "model_ids": {k: self.job.model(k) for k in keys}, "options": json_ready(self.job.options(stage)),
                 "align": self.digests["align"] if stage == "anchors" else None}
 
     def _close(self, name: str) -> None:
