@@ -173,5 +173,6 @@ def _has_marker_below(place: Path, marker: str) -> bool:
 
 
 def _looks_like_path(s: str | os.PathLike) -> bool:
+    """A local folder rather than a hub id ("org/name"): absolute, relative with ./ or ~, or existing."""
     s = str(s)
-    return isinstance(s, str) and (s.startswith(("/", ".", "~")) or os.sep in s and Path(s).exists() or Path(s).exists())
+    return s.startswith(("/", ".", "~")) or Path(s).exists()
