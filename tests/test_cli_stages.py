@@ -97,6 +97,7 @@ def test_trajectory_flag_replaces_a_generator_and_its_keys(tmp_path):
         ("bad-size", "divisible by 16"),
         ("bad-option", "[preview] unknown option(s) ['colour']"),
         ("bad-type", "[prepare].crease_angle_deg must be a number"),
+        ("bad-noise-option", "[noise] unknown option(s) ['grid']"),
         ("no-style-file", "style image not found"),
         ("nan-camera", "NaN"),
     ],
@@ -114,6 +115,8 @@ def test_bad_input_is_one_line_and_leaves_no_work_folder(tmp_path, capsys, case,
         job.write_text(text + "[preview]\ncolour = 1\n")
     elif case == "bad-type":
         job.write_text(text.replace("preview = false", 'preview = false\ncrease_angle_deg = "big"'))
+    elif case == "bad-noise-option":
+        job.write_text(text + "[noise]\ngrid = 2\n")
     elif case == "no-style-file":
         (tmp_path / "style.png").unlink()
     elif case == "nan-camera":

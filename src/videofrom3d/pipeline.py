@@ -477,6 +477,7 @@ class _Run:
         from videofrom3d.prepare.arcs import PrepareConfig
 
         _config(PrepareConfig, self.job, "prepare")
+        self._noise_config()  # prepare computes the noise for either engine when asked
         if self.engine == "preview":
             self._preview_config()
             return
@@ -487,7 +488,6 @@ class _Run:
         from videofrom3d.anchors import AnchorConfig
         from videofrom3d.inbetween import InbetweenConfig
 
-        self._noise_config()
         for cls, section in ((AlignConfig, "align"), (AnchorConfig, "anchors"), (InbetweenConfig, "inbetween")):
             _config(cls, self.job, section)
 
