@@ -318,17 +318,10 @@ def _edge_detector(cfg: AlignConfig, device):
 
 
 def _encode_sample(comps, crop: np.ndarray, edges: np.ndarray):
-    import torch
+    """(control (1, 3, H, W) in [-1, 1], latent mean, latent std) of one training crop."""
+    from videofrom3d.anchors.generate import control_image, latent_posterior
 
-    x = torch.from_numpy(crop).permute(2, 0, 1)[None] * 2 - 1
-    control = torch.from_numpy(np.clip(edges, 0, 1) * 2 - 1)[None, None].expand(1, 3, *edges.shape).contiguous()
-    vae = comps.vae
-    with torch.no_grad(), comps.on_device(vae):
-        dist = vae.encode(x.to(comps.device, comps.dtype)).latent_dist
-    scale, shift = vae.config.scaling_factor, vae.config.shift_factor
-    mean = ((dist.mean.float() - shift) * scale).cpu()
-    std = (dist.std.float() * scale).cpu()
-    return control, mean, std
+    return (control_image(edges), *latent_posterior(comps, crop))
 
 
 # ---------------------------------------------------------------------------------------------------------

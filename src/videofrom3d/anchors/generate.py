@@ -151,7 +151,7 @@ class AnchorGenerator:
             raise ValueError(f"anchor size {width}x{height} must be divisible by {f} for FLUX's 2x2 latent patches; "
                              f"try {width // f * f}x{height // f * f}")
         h, w = height // c.vae_scale_factor, width // c.vae_scale_factor
-        control = torch.from_numpy(np.clip(edge_map, 0, 1) * 2 - 1)[None, None].expand(1, 3, height, width)
+        control = control_image(edge_map)
         noise = torch.randn((1, c.latent_channels, h, w), generator=torch.Generator("cpu").manual_seed(int(seed)))
         noise = noise.to(c.device)
         embeds, pooled = self.text.encode(prompt)
@@ -176,15 +176,32 @@ class AnchorGenerator:
         self.comps.close()
 
 
-def encode_image(comps, image: np.ndarray):
-    """(H, W, 3) f32 [0, 1] -> (1, C, h, w) normalised VAE latents (posterior mean; deterministic)."""
+def control_image(edge_map: np.ndarray):
+    """(H, W) f32 edge map in [0, 1] -> (1, 3, H, W) ControlNet input in [-1, 1] (the HED map's three equal
+    channels, scaled as x-flux does)."""
+    import torch
+
+    edge = torch.from_numpy(np.clip(np.asarray(edge_map, dtype=np.float32), 0, 1) * 2 - 1)
+    return edge[None, None].expand(1, 3, *edge.shape).contiguous()
+
+
+def latent_posterior(comps, image: np.ndarray):
+    """(H, W, 3) f32 [0, 1] -> the VAE posterior's (mean, std) in normalised latents ``(z - shift) * scale``,
+    each (1, C, h, w) float32 on the CPU."""
     import torch
 
     x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32)).permute(2, 0, 1)[None] * 2 - 1
     vae = comps.vae
     with torch.no_grad(), comps.on_device(vae):
-        z = vae.encode(x.to(comps.device, comps.dtype)).latent_dist.mode()
-    return ((z.float() - vae.config.shift_factor) * vae.config.scaling_factor).to(comps.device)
+        dist = vae.encode(x.to(comps.device, comps.dtype)).latent_dist
+    scale, shift = vae.config.scaling_factor, vae.config.shift_factor
+    return ((dist.mean.float() - shift) * scale).cpu(), (dist.std.float() * scale).cpu()
+
+
+def encode_image(comps, image: np.ndarray):
+    """(H, W, 3) f32 [0, 1] -> (1, C, h, w) normalised VAE latents on ``comps.device`` (the posterior mean,
+    deterministic; the official script samples it)."""
+    return latent_posterior(comps, image)[0].to(comps.device)
 
 
 def decode_latents(comps, latents) -> np.ndarray:
