@@ -94,6 +94,7 @@ def test_trajectory_flag_replaces_a_generator_and_its_keys(tmp_path):
     [
         ("bad-toml", "not valid TOML"),
         ("no-scene", "scene file not found"),
+        ("scene-not-a-mesh", "unsupported scene format"),
         ("bad-size", "divisible by 16"),
         ("bad-option", "[preview] unknown option(s) ['colour']"),
         ("bad-type", "[prepare].crease_angle_deg must be a number"),
@@ -109,6 +110,8 @@ def test_bad_input_is_one_line_and_leaves_no_work_folder(tmp_path, capsys, case,
         job.write_text(text + "[size\n")
     elif case == "no-scene":
         (tmp_path / "scene.glb").unlink()
+    elif case == "scene-not-a-mesh":
+        job.write_text(text.replace('path = "scene.glb"', 'path = "style.png"'))
     elif case == "bad-size":
         job.write_text(text.replace("width = 128", "width = 120"))
     elif case == "bad-option":

@@ -425,8 +425,12 @@ class _Run:
         for s in job.styles:
             if not Path(s.image).is_file():
                 raise PipelineError(f"style image not found: {s.image}")
+        from videofrom3d.scene.mesh import SUPPORTED_SUFFIXES
+
         if not Path(job.scene.path).is_file():
             raise PipelineError(f"scene file not found: {job.scene.path}")
+        if Path(job.scene.path).suffix.lower() not in SUPPORTED_SUFFIXES:
+            raise PipelineError(f"{job.scene.path}: unsupported scene format; use one of {', '.join(SUPPORTED_SUFFIXES)}")
         cameras = job_cameras(job)
         try:
             self.ranges = arc_ranges(len(cameras), job.frames_per_arc)
