@@ -41,20 +41,10 @@ def camera_path(width: int, height: int):
 
 def town(width: int, height: int):
     """Forward flows of the bundled example's first arc, or None when it cannot be rendered here."""
-    try:
-        from videofrom3d.job import job_cameras, load_job
-        from videofrom3d.paths import example_job
-        from videofrom3d.prepare.flow import arc_flows
-        from videofrom3d.prepare.gbuffer import make_renderer
-        from videofrom3d.scene.mesh import load_scene
+    from test_noise_scenes import town_flows
 
-        job = load_job(example_job())
-        scene = load_scene(job.scene.path, up=job.scene.up, unit_scale=job.scene.unit_scale)
-        cams = [c.resized(width, height) for c in job_cameras(job)[: job.frames_per_arc + 1]]
-        renderer = make_renderer(scene, "auto")
-        gbuffers = [renderer.render(c) for c in cams]
-        fwd, fwd_valid, _, _ = arc_flows(gbuffers, cams)
-        return fwd, fwd_valid
+    try:
+        return town_flows(width, height)
     except Exception as e:  # a missing example, weights-free renderer or module: skip with the reason
         print(f"town skipped: {type(e).__name__}: {e}", file=sys.stderr)
         return None

@@ -103,3 +103,20 @@ def camera_path_flows(width: int, height: int, frames: int = 46):
         seen[inside] = np.abs(dj - z_j[inside]) < 0.05 * z_j[inside]
         valid[i] = seen.reshape(height, width)
     return flows, valid
+
+
+def town_flows(width: int, height: int):
+    """Forward flows of the bundled example's first arc through the prepare stage (the one scene here that
+    is rendered, not analytic); raises whatever a checkout without the example or a renderer raises."""
+    from videofrom3d.job import job_cameras, load_job
+    from videofrom3d.paths import example_job
+    from videofrom3d.prepare.flow import arc_flows
+    from videofrom3d.prepare.gbuffer import make_renderer
+    from videofrom3d.scene.mesh import load_scene
+
+    job = load_job(example_job())
+    scene = load_scene(job.scene.path, up=job.scene.up, unit_scale=job.scene.unit_scale)
+    cams = [c.resized(width, height) for c in job_cameras(job)[: job.frames_per_arc + 1]]
+    renderer = make_renderer(scene, "auto")
+    fwd, fwd_valid, _, _ = arc_flows([renderer.render(c) for c in cams], cams)
+    return fwd, fwd_valid

@@ -17,6 +17,7 @@ import pytest
 from test_noise_scenes import (
     camera_path_flows,
     rotation_flows,
+    town_flows,
     translation_flows,
     zoom_flows,
 )
@@ -201,20 +202,9 @@ def test_paper_grid_camera_path_is_white(grid_factor):
 def _town_flows(width: int, height: int):
     """Forward flows of the bundled example's first arc through the prepare stage, or skip."""
     try:
-        from videofrom3d.job import job_cameras, load_job
-        from videofrom3d.paths import example_job
-        from videofrom3d.prepare.flow import arc_flows
-        from videofrom3d.prepare.gbuffer import make_renderer
-        from videofrom3d.scene.mesh import load_scene
-
-        job = load_job(example_job())
-        scene = load_scene(job.scene.path, up=job.scene.up, unit_scale=job.scene.unit_scale)
-        cams = [c.resized(width, height) for c in job_cameras(job)[: job.frames_per_arc + 1]]
-        renderer = make_renderer(scene, "auto")
+        return town_flows(width, height)
     except Exception as e:  # no example, prepare stage or renderer in this checkout
         pytest.skip(f"bundled example not available: {type(e).__name__}: {e}")
-    fwd, fwd_valid, _, _ = arc_flows([renderer.render(c) for c in cams], cams)
-    return fwd, fwd_valid
 
 
 def test_bundled_example_camera_path_is_white():
