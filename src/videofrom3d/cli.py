@@ -38,12 +38,13 @@ def add_job_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     """The job file and the flags that stand in for it or override it."""
     p.add_argument("job", nargs=None if required else "?", type=Path, help="job file (TOML); see README 'Job files'")
     g = p.add_argument_group("job overrides (flags win over the job file)")
-    g.add_argument("--scene", type=Path, help="scene file (.glb .gltf .obj .ply .stl .off)")
-    g.add_argument("--trajectory", type=Path, help="camera path (our JSON, glTF/GLB camera, transforms.json, COLMAP)")
-    g.add_argument("--style", type=Path, action="append", help="style reference image (repeatable)")
-    g.add_argument("--identifier", action="append", help="identifier prompt of each --style, in order")
-    g.add_argument("--size", help='frame size "WIDTHxHEIGHT" (default 720x480)')
-    g.add_argument("--out", type=Path, help="work folder (default work/<job name>)")
+    g.add_argument("--scene", type=Path, metavar="FILE", help="scene file (.glb .gltf .obj .ply .stl .off)")
+    g.add_argument("--trajectory", type=Path, metavar="FILE", help="camera path (our JSON, glTF/GLB camera, transforms.json, COLMAP)")
+    g.add_argument("--style", type=Path, action="append", metavar="IMAGE", help="style reference image (repeatable)")
+    g.add_argument("--identifier", action="append", metavar="TEXT",
+                   help='identifier prompt of each --style, in order, e.g. "a painting of sks town"')
+    g.add_argument("--size", metavar="WxH", help='frame size, e.g. 720x480 (the default); multiples of 16')
+    g.add_argument("--out", type=Path, metavar="DIR", help="work folder (default work/<job name>)")
     g.add_argument("--seed", type=int, help="seed of every random draw")
 
 
@@ -158,7 +159,7 @@ def _register_trajectory(add) -> None:
     q.add_argument("source", type=Path, help="a job file or any supported trajectory file")
     q.add_argument("-o", "--output", type=Path, required=True)
     q.add_argument("--frames", type=int, help="resample to this many frames")
-    q.add_argument("--size", help='"WIDTHxHEIGHT" (default: the job\'s, else 720x480)')
+    q.add_argument("--size", metavar="WxH", help="frame size, e.g. 720x480 (default: the job's, else the file's)")
     q.set_defaults(func=cmd_trajectory_export)
     q = tsub.add_parser("preview", help="PNG: top-down plan with the path, frustums, arcs, and the first view")
     add_job_args(q)
@@ -182,7 +183,8 @@ def _register_stages(add) -> None:
             e.add_argument("--reseed-anchor", nargs=2, type=int, action="append", metavar=("K", "SEED"),
                            help="redo anchor K with SEED, and the two arcs that touch it (repeatable)")
             e.add_argument("--anchor", nargs=2, action="append", metavar=("K", "IMAGE"),
-                           help="use IMAGE as anchor K (resized to the job's size) and redo the two arcs that touch it")
+                           help="use IMAGE as anchor K (resized to the job's size) and redo the two arcs that touch "
+                           "it (repeatable)")
             e.add_argument("--reset-edits", action="store_true", help="forget earlier anchor edits (default anchors)")
 
     stages = {
@@ -225,7 +227,8 @@ def _register_stages(add) -> None:
     p.add_argument("--out", type=Path, default=Path("out/demo"), metavar="DIR", help="work folder (default out/demo)")
     p.add_argument("--engine", choices=["auto", "preview", "diffusion"], default="preview",
                    help="preview (default; CPU, no weights, about a minute), diffusion, or auto")
-    p.add_argument("--models", choices=["real", "tiny-random"], default="real")
+    p.add_argument("--models", choices=["real", "tiny-random"], default="real",
+                   help="with --engine diffusion: real weights (default) or tiny random models (a smoke test)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
     p.set_defaults(func=cmd_demo)
 
