@@ -202,7 +202,7 @@ def choose_engine(engine: str = "auto", models: str = "real", job=None) -> tuple
 
 
 def _scene_files(path: Path) -> list[Path]:
-    """The scene file and the side files its geometry may live in (.bin of a .gltf, .mtl of an .obj)."""
+    """The scene file and the side files its geometry may live in (the .bin buffers beside a .gltf)."""
     files = [path]
     if path.suffix.lower() == ".gltf":
         files += sorted(path.parent.glob("*.bin"))
