@@ -79,7 +79,7 @@ def work(tmp_path_factory):
 
 
 def test_every_model_metric_runs_from_the_weight_folder(loaded, models_dir, work, tmp_path):
-    assert set(loaded.missing) == {"musiq"} and "not implemented" in loaded.missing["musiq"]
+    assert set(loaded.missing) == {"musiq"} and "not found" in loaded.missing["musiq"]  # no MUSIQ file here
     assert loaded.paths["clip_l"].endswith("clip-vit-large-patch14") and loaded.paths["dino"].endswith("dino")
     r = evaluate_run(work[0], models=loaded)
     for key in ("lpips", "psnr_d", "clip_a", "clip_i", "clip_i_l14", "subject_consistency", "background_consistency"):

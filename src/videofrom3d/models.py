@@ -20,7 +20,7 @@ from videofrom3d.errors import VideoFrom3DError
 @dataclass(frozen=True)
 class ModelSpec:
     """One weight set: ``key`` is the name used in job files, ``repo_id`` the Hugging Face id, ``marker``
-    a file whose presence shows the folder is complete enough to try loading."""
+    a file (or glob pattern) whose presence shows the folder is complete enough to try loading."""
 
     key: str
     repo_id: str
@@ -88,8 +88,10 @@ MODELS: dict[str, ModelSpec] = {
             note="one folder with torchvision's alexnet-owt-7be5be79.pth and the LPIPS v0.1 heads alex.pth",
         ),
         ModelSpec(
-            "musiq", "musiq-koniq", "musiq_koniq.safetensors", "Apache-2.0", "~0.1 GB", "eval: MUSIQ",
-            note="not implemented yet: eval always reports MUSIQ as missing",
+            "musiq", "chaofengc/IQA-PyTorch-Weights", "musiq_*", "Apache-2.0 (Google's MUSIQ release)", "~0.1 GB",
+            "eval: MUSIQ",
+            note="pyiqa's musiq_spaq_ckpt-358bb6af.pth (the VBench protocol uses SPAQ) or musiq_koniq_ckpt-e95806b9.pth, "
+            "or a .safetensors copy named musiq_spaq*/musiq_koniq*; a folder is searched SPAQ first",
         ),
     )
 }
@@ -155,7 +157,7 @@ def locate(key: str, override: str | os.PathLike | None = None, marker: str | No
     for place in looked:
         if place.is_file():
             return place
-        if place.is_dir() and (marker is None or (place / marker).exists() or _has_marker_below(place, marker)):
+        if place.is_dir() and (marker is None or any(place.glob(marker)) or _has_marker_below(place, marker)):
             return place
     raise MissingModelError(key, looked)
 

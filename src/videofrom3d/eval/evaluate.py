@@ -98,8 +98,8 @@ def evaluate_run(run: RunFolder | str | Path, models=None, progress=None, style:
         for m, reason in models.missing.items():
             _add_missing(missing, m, reason)
     have = {m: models is not None and m not in models.missing for m in MODEL_METRICS}
-    have["musiq"] = False
     if models is not None:
+        have["musiq"] = have["musiq"] and models.musiq is not None
         have["clip_a"] = have["clip_a"] and models.clip_l is not None and models.aesthetic is not None
         have["clip_i"] = have["clip_i"] and models.clip_b is not None
         have["clip_i_l14"] = have["clip_i_l14"] and models.clip_l is not None
@@ -256,6 +256,10 @@ def _embed(models, have, frames, embeds) -> None:
         embeds["clip_l"].append(clip_image_embeds(models.clip_l, frames, antialias=True))
     if have["subject_consistency"]:
         embeds["dino"].append(dino_cls(models.dino, frames))
+    if have["musiq"]:
+        from videofrom3d.eval.musiq import musiq_scores
+
+        embeds["musiq"].append(musiq_scores(models.musiq, frames))
 
 
 def _model_scores(models, have, embeds, style_img) -> dict:
@@ -279,6 +283,8 @@ def _model_scores(models, have, embeds, style_img) -> dict:
         out["subject_consistency"] = vbench_consistency(cat["dino"])[0]
     if have["background_consistency"] and "clip_b_vbench" in cat:
         out["background_consistency"] = vbench_consistency(cat["clip_b_vbench"])[0]
+    if have["musiq"] and "musiq" in cat:  # mean per-frame score, 0-100 (VBench imaging quality x 100)
+        out["musiq"] = float(cat["musiq"].double().mean())
     return out
 
 

@@ -1,4 +1,4 @@
-"""The paper's weight-based metrics (Table 2): PSNR-D, CLIP-A, CLIP-I, subject and background
+"""The paper's weight-based metrics (Table 2): PSNR-D, CLIP-A, MUSIQ, CLIP-I, subject and background
 consistency, LPIPS; each built from a local weight folder found through :mod:`videofrom3d.models`.
 
 Every model is a transformers class loaded with ``from_pretrained(local_folder)`` (CLIPModel, ViTModel /
@@ -6,8 +6,8 @@ Dinov2Model through AutoModel, DPTForDepthEstimation), so a tiny random model sa
 through exactly the same code. Definitions follow research/evaluation.md (VBench and LAION references);
 preprocessing is written out here in torch so it does not depend on image-processor classes.
 
-MUSIQ is not implemented: no faithful port of the reference (pyiqa ``musiq_arch``) exists in this package,
-so it is always reported as missing with that reason rather than approximated.
+MUSIQ is our own torch port (:mod:`videofrom3d.eval.musiq`) that loads pyiqa's checkpoint files strictly;
+it scores frames under the VBench protocol (SPAQ checkpoint, longer side shrunk to <= 512, 0-100 scale).
 """
 
 from __future__ import annotations
@@ -29,11 +29,6 @@ CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-
-MUSIQ_MISSING = (
-    "MUSIQ is not implemented in videofrom3d (no faithful port of the reference pyiqa musiq_arch yet); "
-    "score frames with pyiqa's MUSIQ separately"
-)
 
 # which registry models each metric needs
 METRIC_MODELS: dict[str, tuple[str, ...]] = {
@@ -60,6 +55,7 @@ class LoadedModels:
     depth_preprocess: dict = field(default_factory=dict)
     aesthetic: torch.nn.Module | None = None
     lpips: torch.nn.Module | None = None
+    musiq: torch.nn.Module | None = None
     missing: dict[str, str] = field(default_factory=dict)
     paths: dict[str, str] = field(default_factory=dict)
 
@@ -97,6 +93,9 @@ def find_weight(key: str, models_dir: str | os.PathLike | None = None, override=
 _HINTS = {
     "lpips": "put torchvision's alexnet-owt-7be5be79.pth and the LPIPS v0.1 heads alex.pth (from the lpips "
     "package) in one folder; pass it with --model lpips=DIR or place it at $VIDEOFROM3D_MODELS/lpips",
+    "musiq": "get pyiqa's musiq_spaq_ckpt-358bb6af.pth (the VBench protocol) or musiq_koniq_ckpt-e95806b9.pth "
+    "(HF chaofengc/IQA-PyTorch-Weights); pass the file or its folder with --model musiq=PATH, or put the folder "
+    "at DIR/musiq for --models-dir DIR",
 }
 
 
@@ -120,17 +119,13 @@ def load_models(
     keys = sorted({k for m in wanted for k in METRIC_MODELS.get(m, ())})
     errors: dict[str, str] = {}
     for key in keys:
-        if key == "musiq":
-            errors[key] = MUSIQ_MISSING
-            continue
         try:
             path = find_weight(key, models_dir, overrides.get(key))
         except Exception as e:  # MissingModelError: name + places looked
             errors[key] = str(e).replace("\n", " ")
             continue
         try:
-            _load_one(out, key, path)
-            out.paths[key] = str(path)
+            out.paths[key] = str(_load_one(out, key, path) or path)
         except Exception as e:
             errors[key] = f"{path}: cannot load: {_first_line(e)}"
     for metric in wanted:
@@ -140,7 +135,8 @@ def load_models(
     return out
 
 
-def _load_one(out: LoadedModels, key: str, path: Path) -> None:
+def _load_one(out: LoadedModels, key: str, path: Path) -> Path | None:
+    """Load model ``key`` into ``out``; returns the file to report when it is not ``path`` itself."""
     dev = out.device
     if key in ("clip_l", "clip_b"):
         from transformers import CLIPModel
@@ -161,6 +157,12 @@ def _load_one(out: LoadedModels, key: str, path: Path) -> None:
         from videofrom3d.eval.lpips import load_lpips
 
         out.lpips = load_lpips(path).to(dev)
+    elif key == "musiq":  # a folder: SPAQ checkpoint first, else KonIQ; the file name says which
+        from videofrom3d.eval.musiq import load_musiq
+
+        out.musiq = load_musiq(path).to(dev)
+        return out.musiq.checkpoint
+    return None
 
 
 # ------------------------------------------------------------------------------------------ preprocessing
