@@ -307,7 +307,7 @@ def _register_eval(add) -> None:
         "eval",
         "metrics of one or more rendered work folders",
         "Score rendered work folders: the paper's Table 2 metrics whose weights are on this machine (pseudo-GT\n"
-        "PSNR/SSIM/LPIPS, PSNR-D, CLIP-A, CLIP-I, subject/background consistency; MUSIQ is not implemented)\n"
+        "PSNR/SSIM/LPIPS, PSNR-D, CLIP-A, MUSIQ (VBench protocol, SPAQ), CLIP-I, subject/background consistency)\n"
         "and weight-free metrics that always run (warp error along the mesh flow, flow agreement, edge\n"
         "alignment, CIELAB colour distance to the style and colour drift). Missing weights give null values\n"
         "and a 'missing' list naming the model and every place looked.",
