@@ -27,8 +27,7 @@ def write_scene(path: Path, boxes: int = 6, seed: int = 0) -> Path:
 
 
 def write_cameras(path: Path, count: int, width: int, height: int, x_range=(-6.0, 6.0)) -> Path:
-    from videofrom3d.scene.camera import save_cameras
-    from videofrom3d.scene.camera import Camera, intrinsics_from_fov, look_at
+    from videofrom3d.scene.camera import Camera, intrinsics_from_fov, look_at, save_cameras
 
     K = intrinsics_from_fov(width, height, fov_y_deg=50)
     cams = [Camera(K, look_at((x, 3.0, 14.0), (x * 0.5, 1.5, 0.0)), width, height)
