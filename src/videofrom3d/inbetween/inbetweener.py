@@ -10,7 +10,6 @@ arc k-1 (the authors' choice) or from the anchor, and the global frames keep eac
 from __future__ import annotations
 
 import gc
-import hashlib
 import os
 from collections.abc import Callable, Mapping, Sequence
 from contextlib import contextmanager
@@ -30,6 +29,7 @@ from videofrom3d.inbetween.components import (
 from videofrom3d.inbetween.conditioning import latent_frame_count, video_frame_count
 from videofrom3d.inbetween.config import InbetweenConfig, InbetweenError
 from videofrom3d.inbetween.sampling import encode_text, inbetween_arc
+from videofrom3d.io.manifest import digest_arrays
 
 PROMPT_HINT = (
     'give one in the job: [inbetween] prompt = "a photo of ..." (the authors caption the first anchor with '
@@ -166,7 +166,7 @@ class Inbetweener:
     # ------------------------------------------------------------------ captions
     def caption(self, image: np.ndarray) -> str:
         """A BLIP-2 caption of ``image`` (H, W, 3) in [0, 1] (the authors caption the first anchor)."""
-        key = hashlib.sha1(np.ascontiguousarray(np.asarray(image, dtype=np.float32)).tobytes()).hexdigest()
+        key = digest_arrays(np.asarray(image, dtype=np.float32))
         if key not in self._captions:
             if self.captioner is None:
                 raise InbetweenError("no BLIP-2 weights to caption the first anchor; " + PROMPT_HINT)
