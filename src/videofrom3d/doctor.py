@@ -89,7 +89,7 @@ def gbuffer_backend() -> str:
 def how_to_get(spec) -> str:
     if spec.note:
         return spec.note
-    return f"huggingface-cli download {spec.repo_id} --local-dir $VIDEOFROM3D_MODELS/{spec.repo_id}  (on a machine with hub access; copy it here)"
+    return f"hf download {spec.repo_id} --local-dir $VIDEOFROM3D_MODELS/{spec.repo_id}  (on a machine with hub access; copy it here)"
 
 
 def model_report() -> list[dict]:

@@ -105,7 +105,7 @@ class MissingModelError(VideoFrom3DError, FileNotFoundError):
         name = f"{key} ({spec.repo_id})" if spec else key
         places = "\n  ".join(str(p) for p in looked) or "(nowhere)"
         how = hint or (
-            f"download it on a machine with hub access (e.g. `huggingface-cli download {spec.repo_id}`) and copy "
+            f"download it on a machine with hub access (e.g. `hf download {spec.repo_id}`) and copy "
             f"the folder here, or set [models].{key} in the job to a local folder" if spec else ""
         )
         super().__init__(f"model {name} not found. Looked in:\n  {places}\n{how}".rstrip())
