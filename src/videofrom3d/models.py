@@ -178,3 +178,31 @@ def _looks_like_path(s: str | os.PathLike) -> bool:
     """A local folder rather than a hub id ("org/name"): absolute, relative with ./ or ~, or existing."""
     s = str(s)
     return s.startswith(("/", ".", "~")) or Path(s).exists()
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Where weights go (torch is imported inside: the base install has none)
+
+
+def resolve_device(device=None):
+    """``"auto"`` or None -> CUDA when torch sees a GPU, else the CPU; anything else as torch names it."""
+    import torch
+
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype, device):
+    """``"auto"`` -> bf16 on a GPU, fp32 on the CPU (bf16 matmuls on CPU are slow and inexact)."""
+    import torch
+
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    table = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
+             "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
+    if dtype not in table:
+        raise ValueError(f"dtype must be one of {sorted(table)} or 'auto', got {dtype!r}")
+    return table[dtype]

@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from videofrom3d.models import locate
+from videofrom3d.models import locate, resolve_device, resolve_dtype
 
 log = logging.getLogger(__name__)
 
@@ -100,25 +100,6 @@ class FluxComponents:
 
 # ---------------------------------------------------------------------------------------------------------
 # Real weights
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
-
-
-def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
-    """``"auto"`` -> bf16 on a GPU, fp32 on the CPU (bf16 matmuls on CPU are slow and inexact)."""
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype in (None, "auto"):
-        return torch.bfloat16 if device.type == "cuda" else torch.float32
-    table = {"bfloat16": torch.bfloat16, "bf16": torch.bfloat16, "float16": torch.float16,
-             "fp16": torch.float16, "float32": torch.float32, "fp32": torch.float32}
-    if dtype not in table:
-        raise ValueError(f"dtype must be one of {sorted(table)} or 'auto', got {dtype!r}")
-    return table[dtype]
 
 
 def resolve_memory(memory: str, device: torch.device, fp8: bool) -> tuple[str, bool]:

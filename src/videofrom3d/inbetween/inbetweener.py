@@ -30,20 +30,12 @@ from videofrom3d.inbetween.conditioning import latent_frame_count, video_frame_c
 from videofrom3d.inbetween.config import InbetweenConfig, InbetweenError
 from videofrom3d.inbetween.sampling import encode_text, inbetween_arc
 from videofrom3d.io.manifest import digest_arrays
+from videofrom3d.models import resolve_device, resolve_dtype
 
 PROMPT_HINT = (
     'give one in the job: [inbetween] prompt = "a photo of ..." (the authors caption the first anchor with '
     "BLIP-2: put Salesforce/blip2-opt-2.7b in the Hugging Face cache or set [models] blip2 = \"/path/to/blip2\")"
 )
-
-_DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
-
 
 class Inbetweener:
     """CogVideoX components loaded once, with a memory mode, a per-prompt text-embedding cache and an
@@ -256,7 +248,7 @@ def load_inbetweener(job, cfg: InbetweenConfig | None = None, models: str = "rea
     if models != "real":
         raise InbetweenError(f'models must be "real" or "tiny-random", got {models!r}')
 
-    dtype = _DTYPES[cfg.dtype]
+    dtype = resolve_dtype(cfg.dtype, device)
     base = job.model("cogvideox")
     if cfg.transformer == "ggi":
         transformer = load_transformer_checkpoint(locate("ggi", job.model("ggi")), dtype, merge=cfg.merge_lora)
