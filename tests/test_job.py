@@ -187,3 +187,9 @@ def test_job_cameras_timed_keys_follow_fps(tmp_path):
     assert len(cams) == 17
     assert np.allclose(cams[8].center, [1, 1, 0]) and np.allclose(cams[16].center, [4, 1, 0])  # t = 1 s, 2 s
     assert abs(cams[0].fov_y_deg - 40) < 1e-9
+
+
+def test_typed_generator_keys_are_checked_like_options():
+    job = job_from_dict(minimal(trajectory={"generator": "orbit", "radius": "far"}))
+    with pytest.raises(JobError, match=r"\[trajectory\]\.radius must be a number, got 'far'"):
+        job_cameras(job)

@@ -328,6 +328,10 @@ def job_trajectory(job: Job):
             f"{_where(job)}[trajectory] unknown key(s) {sorted(unknown)} for generator {spec.generator!r}; "
             f"known: {sorted(accepted)}"
         )
+    hints = typing.get_type_hints(fn)
+    for key, value in params.items():  # typed keys get the same checks (and messages) as stage options
+        if key in hints:
+            params[key] = _coerce(value, hints[key], f"{_where(job)}[trajectory].{key}")
     frames = spec.frames if spec.frames is not None else GENERATED_ARCS * job.frames_per_arc + 1
     try:
         return fn(**params, frames=frames, size=size)
