@@ -8,6 +8,7 @@ Work folder (``WORK`` = the job's ``out``, by default ``work/<job name>``; a sta
     WORK/align/lora.safetensors    diffusion engine: the style LoRA (paper 3.2)
     WORK/anchors/NNN.png           anchor k, the view at global frame k*N
     WORK/edits/anchorNNN.png       a user's replacement for anchor k (``--anchor K image.png``)
+    WORK/edits/unedited/           edited anchors as they would be without the edit (they guide the next one)
     WORK/inbetween/arcNNN/NNNN.png the F = N+1 frames of arc k (local index; frame 0 and N are the anchors' views)
     WORK/frames/NNNN.png           the video's frames, global index from 0, shared arc ends once
     WORK/video.mp4                 H.264 at the job's fps
@@ -21,8 +22,10 @@ uninterrupted run (the engines are deterministic, and every stage reads its upst
 never from a float copy an interrupted run would not have).
 
 Arc-level editing: ``reseed_anchor=(K, SEED)`` or ``anchor_images={K: path}`` redo anchor K and the arcs
-K-1 and K that touch it. With sparse appearance guidance anchor K+1 was generated from anchor K; it is kept
-as it is (its input hash covers the unedited chain only), so an edit never ripples down the trajectory.
+K-1 and K that touch it. With sparse appearance guidance anchor K+1 is generated from anchor K; it is always
+guided by anchor K *without its edit* (kept in ``WORK/edits/unedited/``), so its input hash (the unedited
+chain) tells the truth, it is the same whether it was made before or after the edit, and an edit never
+ripples down the trajectory.
 Edits are remembered in the manifest; ``reset_edits=True`` drops them (the default anchors come back).
 """
 
@@ -304,6 +307,20 @@ def write_trajectory_preview(job, out_png: str | Path, backend: str = "auto") ->
         view = None
     title = f"{job.name}  -  camera path over {job.scene.path.name}, seen from above"
     return write_png(out_png, trajectory_picture(scene, cameras, job.frames_per_arc, title=title, view=view))
+
+
+@dataclass(frozen=True)
+class AnchorView:
+    """What anchor k is made from: its arc and local frame, prompt, whether SAG guides it by anchor k-1, its
+    unedited input hash, and the user's edit (None when there is none)."""
+
+    k: int
+    arc: int
+    frame: int
+    prompt: str
+    guided: bool
+    base: str
+    edit: dict | None
 
 
 # ------------------------------------------------------------------------------------------------ render
@@ -819,6 +836,7 @@ class _Run:
             cfg = _config(AnchorConfig, job, "anchors")
         prev_base = prev_prompt = None
         self.anchor_base: list[str] = []
+        views: list[AnchorView] = []
         bar = self._bar(range(self.n_anchors), "anchors", total=self.n_anchors)
         for k in bar:
             arc_k, frame = self.anchor_view(k)
@@ -827,6 +845,7 @@ class _Run:
             base = digest_json({**common, "view": [self.digests[f"arc{arc_k:03d}"], frame], "prompt": prompt,
                                 "seed": job.seed, "previous": prev_base if guided else None})
             edit = edits.get(str(k))
+            views.append(AnchorView(k, arc_k, frame, prompt, guided, base, edit))
             key = digest_json({"base": base, "edit": edit})
             path = self.anchor_path(k)
             item = f"anchor{k:03d}"
@@ -835,6 +854,13 @@ class _Run:
             else:
                 t0 = time.perf_counter()
                 seed = job.seed
+                unedited = self.unedited_anchor_path(k, base)
+                if edit and not unedited.is_file() and self.manifest.is_current(
+                    "anchors", item, digest_json({"base": base, "edit": None}), path, verify=True
+                ):  # keep the unedited anchor: the anchor after it is guided by it
+                    unedited.parent.mkdir(parents=True, exist_ok=True)
+                    with atomic_path(unedited) as tmp:
+                        shutil.copyfile(path, tmp)
                 if edit and "image" in edit:
                     src = self.work / edit["image"]
                     if not src.is_file() or digest_file(src) != edit["digest"]:
@@ -844,11 +870,7 @@ class _Run:
                 else:
                     if edit and "seed" in edit:
                         seed = int(edit["seed"])
-                    arc = self.load_arc(arc_k)
-                    # the previous anchor as it is on disk, so a resumed run sees exactly what this one sees
-                    guide = self._guide(read_image(self.anchor_path(k - 1)), arc, cfg) if guided else None
-                    extra = {"frame": frame} if self.engine == "preview" else {}
-                    image = self.anchor_engine().generate(arc.edge_maps[frame], prompt, seed, guide, arc=arc, **extra)
+                    image = self._generate_anchor(views, k, seed, cfg)
                 write_image(path, image)
                 self.manifest.record("anchors", item, key, digest_file(path), time.perf_counter() - t0,
                                      seed=seed, prompt=prompt, edit=edit)
@@ -858,7 +880,34 @@ class _Run:
             res.outputs.append(path)
             prev_base, prev_prompt = base, prompt
         self._prune("anchors", "anchor", self.n_anchors, self.anchor_path)
+        keep = {self.unedited_anchor_path(v.k, v.base) for v in views if v.edit}
+        for stale in set((self.work / "edits" / "unedited").glob("*.png")) - keep:
+            stale.unlink()
         return res
+
+    def unedited_anchor_path(self, k: int, base: str) -> Path:
+        """Where anchor k is kept as it would be without its edit, named by its input hash (never stale)."""
+        return self.work / "edits" / "unedited" / f"{k:03d}-{base[:16]}.png"
+
+    def _generate_anchor(self, views: list[AnchorView], k: int, seed: int, cfg) -> np.ndarray:
+        """Anchor k from its view, guided (SAG) by anchor k-1 *without its edit*, read back from disk: an edit
+        applies to its own anchor only, so the anchors after it come out the same whether they were made
+        before or after the edit, and a resumed run sees exactly what this one sees."""
+        view = views[k]
+        arc = self.load_arc(view.arc)
+        guide = self._guide(self._unedited_anchor(views, k - 1, cfg), arc, cfg) if view.guided else None
+        extra = {"frame": view.frame} if self.engine == "preview" else {}
+        return self.anchor_engine().generate(arc.edge_maps[view.frame], view.prompt, seed, guide, arc=arc, **extra)
+
+    def _unedited_anchor(self, views: list[AnchorView], k: int, cfg) -> np.ndarray:
+        """Anchor k as it is without edits: its file when it has none, else the kept unedited copy
+        (generated now, once, when an edit was given before the anchor was ever made)."""
+        if not views[k].edit:
+            return read_image(self.anchor_path(k))
+        path = self.unedited_anchor_path(k, views[k].base)
+        if not path.is_file():
+            write_image(path, self._generate_anchor(views, k, self.job.seed, cfg))
+        return read_image(path)
 
     def _anchor_prompt(self, k: int, cfg) -> str:
         if cfg is None:
