@@ -3,6 +3,7 @@ the weight-free metrics rank deliberately broken videos below the real one."""
 
 import dataclasses
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,6 +69,12 @@ def test_eval_command_takes_the_style_from_the_job(example, tmp_path):
     assert main(["eval", str(example[0]), "--job", str(example_job()), "--no-models", "--quiet", "--json", str(out)]) == 0
     doc = json.loads(out.read_text())[0]
     assert doc["style"] == str(example[2]) and doc["color_swd"] > 0
+
+
+def test_eval_finds_the_style_the_render_used(example):
+    """render records its style images in the manifest, so eval needs neither --style nor --job."""
+    doc = evaluate_run(example[0])
+    assert doc["style"] == str(Path(example[2]).resolve()) and doc["color_swd"] > 0
 
 
 def test_reprojection_flow_agrees_with_the_prepare_stage_flow(example):

@@ -490,6 +490,8 @@ class _Run:
             write_image(path, img)
             edits[str(k)] = {"image": str(path.relative_to(self.work)), "digest": digest_file(path)}
         self.manifest.data["job"] = job.name
+        # what eval compares colours and CLIP-I against, so `videofrom3d eval WORK` needs no --style
+        self.manifest.data["style_images"] = [str(Path(s.image).resolve()) for s in job.styles]
         self.manifest.begin_run(engine=self.engine, engine_reason=self.reason, models=self.models,
                                 edits={k: dict(v) for k, v in edits.items()})
 

@@ -94,7 +94,7 @@ def _now() -> str:
 class Manifest:
     """``WORK/manifest.json``::
 
-        {"format": 1, "job": "<name>",
+        {"format": 1, "job": "<name>", "style_images": ["/abs/style.png", ...],
          "stages": {"<stage>": {"items": {"<item>": {"key": <input hash>, "output": <output hash>,
                                                      "seconds": s, "at": time, ...extra}},
                                 "last_run": {"ran": [...], "reused": [...], "seconds": s, "at": time}}},
