@@ -124,7 +124,7 @@ class HEDDetector:
         with torch.no_grad():
             sides = self.network(x)
         maps = [cv2.resize(s[0, 0].float().cpu().numpy(), (w, h), interpolation=cv2.INTER_LINEAR) for s in sides]
-        return (1.0 / (1.0 + np.exp(-np.mean(maps, axis=0)))).astype(np.float32)
+        return (0.5 + 0.5 * np.tanh(0.5 * np.mean(maps, axis=0))).astype(np.float32)  # sigmoid, no overflow
 
 
 def classical_soft_edges(image: np.ndarray, scales: tuple[float, ...] = (1.0, 2.0), width_px: float = 1.0) -> np.ndarray:
