@@ -488,38 +488,28 @@ def warped_noise_for_arc(
         return _arc_torch(flows, valid, keys, cfg, seed, height, width)
 
     rng = np.random.default_rng(seed)
-    ops = _NumpyOps(rng)
     c = cfg.latent_channels
     state = init_state(height, width, c, rng)
-    cur_noise, cur_w = state.noise.reshape(-1, c), state.weight.reshape(-1)
-    nxt_noise, nxt_w = np.empty_like(cur_noise), np.empty_like(cur_w)  # ping-pong buffers
+    noise, weight = state.noise.reshape(-1, c), state.weight.reshape(-1)
     rows, cols = _cell_coords("numpy", height, width)
-    src_of = np.zeros(height * width, dtype=np.int64)
     dy = np.empty((vid_h, g, vid_w, g), dtype=np.int64)
     dx = np.empty_like(dy)
     ok = np.empty((vid_h, g, vid_w, g), dtype=bool)
-    out = np.empty((cfg.latent_frames, c, h, w), dtype=np.float32)
-    for k, frame in enumerate(keys):
-        if frame == 0:
-            out[k] = downsample_to_latent(cur_noise.reshape(height, width, c), (h, w))
-    for i in range(frames_per_arc):
+
+    def fine_displacement(i):
         flow = flows[i]
         finite = np.isfinite(flow).all(axis=-1)
         vid_ok = finite if valid is None else finite & np.asarray(valid[i], dtype=bool)
         disp = _round_disp(flow * g, False)
-        dy[...] = disp[:, None, :, None, 1]
+        dy[...] = disp[:, None, :, None, 1]  # each video pixel's displacement on its g x g fine cells
         dx[...] = disp[:, None, :, None, 0]
         ok[...] = vid_ok[:, None, :, None]
-        _warp_flat(
-            ops, cur_noise, cur_w, dy.reshape(-1), dx.reshape(-1), ok.reshape(-1),
-            height, width, rows, cols, nxt_noise, nxt_w, src_of,
-        )  # fmt: skip
-        cur_noise, nxt_noise = nxt_noise, cur_noise
-        cur_w, nxt_w = nxt_w, cur_w
-        for k, frame in enumerate(keys):
-            if frame == i + 1:
-                out[k] = downsample_to_latent(cur_noise.reshape(height, width, c), (h, w))
-    return out
+        return dy.reshape(-1), dx.reshape(-1), ok.reshape(-1)
+
+    out = np.empty((cfg.latent_frames, c, h, w), dtype=np.float32)
+    buffers = (noise, weight, np.empty_like(noise), np.empty_like(weight), rows, cols,
+               np.zeros(height * width, dtype=np.int64))
+    return _warp_arc(_NumpyOps(rng), buffers, fine_displacement, frames_per_arc, keys, height, width, out)
 
 
 def _arc_torch(flows, valid, keys, cfg, seed, height, width):
@@ -528,36 +518,50 @@ def _arc_torch(flows, valid, keys, cfg, seed, height, width):
     dev = torch.device(cfg.device)
     gen = torch.Generator(device=dev)
     gen.manual_seed(int(seed))
-    ops = _TorchOps(gen, dev)
     c = cfg.latent_channels
     g = cfg.grid_factor
     h, w = cfg.latent_size
     state = init_state(height, width, c, gen, backend="torch", device=dev)
-    cur_noise, cur_w = state.noise.reshape(-1, c), state.weight.reshape(-1)
-    nxt_noise, nxt_w = torch.empty_like(cur_noise), torch.empty_like(cur_w)
+    noise, weight = state.noise.reshape(-1, c), state.weight.reshape(-1)
     rows, cols = _cell_coords("torch", height, width, dev)
-    src_of = torch.zeros(height * width, dtype=torch.int64, device=dev)
-    out = torch.empty((cfg.latent_frames, c, h, w), dtype=torch.float32, device=dev)
-    for k, frame in enumerate(keys):
-        if frame == 0:
-            out[k] = downsample_to_latent(cur_noise.reshape(height, width, c), (h, w))
-    for i in range(flows.shape[0]):
+
+    def fine_displacement(i):
         flow = torch.as_tensor(np.ascontiguousarray(flows[i]), device=dev)
         finite = torch.isfinite(flow).all(dim=-1)
         vid_ok = finite if valid is None else finite & torch.as_tensor(np.asarray(valid[i], bool), device=dev)
-        disp = _round_disp(flow * g, True)
-        disp = disp.repeat_interleave(g, dim=0).repeat_interleave(g, dim=1)
+        disp = _round_disp(flow * g, True).repeat_interleave(g, dim=0).repeat_interleave(g, dim=1)
         ok = vid_ok.repeat_interleave(g, dim=0).repeat_interleave(g, dim=1)
-        _warp_flat(
-            ops, cur_noise, cur_w, disp[..., 1].reshape(-1), disp[..., 0].reshape(-1), ok.reshape(-1),
-            height, width, rows, cols, nxt_noise, nxt_w, src_of,
-        )  # fmt: skip
+        return disp[..., 1].reshape(-1), disp[..., 0].reshape(-1), ok.reshape(-1)
+
+    out = torch.empty((cfg.latent_frames, c, h, w), dtype=torch.float32, device=dev)
+    buffers = (noise, weight, torch.empty_like(noise), torch.empty_like(weight), rows, cols,
+               torch.zeros(height * width, dtype=torch.int64, device=dev))
+    out = _warp_arc(_TorchOps(gen, dev), buffers, fine_displacement, flows.shape[0], keys, height, width, out)
+    return out.cpu().numpy()
+
+
+def _warp_arc(ops, buffers, fine_displacement, steps: int, keys, height: int, width: int, out):
+    """The loop both backends share: ``steps`` warp steps on the fine grid (ping-pong buffers), writing the
+    latent keyframes ``keys`` (frame indices, 0 = the initial noise) into ``out`` (T, C, h, w) as they pass.
+
+    ``buffers`` = (noise (N, C), weight (N,), their spares, rows, cols, src_of); ``fine_displacement(i)``
+    gives flow step i as flat (N,) integer dy, dx and a bool ok on the fine grid."""
+    cur_noise, cur_w, nxt_noise, nxt_w, rows, cols, src_of = buffers
+    latent = tuple(out.shape[2:])
+
+    def record(frame: int) -> None:
+        for k, key in enumerate(keys):
+            if key == frame:
+                out[k] = downsample_to_latent(cur_noise.reshape(height, width, -1), latent)
+
+    record(0)
+    for i in range(steps):
+        dy, dx, ok = fine_displacement(i)
+        _warp_flat(ops, cur_noise, cur_w, dy, dx, ok, height, width, rows, cols, nxt_noise, nxt_w, src_of)
         cur_noise, nxt_noise = nxt_noise, cur_noise
         cur_w, nxt_w = nxt_w, cur_w
-        for k, frame in enumerate(keys):
-            if frame == i + 1:
-                out[k] = downsample_to_latent(cur_noise.reshape(height, width, c), (h, w))
-    return out.cpu().numpy()
+        record(i + 1)
+    return out
 
 
 # --------------------------------------------------------------------------------------------------------
