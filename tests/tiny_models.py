@@ -19,7 +19,6 @@ from videofrom3d.inbetween.components import (  # noqa: F401  (CogVideoX, for th
 )
 from videofrom3d.inbetween.components import (  # noqa: F401
     tiny_cogvideox_components,
-    tiny_t5_tokenizer,
 )
 from videofrom3d.inbetween.components import (  # noqa: F401
     tiny_transformer_config as tiny_cogvideox_transformer_config,
@@ -27,6 +26,7 @@ from videofrom3d.inbetween.components import (  # noqa: F401
 from videofrom3d.inbetween.components import (  # noqa: F401
     tiny_vae_config as tiny_cogvideox_vae_config,
 )
+from videofrom3d.models import tiny_t5_tokenizer  # noqa: F401  (both stages' tiny T5 tokenizer)
 
 
 def style_job(folder: Path, styles: dict[str, np.ndarray], seed: int = 0, **extra):

@@ -206,3 +206,16 @@ def resolve_dtype(dtype, device):
     if dtype not in table:
         raise ValueError(f"dtype must be one of {sorted(table)} or 'auto', got {dtype!r}")
     return table[dtype]
+
+
+def tiny_t5_tokenizer():
+    """A T5 (Unigram) tokenizer from an in-memory vocabulary (lower-case letters, digits, punctuation): the
+    stand-in for the real T5 tokenizer in both diffusion stages' tiny random models (no files, no hub)."""
+    import string
+
+    from transformers import T5Tokenizer
+
+    chars = string.ascii_lowercase + string.digits + ".,'-"
+    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -1.0)]
+    vocab += [(c, -2.0) for c in chars] + [("\u2581" + c, -2.5) for c in string.ascii_lowercase]
+    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)

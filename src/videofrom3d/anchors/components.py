@@ -35,7 +35,7 @@ from typing import Any
 
 import torch
 
-from videofrom3d.models import locate, resolve_device, resolve_dtype
+from videofrom3d.models import locate, resolve_device, resolve_dtype, tiny_t5_tokenizer
 
 log = logging.getLogger(__name__)
 
@@ -317,8 +317,8 @@ def _byte_symbols() -> list[str]:
 
 
 def tiny_tokenizers():
-    """A CLIP BPE tokenizer over single bytes and a T5 unigram tokenizer over characters, built in memory."""
-    from transformers import CLIPTokenizer, T5Tokenizer
+    """A CLIP BPE tokenizer over single bytes and the tiny T5 unigram tokenizer, built in memory."""
+    from transformers import CLIPTokenizer
 
     syms = _byte_symbols()
     vocab = {s: i for i, s in enumerate(syms)}
@@ -326,10 +326,7 @@ def tiny_tokenizers():
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
     clip_tok = CLIPTokenizer(vocab=vocab, merges=[], model_max_length=77)
-    chars = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789 .,:;!?'-_()/"
-    t5_vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("▁", -1.0)] + [(c, -2.0) for c in chars]
-    t5_tok = T5Tokenizer(vocab=t5_vocab, extra_ids=0, model_max_length=512)
-    return clip_tok, t5_tok
+    return clip_tok, tiny_t5_tokenizer()
 
 
 def tiny_flux_components(seed: int = 0, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,

@@ -28,6 +28,7 @@ from typing import Any
 import torch
 
 from videofrom3d.inbetween.config import InbetweenError
+from videofrom3d.models import tiny_t5_tokenizer
 
 LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")  # ggi.py / Go-with-the-Flow LoRA targets (attn1 of each block)
 LATENT_CHANNELS = 16  # CogVideoX VAE latent channels
@@ -499,18 +500,6 @@ def tiny_vae_config(height: int = 32, width: int = 48) -> dict:
         "sample_width": 4 * width,
         "scaling_factor": 0.7,
     }
-
-
-def tiny_t5_tokenizer():
-    """A T5 (Unigram) tokenizer from an in-memory vocabulary: lower-case letters, digits, punctuation."""
-    import string
-
-    from transformers import T5Tokenizer
-
-    chars = string.ascii_lowercase + string.digits + ".,'-"
-    vocab = [("<pad>", 0.0), ("</s>", 0.0), ("<unk>", 0.0), ("\u2581", -1.0)]
-    vocab += [(c, -2.0) for c in chars] + [("\u2581" + c, -2.5) for c in string.ascii_lowercase]
-    return T5Tokenizer(vocab=vocab, extra_ids=0, model_max_length=512)
 
 
 def tiny_t5_config(vocab_size: int) -> dict:
