@@ -9,16 +9,17 @@ pytestmark = pytest.mark.torch
 torch = pytest.importorskip("torch")
 
 from tiny_models import one_torch_thread, save_flux_components, style_job, tiny_flux_components  # noqa: E402, F401
-from videofrom3d.anchors import AnchorConfig, AnchorGuide, generate_anchors, load_anchor_generator  # noqa: E402
+from videofrom3d.anchors import AnchorConfig, load_anchor_generator, replacement_rule  # noqa: E402
 from videofrom3d.anchors.components import load_flux_components  # noqa: E402
 from videofrom3d.anchors.generate import (  # noqa: E402
     AnchorGenerator,
-    anchor_prompt,
     erode_mask,
     latent_mask,
     make_anchor_guide,
-    use_replacement,
 )
+from videofrom3d.chaining import chain_anchors, use_replacement  # noqa: E402
+from videofrom3d.engines import AnchorGuide  # noqa: E402
+from videofrom3d.job import anchor_prompt  # noqa: E402
 from videofrom3d.models import MissingModelError  # noqa: E402
 
 CFG = AnchorConfig(steps=2, replace_steps=1, max_sequence_length=16, device="cpu")
@@ -101,11 +102,11 @@ def test_chain_uses_replacement_and_prompts(tmp_path):
     assert anchor_prompt(job, 0) == "sks town" and anchor_prompt(job, 2) == "sks town, in winter"
     for bad in (1, -1):  # -1 must not wrap round to the last style
         with pytest.raises(ValueError, match="style"):
-            anchor_prompt(job, 0, AnchorConfig(style=bad))
+            anchor_prompt(job, 0, style=AnchorConfig(style=bad).style)
     cfg = AnchorConfig(steps=2, replace_steps=2, max_sequence_length=16, no_replace_anchors=(3,))
-    assert [use_replacement(cfg, k, "a", "a") for k in range(4)] == [False, True, True, False]
+    assert [use_replacement(replacement_rule(cfg), k, "a", "a") for k in range(4)] == [False, True, True, False]
     cfg_b = AnchorConfig(replace_on_prompt_change=False)
-    assert use_replacement(cfg_b, 2, "sks town, in winter", "sks town") is False
+    assert use_replacement(replacement_rule(cfg_b), 2, "sks town, in winter", "sks town") is False
     edges = np.zeros((2, h, w), np.float32)
     arcs = [_Arc(h, w, edges), _Arc(h, w, edges)]
     gen = load_anchor_generator(job, cfg, models="tiny-random")
@@ -117,7 +118,8 @@ def test_chain_uses_replacement_and_prompts(tmp_path):
         return real_generate(edge, prompt, seed, guide=guide, arc=arc)
 
     gen.generate = spy
-    images = dict(generate_anchors(gen, arcs, job, cfg))
+    prompts = [anchor_prompt(job, k, cfg.style) for k in range(len(arcs) + 1)]
+    images = dict(chain_anchors(gen, arcs, prompts, job.seed))
     assert sorted(images) == [0, 1, 2]
     assert images[0].shape == (h, w, 3) and images[0].dtype == np.float32
     assert 0 <= images[0].min() and images[0].max() <= 1

@@ -11,9 +11,9 @@ pytest.importorskip("diffusers")
 
 from tiny_models import one_torch_thread  # noqa: E402, F401  (one intra-op thread for tiny models)
 from videofrom3d.inbetween import InbetweenConfig, InbetweenError  # noqa: E402
+from videofrom3d.chaining import ArcChaining, chain_inbetween  # noqa: E402
 from videofrom3d.inbetween.inbetweener import (  # noqa: E402
     Inbetweener,
-    inbetween_trajectory,
     load_inbetweener,
     write_frames,
 )
@@ -52,17 +52,20 @@ def _arcs(k, n, h, w, seed=0):
 class StubInbetweener:
     """Frames blend start -> end; the decoded tail is marked so chaining from it is visible."""
 
-    def __init__(self, cfg):
-        self.cfg = cfg
+    def __init__(self, cfg, chain="generated"):
+        self.chaining = ArcChaining(chain, cfg.chain_frame)
         self.calls = []
         self.last_decoded = None
 
-    def inbetween(self, start, end, edge_maps, warped_noise, prompt, seed, arc=None):
+    def arc_frames(self, start, end, arc, prompt, seed):
         self.calls.append((start.copy(), prompt, seed))
-        t = np.linspace(0, 1, len(edge_maps), dtype=np.float32)[:, None, None, None]
+        t = np.linspace(0, 1, len(arc.edge_maps), dtype=np.float32)[:, None, None, None]
         frames = (1 - t) * start + t * end
         self.last_decoded = np.concatenate([frames, np.full((3, *start.shape), 0.25, np.float32)])
-        return frames
+        return iter(frames)
+
+    def last_decoded_frame(self):
+        return self.last_decoded[-1]
 
 
 @pytest.mark.parametrize("chain,chain_frame", [("generated", "last_kept"), ("anchor", "last_kept"), ("generated", "last_decoded")])
@@ -70,8 +73,8 @@ def test_chaining_and_boundaries(chain, chain_frame):
     n, k = 5, 3
     anchors = [np.full((4, 6, 3), v, np.float32) for v in (0.0, 0.3, 0.6, 0.9)]
     anchors[2] = anchors[2] + 0.05  # the generated end of arc 1 (0.65) differs from anchor 2 only by content
-    stub = StubInbetweener(InbetweenConfig(prompt="p", chain_frame=chain_frame))
-    frames = inbetween_trajectory(stub, _arcs(k, n, 8, 16), anchors, chain=chain, seed=10)
+    stub = StubInbetweener(InbetweenConfig(prompt="p", chain_frame=chain_frame), chain=chain)
+    frames = chain_inbetween(stub, _arcs(k, n, 8, 16), anchors, "p", seed=10)
     assert frames.shape == (1 + k * n, 4, 6, 3)
     assert [c[2] for c in stub.calls] == [10, 11, 12] and all(c[1] == "p" for c in stub.calls)
     starts = [float(c[0].mean()) for c in stub.calls]
@@ -93,7 +96,7 @@ def test_done_arcs_are_reused_and_chained_from():
     anchors = [np.full((4, 6, 3), v, np.float32) for v in (0.0, 0.5, 1.0)]
     stub = StubInbetweener(InbetweenConfig(prompt="p"))
     earlier = np.full((n + 1, 4, 6, 3), 0.2, np.float32)
-    frames = inbetween_trajectory(stub, _arcs(2, n, 8, 16), anchors, done={0: earlier})
+    frames = chain_inbetween(stub, _arcs(2, n, 8, 16), anchors, "p", done={0: earlier})
     assert len(stub.calls) == 1 and float(stub.calls[0][0].mean()) == pytest.approx(0.2)
     assert frames.shape[0] == 1 + 2 * n
 
@@ -109,7 +112,7 @@ def test_three_arcs_tiny_end_to_end(tmp_path):
     inbetweener = load_inbetweener(job, models="tiny-random")
     assert inbetweener.components.transformer.config.in_channels == 48
     done = []
-    frames = inbetween_trajectory(inbetweener, _arcs(k, n, h, w), anchors, seed=job.seed, on_arc=lambda i, f: done.append(len(f)))
+    frames = chain_inbetween(inbetweener, _arcs(k, n, h, w), anchors, seed=job.seed, on_arc=lambda i, f: done.append(len(f)))
     assert done == [n + 1] * k
     assert len(inbetweener.last_decoded) == 49
     assert frames.shape == (1 + k * n, h, w, 3) and frames.dtype == np.float32
@@ -148,7 +151,7 @@ def test_missing_prompt_says_how_to_give_one(tmp_path):
     inbetweener = Inbetweener(tiny_cogvideox_components(height=32, width=32), InbetweenConfig(), device="cpu")
     anchors = [np.zeros((32, 32, 3), np.float32)] * 2
     with pytest.raises(InbetweenError, match=r'\[inbetween\] prompt = "'):
-        inbetween_trajectory(inbetweener, _arcs(1, 45, 32, 32), anchors)
+        chain_inbetween(inbetweener, _arcs(1, 45, 32, 32), anchors)
     with pytest.raises(InbetweenError, match=r"\[inbetween\] prompt"):
         inbetweener.inbetween(anchors[0], anchors[1], None, None, None, 0)
     captioned = Inbetweener(inbetweener.components, InbetweenConfig(), device="cpu", captioner=lambda im: "a grey wall")

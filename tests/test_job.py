@@ -75,7 +75,7 @@ def test_full_job_file_reads_every_key(tmp_path):
     assert (t.generator, t.frames, t.timing) == ("orbit", 91, "constant-speed")
     assert t.param_dict() == {"center": (0, 0, 0), "radius": 20, "height": 6, "degrees": 90, "fov_y": 50}
     assert job.styles[0].image == tmp_path / "style.png" and job.styles[0].identifier_prompt == "a painting of sks town"
-    assert job.anchor_prompt(2) == "in winter, snow" and job.anchor_prompt(0) == ""
+    assert job.post_prompt(2) == "in winter, snow" and job.post_prompt(0) == ""
     assert job.model("flux") == "/models/flux" and job.options("anchors") == {"steps": 25}
     json.dumps(job.to_dict())  # hashable view
 

@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 
-from videofrom3d import pipeline
+from videofrom3d.diffusion import missing_weights
+from videofrom3d.pipeline import plan
 from videofrom3d.io.manifest import Manifest, digest_json, digest_path
 from videofrom3d.models import MODELS
 from videofrom3d.pipeline import PipelineError, choose_engine
@@ -31,7 +32,7 @@ def models_root(tmp_path, monkeypatch):
 
 
 def test_auto_picks_diffusion_only_with_every_weight_and_a_gpu(models_root, monkeypatch):
-    monkeypatch.setattr(pipeline, "cuda_status", lambda: (True, "Fake GPU, 80 GiB"))
+    monkeypatch.setattr(plan, "cuda_status", lambda: (True, "Fake GPU, 80 GiB"))
     engine, why = choose_engine("auto")
     assert engine == "preview"
     assert "missing weights: flux, controlnet_hed, cogvideox, ggi or flow_lora" in why
@@ -43,7 +44,7 @@ def test_auto_picks_diffusion_only_with_every_weight_and_a_gpu(models_root, monk
     fake_weights(models_root, ["flow_lora"])
     assert choose_engine("auto") == ("diffusion", "auto: every weight found and a CUDA GPU (Fake GPU, 80 GiB)")
 
-    monkeypatch.setattr(pipeline, "cuda_status", lambda: (False, "no CUDA GPU visible to torch"))
+    monkeypatch.setattr(plan, "cuda_status", lambda: (False, "no CUDA GPU visible to torch"))
     engine, why = choose_engine("auto")
     assert engine == "preview" and why == "auto: no CUDA GPU visible to torch"
 
@@ -67,8 +68,8 @@ def test_job_model_path_counts_as_found(models_root, monkeypatch, tmp_path):
     ggi.mkdir()
     (ggi / "config.json").write_text("{}")
     job = job_from_dict({"scene": "s.glb", "trajectory": "c.json", "models": {"ggi": str(ggi)}})
-    assert pipeline.missing_diffusion_weights(job) == []
-    assert pipeline.missing_diffusion_weights(None) == ["ggi or flow_lora"]
+    assert missing_weights(job) == []
+    assert missing_weights(None) == ["ggi or flow_lora"]
 
 
 def test_digests_are_content_hashes(tmp_path):

@@ -19,7 +19,7 @@ from videofrom3d.pipeline import render
 KILLER = textwrap.dedent("""
     import os, signal, sys
     job, mode, stage, item, nth = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5])
-    from videofrom3d import pipeline
+    from videofrom3d.pipeline import stages
     from videofrom3d.io import manifest
     if mode == "after-record":          # the item is written and recorded, the stage goes on
         original = manifest.Manifest.record
@@ -29,7 +29,7 @@ KILLER = textwrap.dedent("""
                 os.kill(os.getpid(), signal.SIGKILL)
         manifest.Manifest.record = record
     else:                               # mid-write: after the nth image written under `stage`
-        original = pipeline.write_image
+        original = stages.write_image
         count = [0]
         def write_image(path, *a, **k):
             out = original(path, *a, **k)
@@ -38,7 +38,7 @@ KILLER = textwrap.dedent("""
                 if count[0] == nth:
                     os.kill(os.getpid(), signal.SIGKILL)
             return out
-        pipeline.write_image = write_image
+        stages.write_image = write_image
     from videofrom3d.cli import main
     sys.exit(main(["render", job, "--engine", "preview", "--quiet"]))
 """)

@@ -6,13 +6,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from videofrom3d.engines import AnchorGuide
 from videofrom3d.prepare.arcs import PreparedArc
 from videofrom3d.prepare.flow import remap, reprojection_flow
 from videofrom3d.preview import (
     PreviewAnchors,
     PreviewConfig,
     PreviewError,
-    PreviewGuide,
     PreviewInbetweener,
     style_from_images,
 )
@@ -99,7 +99,7 @@ def test_guided_anchor_keeps_observed_pixels_and_newly_seen_parts_take_the_obser
     seed = next(s for s in range(2, 40) if np.abs(
         eng.generate(arc.edge_maps[-1], "", seed=s, arc=arc, frame=4)[~observed & obj1] - first[arc.object_ids[0] == 1].mean(0)
     ).max() > 0.05)
-    second = eng.generate(arc.edge_maps[-1], "", seed=seed, guide=PreviewGuide(warped, observed), arc=arc)
+    second = eng.generate(arc.edge_maps[-1], "", seed=seed, guide=AnchorGuide(warped, observed), arc=arc)
     assert np.abs(second[observed] - warped[observed]).max() < 1e-6
     # the new columns belong to object 1, already seen: they get its observed colour, not the seed's
     assert np.abs(second[~observed & obj1] - second[observed & obj1].mean(0)).max() < 1e-4

@@ -279,7 +279,7 @@ def cmd_demo(args) -> int:
                                 title=f"videofrom3d demo: {job.name}, {result.engine} engine")
     traj = args.out / "trajectory.png"
     try:
-        from videofrom3d.pipeline import write_trajectory_preview
+        from videofrom3d.prepare.trajectory_picture import write_trajectory_preview
 
         write_trajectory_preview(job, traj)
     except ImportError as e:
@@ -371,7 +371,7 @@ def cmd_trajectory_export(args) -> int:
 
 
 def cmd_trajectory_preview(args) -> int:
-    from videofrom3d.pipeline import write_trajectory_preview
+    from videofrom3d.prepare.trajectory_picture import write_trajectory_preview
 
     job = job_from_args(args)
     out = args.output or (job.work_dir / "trajectory.png")

@@ -124,7 +124,8 @@ class Job:
     def model(self, key: str) -> str | None:
         return dict(self.models).get(key)
 
-    def anchor_prompt(self, k: int) -> str:
+    def post_prompt(self, k: int) -> str:
+        """The extra words ``[anchor_prompts]`` gives anchor ``k`` (post-prompting, paper Fig. 8), or ""."""
         return dict(self.anchor_prompts).get(k, "")
 
     def to_dict(self) -> dict:
@@ -411,6 +412,31 @@ def config_from_options(cls: type, options: dict[str, Any], section: str):
     for key, value in options.items():
         values[key] = _coerce(value, hints[key], f"[{section}].{key}")
     return cls(**values)
+
+
+def stage_config(cls: type, job: Job, section: str, defaults: dict[str, Any] | None = None):
+    """The stage's frozen config ``cls`` from the job's ``[section]`` table over ``defaults``; any invalid value
+    is a :class:`JobError` naming the key."""
+    try:
+        return config_from_options(cls, {**(defaults or {}), **job.options(section)}, section)
+    except ValueError as e:
+        if isinstance(e, VideoFrom3DError):
+            raise
+        raise JobError(str(e)) from e
+
+
+def anchor_prompt(job: Job, k: int, style: int | None = None) -> str:
+    """Anchor k's prompt, for every engine: the identifier prompt of style ``style`` (default: the job's
+    ``[anchors] style``, else 0) followed by the post-prompt words for anchor k (paper Fig. 8)."""
+    if style is None:
+        style = job.options("anchors").get("style", 0)
+        if not isinstance(style, int) or isinstance(style, bool):
+            raise JobError(f"[anchors].style must be an integer style index, got {style!r}")
+    if job.styles and not 0 <= style < len(job.styles):  # before indexing: -1 would pick the last style
+        raise JobError(f"[anchors].style = {style} but the job has {len(job.styles)} style(s)")
+    ident = job.styles[style].identifier_prompt if job.styles else ""
+    parts = [p.strip() for p in (ident, job.post_prompt(k)) if p and p.strip()]
+    return ", ".join(parts)
 
 
 def _coerce(value: Any, hint: Any, where: str) -> Any:

@@ -2,7 +2,8 @@
 
 - :mod:`~videofrom3d.anchors.components`: loading (offline, safetensors, memory modes) and tiny random models.
 - :mod:`~videofrom3d.anchors.sampling`: the Euler loop with Eq. 1 latent replacement.
-- :mod:`~videofrom3d.anchors.generate`: :class:`AnchorConfig`, :class:`AnchorGenerator`, guide building, chaining.
+- :mod:`~videofrom3d.anchors.generate`: :class:`AnchorConfig`, :class:`AnchorGenerator`, guide building
+  (chaining rules: :mod:`videofrom3d.chaining`).
 
 Names are resolved lazily: ``from videofrom3d.anchors import AnchorConfig`` imports no torch, and
 ``videofrom3d.anchors.sampling`` can be used without OpenCV.
@@ -15,13 +16,9 @@ import importlib
 __all__ = [
     "AnchorConfig",
     "AnchorGenerator",
-    "AnchorGuide",
-    "anchor_prompt",
-    "compose_prompt",
-    "generate_anchors",
     "load_anchor_generator",
     "make_anchor_guide",
-    "use_replacement",
+    "replacement_rule",
 ]
 
 

@@ -12,7 +12,7 @@ image then min-pooled to latent cells (a cell is replaced only if all its pixels
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -20,6 +20,9 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
+from videofrom3d.chaining import ReplacementRule
+from videofrom3d.engines import AnchorGuide
+from videofrom3d.job import anchor_prompt
 from videofrom3d.prepare.flow import backward_warp
 
 log = logging.getLogger(__name__)
@@ -58,42 +61,16 @@ class AnchorConfig:
             raise ValueError(f"[anchors].mask_erode_px must be >= 0, got {self.mask_erode_px}")
 
 
-@dataclass(frozen=True, eq=False)
-class AnchorGuide:
-    """The previous anchor seen from this anchor's view: ``warped_previous`` (H, W, 3) f32 in [0, 1] and
-    ``observed_mask`` (H, W) bool, True where it holds real content (already eroded)."""
-
-    warped_previous: np.ndarray
-    observed_mask: np.ndarray
-
-
-def compose_prompt(identifier: str, extra: str = "") -> str:
-    """Post-prompting (paper Fig. 8): the style identifier followed by per-anchor words."""
-    parts = [p.strip() for p in (identifier, extra) if p and p.strip()]
-    return ", ".join(parts)
-
-
-def anchor_prompt(job, k: int, cfg: AnchorConfig | None = None) -> str:
-    """The prompt of anchor ``k``: the chosen style's identifier plus ``[anchor_prompts].k``."""
-    cfg = cfg or AnchorConfig()
-    if job.styles and not 0 <= cfg.style < len(job.styles):  # before indexing: -1 would pick the last style
-        raise ValueError(f"[anchors].style = {cfg.style} but the job has {len(job.styles)} style(s)")
-    ident = job.styles[cfg.style].identifier_prompt if job.styles else ""
-    return compose_prompt(ident, job.anchor_prompt(k))
-
-
 def job_prompts(job, cfg: AnchorConfig) -> list[str]:
     """Every distinct prompt a job's anchors can use (encoded once up front)."""
-    out = [anchor_prompt(job, -1, cfg)]
-    out += [anchor_prompt(job, k, cfg) for k, _ in job.anchor_prompts]
+    out = [anchor_prompt(job, -1, cfg.style)]
+    out += [anchor_prompt(job, k, cfg.style) for k, _ in job.anchor_prompts]
     return list(dict.fromkeys(out))
 
 
-def use_replacement(cfg: AnchorConfig, k: int, prompt: str, previous_prompt: str | None) -> bool:
-    """Whether anchor ``k`` gets SAG from anchor k-1."""
-    if k == 0 or cfg.replace_steps == 0 or k in cfg.no_replace_anchors:
-        return False
-    return cfg.replace_on_prompt_change or prompt == previous_prompt
+def replacement_rule(cfg: AnchorConfig) -> ReplacementRule:
+    """When SAG applies, from the ``[anchors]`` options."""
+    return ReplacementRule(cfg.replace_steps, tuple(cfg.no_replace_anchors), cfg.replace_on_prompt_change)
 
 
 def make_anchor_guide(previous_anchor: np.ndarray, arc, erode_px: int = 24) -> AnchorGuide:
@@ -127,6 +104,15 @@ class AnchorGenerator:
         self.text = PromptEncoder(comps, cfg.max_sequence_length)
         self.text.encode_all([cfg.negative_prompt, *prompts])
         self.text.release()
+        self.replacement = replacement_rule(cfg)
+
+    def guide(self, previous_anchor: np.ndarray, arc) -> AnchorGuide:
+        """Anchor k-1 warped into ``arc``'s end view, its mask eroded by ``[anchors] mask_erode_px``."""
+        return make_anchor_guide(previous_anchor, arc, self.cfg.mask_erode_px)
+
+    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None = None) -> np.ndarray:
+        """The anchor at local ``frame`` of the prepared ``arc`` (the engine interface)."""
+        return self.generate(arc.edge_maps[frame], prompt, seed, guide=guide)
 
     def generate(self, edge_map: np.ndarray, prompt: str, seed: int, guide: AnchorGuide | None = None,
                  arc: Any = None, step_callback=None) -> np.ndarray:
@@ -255,23 +241,3 @@ def load_anchor_generator(job, cfg: AnchorConfig | None = None, models: Any = "r
     else:
         raise ValueError(f'models must be "real", "tiny-random" or FluxComponents, got {models!r}')
     return AnchorGenerator(comps, cfg, prompts=job_prompts(job, cfg))
-
-
-def generate_anchors(generator: AnchorGenerator, arcs: Sequence, job, cfg: AnchorConfig | None = None,
-                     seed: int | None = None, start: int = 0,
-                     previous: np.ndarray | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """Yield ``(k, anchor_k)`` for k = start .. len(arcs), chaining SAG; every anchor uses ``seed`` (default
-    the job's), i.e. the same initial noise. To resume at ``start > 0`` pass the saved anchor start-1 as
-    ``previous``."""
-    cfg = cfg or generator.cfg
-    seed = job.seed if seed is None else seed
-    prev_prompt = anchor_prompt(job, start - 1, cfg) if start > 0 else None
-    for k in range(start, len(arcs) + 1):
-        edge = arcs[0].edge_maps[0] if k == 0 else arcs[k - 1].edge_maps[-1]
-        prompt = anchor_prompt(job, k, cfg)
-        guide = None
-        if previous is not None and use_replacement(cfg, k, prompt, prev_prompt):
-            guide = make_anchor_guide(previous, arcs[k - 1], cfg.mask_erode_px)
-        image = generator.generate(edge, prompt, seed, guide=guide, arc=arcs[min(k, len(arcs) - 1)])
-        yield k, image
-        previous, prev_prompt = image, prompt

@@ -3,9 +3,10 @@ the arc's edge maps and warped noise.
 
 ``InbetweenConfig`` imports without torch; everything else is loaded on first use::
 
-    from videofrom3d.inbetween import InbetweenConfig, load_inbetweener, inbetween_trajectory
+    from videofrom3d.chaining import chain_inbetween
+    from videofrom3d.inbetween import InbetweenConfig, load_inbetweener
     inbetweener = load_inbetweener(job, InbetweenConfig(prompt="a photo of a town"), models="tiny-random")
-    frames = inbetween_trajectory(inbetweener, arcs, anchors)
+    frames = chain_inbetween(inbetweener, arcs, anchors, prompt=None)
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from videofrom3d.inbetween.config import InbetweenConfig, InbetweenError
 _LAZY = {
     "Inbetweener": "videofrom3d.inbetween.inbetweener",
     "load_inbetweener": "videofrom3d.inbetween.inbetweener",
-    "inbetween_trajectory": "videofrom3d.inbetween.inbetweener",
     "write_frames": "videofrom3d.inbetween.inbetweener",
     "inbetween_arc": "videofrom3d.inbetween.sampling",
     "endpoint_latents": "videofrom3d.inbetween.conditioning",

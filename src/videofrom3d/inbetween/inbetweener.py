@@ -2,8 +2,9 @@
 
 ``load_inbetweener(job, cfg, models="real" | "tiny-random")`` -> :class:`Inbetweener` with
 ``.inbetween(start, end, edge_maps, warped_noise, prompt, seed, arc=None)``, ``.caption(image)``,
-``.close()``. :func:`inbetween_trajectory` chains the arcs: arc k starts from the last generated frame of
-arc k-1 (the authors' choice) or from the anchor, and the global frames keep each boundary frame once
+``.close()``; it is an inbetween engine (:class:`videofrom3d.engines.InbetweenEngine`), so
+:func:`videofrom3d.chaining.chain_inbetween` chains it along a trajectory: arc k starts from the last generated
+frame of arc k-1 (the authors' choice) or from the anchor, and the global frames keep each boundary frame once
 (1 + K*N frames; the authors' output repeats them).
 """
 
@@ -11,13 +12,14 @@ from __future__ import annotations
 
 import gc
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from videofrom3d.chaining import ArcChaining
 from videofrom3d.inbetween.components import (
     CogVideoXComponents,
     load_cogvideox_components,
@@ -57,7 +59,23 @@ class Inbetweener:
         self._captions: dict[str, str] = {}
         self._closed = False
         self._sequential = False
+        self.chaining = ArcChaining(cfg.chain, cfg.chain_frame)
         self._setup_memory()
+
+    # ------------------------------------------------------------------ the engine interface
+    @property
+    def fixed_prompt(self) -> str | None:
+        return self.cfg.prompt
+
+    def prompt_for(self, first_anchor: np.ndarray) -> str:
+        return self.resolve_prompt(first_anchor)
+
+    def arc_frames(self, start: np.ndarray, end: np.ndarray, arc, prompt: str | None, seed: int):
+        """The frames of :meth:`inbetween` for a prepared ``arc`` (its edge maps and warped noise)."""
+        yield from self.inbetween(start, end, arc.edge_maps, arc.warped_noise, prompt, seed)
+
+    def last_decoded_frame(self) -> np.ndarray | None:
+        return None if self.last_decoded is None else self.last_decoded[-1]
 
     # ------------------------------------------------------------------ memory modes
     def _setup_memory(self) -> None:
@@ -274,80 +292,6 @@ def load_inbetweener(job, cfg: InbetweenConfig | None = None, models: str = "rea
     blip = find("blip2", job.model("blip2"))
     captioner = blip2_captioner(blip, device, cfg.caption_max_tokens) if blip is not None else None
     return Inbetweener(components, cfg, device=device, captioner=captioner)
-
-
-# ------------------------------------------------------------------------------------------- trajectories
-
-
-def inbetween_trajectory(
-    inbetweener,
-    arcs: Sequence,
-    anchors: Sequence[np.ndarray],
-    prompts: str | Sequence[str] | None = None,
-    chain: str | None = None,
-    seed: int = 0,
-    done: Mapping[int, np.ndarray] | None = None,
-    on_arc: Callable[[int, np.ndarray], None] | None = None,
-) -> np.ndarray:
-    """Every frame of the trajectory, (1 + K*N, H, W, 3) float32, boundary frames once.
-
-    ``arcs``: K prepared arcs (``edge_maps`` (N+1, H, W), ``warped_noise``); ``anchors``: K+1 images, anchor k
-    at global frame k*N. Arc k runs from its start to anchor k+1 with seed ``seed + k``; its start is
-    anchor 0 for k = 0, else (``chain="generated"``, the authors') the last generated frame of arc k-1 or
-    (``chain="anchor"``) anchor k itself. ``prompts``: one for all arcs, one per arc, or None for the
-    configured prompt / caption of anchor 0. ``done`` maps arc index -> its frames from an earlier run
-    (reused, not regenerated); ``on_arc(k, frames)`` is called after each generated arc."""
-    cfg: InbetweenConfig = getattr(inbetweener, "cfg", InbetweenConfig())
-    chain = chain or cfg.chain
-    if chain not in ("generated", "anchor"):
-        raise InbetweenError(f'chain must be "generated" or "anchor", got {chain!r}')
-    k_count = len(arcs)
-    if len(anchors) != k_count + 1:
-        raise InbetweenError(f"{k_count} arcs need {k_count + 1} anchors, got {len(anchors)}")
-    if prompts is None:
-        resolve = getattr(inbetweener, "resolve_prompt", None)
-        prompt = resolve(np.asarray(anchors[0], dtype=np.float32)) if resolve else cfg.prompt
-        arc_prompts = [prompt] * k_count
-    elif isinstance(prompts, str):
-        arc_prompts = [prompts] * k_count
-    else:
-        arc_prompts = list(prompts)
-        if len(arc_prompts) != k_count:
-            raise InbetweenError(f"{k_count} arcs need {k_count} prompts, got {len(arc_prompts)}")
-    done = done or {}
-
-    pieces: list[np.ndarray] = []
-    previous: np.ndarray | None = None
-    previous_tail: np.ndarray | None = None
-    for k, arc in enumerate(arcs):
-        if k == 0 or chain == "anchor":
-            start = np.asarray(anchors[k], dtype=np.float32)
-        elif cfg.chain_frame == "last_decoded" and previous_tail is not None:
-            start = previous_tail
-        else:
-            start = previous[-1]
-        if k in done:
-            frames = np.asarray(done[k], dtype=np.float32)
-            previous_tail = None
-        else:
-            frames = inbetweener.inbetween(
-                start,
-                np.asarray(anchors[k + 1], dtype=np.float32),
-                arc.edge_maps,
-                arc.warped_noise,
-                arc_prompts[k],
-                seed + k,
-                arc=arc,
-            )
-            decoded = getattr(inbetweener, "last_decoded", None)
-            previous_tail = decoded[-1] if decoded is not None else None
-            if on_arc is not None:
-                on_arc(k, frames)
-        if len(frames) != len(arc.edge_maps):
-            raise InbetweenError(f"arc {k}: {len(frames)} frames for {len(arc.edge_maps)} edge maps")
-        pieces.append(frames if k == 0 else frames[1:])
-        previous = frames
-    return np.concatenate(pieces, axis=0)
 
 
 def write_frames(frames: np.ndarray, folder: str | os.PathLike, first_index: int = 0) -> list[Path]:

@@ -17,6 +17,8 @@ import datetime as _dt
 import hashlib
 import json
 import os
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +51,19 @@ def digest_arrays(*arrays: np.ndarray | None) -> str:
         h.update(f"{a.dtype.str}{a.shape}".encode())
         h.update(a.tobytes())
     return h.hexdigest()
+
+
+def json_ready(x: Any) -> Any:
+    """``x`` with tuples as lists, paths as strings and numpy scalars as Python numbers (for hashing keys)."""
+    if isinstance(x, dict):
+        return {str(k): json_ready(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [json_ready(v) for v in x]
+    if isinstance(x, Path):
+        return str(x)
+    if isinstance(x, np.generic):
+        return x.item()
+    return x
 
 
 def digest_file(path: str | os.PathLike) -> str:
@@ -164,6 +179,17 @@ class Manifest:
         rec.update(extra)
         self.stage(stage)["items"][item] = rec
         self.save()
+
+    def cached(self, stage: str, item: str, key: str, output: str | os.PathLike,
+               compute: Callable[[], dict | None], exclude: tuple[str, ...] = ()) -> bool:
+        """Reuse ``item`` when :meth:`is_current` (verified), else run ``compute()`` (which writes ``output``
+        and may return extra fields to record) and record its time and output hash. True when it ran."""
+        if self.is_current(stage, item, key, output, verify=True, exclude=exclude):
+            return False
+        t0 = time.perf_counter()
+        extra = compute() or {}
+        self.record(stage, item, key, digest_path(output, exclude), time.perf_counter() - t0, **extra)
+        return True
 
     def items(self, stage: str) -> dict:
         return self.stage(stage)["items"]

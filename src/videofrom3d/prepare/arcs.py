@@ -169,6 +169,13 @@ class PreparedArc:
             warped_noise=noise,
         )
 
+    @staticmethod
+    def load_forward_flow(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+        """Only the consecutive flows of a saved arc: (N, H, W, 2) ``flow_forward`` and its (N, H, W) validity
+        (what the noise warper reads, without loading the rest of the arc)."""
+        with np.load(Path(folder) / "flow.npz") as f:
+            return f["forward"], f["forward_valid"]
+
 
 def _png(path: Path, arr: np.ndarray) -> None:
     if not cv2.imwrite(str(path), arr, [cv2.IMWRITE_PNG_COMPRESSION, 1]):

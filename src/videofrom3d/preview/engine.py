@@ -1,34 +1,54 @@
-"""The preview engine's two stages, with the interfaces of the diffusion stages so the pipeline treats both
-alike: :class:`PreviewAnchors` (``generate``) stands in for SAG anchors, :class:`PreviewInbetweener`
-(``inbetween``) for GGI. No weights, CPU only, deterministic (same inputs, same bytes)."""
+"""The preview engine (``--engine preview``): the engine interface of :mod:`videofrom3d.engines` with no
+weights, CPU only, deterministic (same inputs, same bytes). :class:`PreviewAligner` takes the style image's
+palette, :class:`PreviewAnchors` stands in for SAG anchors, :class:`PreviewInbetweener` for GGI."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import dataclasses
+from pathlib import Path
 
 import cv2
 import numpy as np
 
-from videofrom3d.prepare.flow import remap, reprojection_flow
+from videofrom3d.chaining import ArcChaining, ReplacementRule
+from videofrom3d.engines import AnchorGuide, EngineContext, EngineSpec, style_digests
+from videofrom3d.io.manifest import json_ready
+from videofrom3d.job import stage_config
+from videofrom3d.prepare.flow import backward_warp, remap, reprojection_flow
 from videofrom3d.preview.config import PreviewConfig, PreviewError
 from videofrom3d.preview.shading import draw_lines, match_objects, shade_view
-from videofrom3d.preview.style import PreviewStyle
+from videofrom3d.preview.style import PreviewStyle, style_from_files
 
 
-@dataclass(frozen=True, eq=False)
-class PreviewGuide:
-    """The previous anchor warped into this view and the (H, W) bool mask of pixels it observed; the same
-    fields as the diffusion engine's ``AnchorGuide``."""
+class PreviewAligner:
+    """The align stage: the palette and sky colours of the job's style images."""
 
-    warped_previous: np.ndarray
-    observed_mask: np.ndarray
+    item = "preview"
+    output = "preview_style.json"
+
+    def __init__(self, job, cfg: PreviewConfig):
+        self.job, self.cfg = job, cfg
+        self.note = "" if job.styles else " (no style image in the job: default palette)"
+
+    def cache_key(self) -> dict:
+        return {"engine": "preview", "styles": style_digests(self.job), "palette_size": self.cfg.palette_size,
+                "seed": self.job.seed}
+
+    def align(self, out: Path) -> None:
+        style_from_files([s.image for s in self.job.styles], self.cfg.palette_size, seed=self.job.seed).save(out)
 
 
 class _Base:
-    def __init__(self, style: PreviewStyle, cfg: PreviewConfig | None = None, fog_distance: float = 0.0):
+    def __init__(self, style: PreviewStyle, cfg: PreviewConfig | None = None, fog_distance: float = 0.0,
+                 style_digest: str = ""):
         self.style = style
         self.cfg = cfg or PreviewConfig()
         self.fog_distance = float(self.cfg.fog_distance if self.cfg.fog_distance is not None else fog_distance)
+        self.style_digest = style_digest
+
+    def cache_key(self) -> dict:
+        return {"engine": "preview", "config": json_ready(dataclasses.asdict(self.cfg)),
+                "fog_distance": self.fog_distance, "style": self.style_digest}
 
     def _shade(self, arc, i: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """(shaded view i without lines, its colour groups)."""
@@ -46,6 +66,16 @@ class PreviewAnchors(_Base):
     exact flow replaces the observed pixels (the pixel-space form of the paper's Eq. 1: the observed share is
     ``observed_weight``, the mask is eroded and feathered, newly seen parts of an object take its observed
     colour) and only unobserved pixels keep the fresh shading."""
+
+    replacement = ReplacementRule()  # every anchor after the first is guided by the previous one
+
+    def guide(self, previous_anchor: np.ndarray, arc) -> AnchorGuide:
+        """Anchor k-1 warped into ``arc``'s end view (the mask is eroded and feathered in :meth:`generate`)."""
+        warped, observed = backward_warp(previous_anchor, arc.flow_end_to_start, arc.flow_end_to_start_valid)
+        return AnchorGuide(warped, observed)
+
+    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None = None) -> np.ndarray:
+        return self.generate(arc.edge_maps[frame], prompt, seed, guide, arc=arc, frame=frame)
 
     def generate(
         self,
@@ -87,6 +117,18 @@ class PreviewInbetweener(_Base):
     """Frames between two anchors: both anchors warped into each inner frame along the exact flow (computed
     from the arc's depth and cameras, with visibility), blended by time, lines redrawn from the frame's own
     edge map, and holes (seen by neither anchor) filled with shading matched per object to what was seen."""
+
+    chaining = ArcChaining("anchor")
+    fixed_prompt = ""  # the preview reads no prompt
+
+    def prompt_for(self, first_anchor: np.ndarray) -> str:
+        return ""
+
+    def arc_frames(self, start, end, arc, prompt: str, seed: int):
+        return self.iter_frames(start, end, arc.edge_maps, seed, arc)
+
+    def last_decoded_frame(self) -> None:
+        return None
 
     def inbetween(
         self,
@@ -141,3 +183,22 @@ def _feather(mask: np.ndarray, sigma: float) -> np.ndarray:
     if sigma <= 0:
         return m
     return cv2.GaussianBlur(m, (0, 0), sigmaX=float(sigma)) * m
+
+
+def _configs(job) -> dict:
+    return {"preview": stage_config(PreviewConfig, job, "preview")}
+
+
+def _styled(cls, ctx: EngineContext):
+    """``cls`` with the aligned style; fog over the scene's diagonal unless ``[preview] fog_distance`` says."""
+    path, digest = ctx.style
+    return cls(PreviewStyle.load(path), ctx.configs["preview"], fog_distance=ctx.scene_extent, style_digest=digest)
+
+
+ENGINE = EngineSpec(
+    name="preview",
+    configs=_configs,
+    aligner=lambda ctx: PreviewAligner(ctx.job, ctx.configs["preview"]),
+    anchors=lambda ctx: _styled(PreviewAnchors, ctx),
+    inbetween=lambda ctx: _styled(PreviewInbetweener, ctx),
+)

@@ -1,0 +1,146 @@
+"""The engine interface: what ``render()`` asks of a style aligner, an anchor engine and an inbetween engine,
+and the registry of engines by name (``--engine preview | diffusion | <yours>``).
+
+An engine is an :class:`EngineSpec`: it checks a job's options before any work, parses its stage configs
+once, and builds the three stage objects from an :class:`EngineContext`. Stage objects are light until used:
+``cache_key()`` (what, besides the geometry, prompt and seed, decides its output) must not load a model, so
+a re-run that reuses everything loads nothing. Adding an engine = one module defining ``ENGINE =
+EngineSpec(...)`` plus one line in :data:`ENGINE_MODULES` (or :func:`register_engine` at run time).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from videofrom3d.chaining import ArcChaining, ReplacementRule
+from videofrom3d.errors import VideoFrom3DError
+from videofrom3d.io.manifest import digest_file
+from videofrom3d.io.workfolder import WorkFolder
+
+
+class EngineError(VideoFrom3DError, ValueError):
+    """An unknown engine name or an engine that cannot run this job."""
+
+
+@dataclass(frozen=True, eq=False)
+class AnchorGuide:
+    """The previous anchor seen from this anchor's view: ``warped_previous`` (H, W, 3) f32 in [0, 1] and
+    ``observed_mask`` (H, W) bool, True where it holds real content (the engine erodes it as it needs)."""
+
+    warped_previous: np.ndarray
+    observed_mask: np.ndarray
+
+
+@dataclass(frozen=True)
+class EngineContext:
+    """What an engine's stage objects are built from. ``configs``: the stage configs the spec parsed
+    (``EngineSpec.configs``); ``style``: the align stage's output file and hash (None while aligning);
+    ``scene_extent``: the scene's bounding-box diagonal in world units."""
+
+    job: Any
+    models: str
+    work: WorkFolder
+    configs: Mapping[str, Any]
+    scene_extent: float = 0.0
+    style: tuple[Path, str] | None = None
+    progress: bool = True
+
+
+class StyleAligner(Protocol):
+    """The align stage: writes one file under ``WORK/align/`` from the job's style images."""
+
+    item: str  # the manifest item, also the engine's name for its style ("preview", "diffusion")
+    output: str  # file name under WORK/align/
+    note: str  # shown after the stage's line ("" for none)
+
+    def cache_key(self) -> dict: ...
+
+    def align(self, out: Path) -> None: ...
+
+
+class AnchorEngine(Protocol):
+    """Anchor views (paper 3.2): one image per arc end, guided by the previous anchor when
+    :func:`videofrom3d.chaining.use_replacement` says so."""
+
+    replacement: ReplacementRule
+
+    def cache_key(self) -> dict: ...
+
+    def guide(self, previous_anchor: np.ndarray, arc) -> AnchorGuide:
+        """Anchor k-1 (``arc``'s start view) warped into ``arc``'s end view (anchor k's), with its mask."""
+
+    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None) -> np.ndarray:
+        """(H, W, 3) float32 in [0, 1]: the anchor at local ``frame`` of the prepared ``arc``."""
+
+    def close(self) -> None: ...
+
+
+class InbetweenEngine(Protocol):
+    """Frames of one arc between its start and end (paper 3.3)."""
+
+    chaining: ArcChaining
+    fixed_prompt: str | None  # the prompt of every arc; None: caption the first anchor (prompt_for)
+
+    def cache_key(self) -> dict: ...
+
+    def prompt_for(self, first_anchor: np.ndarray) -> str: ...
+
+    def arc_frames(self, start: np.ndarray, end: np.ndarray, arc, prompt: str, seed: int) -> Iterator[np.ndarray]:
+        """The arc's N+1 frames (H, W, 3) float32, frame 0 ~ ``start``, frame N ~ ``end``."""
+
+    def last_decoded_frame(self) -> np.ndarray | None:
+        """The last decoded frame of the latest arc (for ``chain_frame = "last_decoded"``), or None."""
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class EngineSpec:
+    """An engine by name. ``configs(job)`` parses (and so checks) every stage table it reads, one-line errors;
+    ``check(job, models, until, configs)`` refuses what cannot run (missing weights) before any work;
+    ``needs_noise``: whether prepare computes the warped noise by default."""
+
+    name: str
+    configs: Callable[[Any], dict[str, Any]]
+    aligner: Callable[[EngineContext], StyleAligner]
+    anchors: Callable[[EngineContext], AnchorEngine]
+    inbetween: Callable[[EngineContext], InbetweenEngine]
+    needs_noise: bool = False
+    check: Callable[..., None] = field(default=lambda job, models, until, configs: None)
+
+
+def style_digests(job) -> list:
+    """[[image hash, identifier prompt], ...] of the job's styles: what an aligner's output depends on."""
+    return [[digest_file(s.image), s.identifier_prompt] for s in job.styles]
+
+
+# name -> the module whose ENGINE is that engine (imported on first use: the base install has no torch)
+ENGINE_MODULES: dict[str, str] = {
+    "preview": "videofrom3d.preview.engine",
+    "diffusion": "videofrom3d.diffusion",
+}
+_REGISTERED: dict[str, EngineSpec] = {}
+
+
+def register_engine(spec: EngineSpec) -> EngineSpec:
+    """Make ``spec`` available as ``render(job, engine=spec.name)`` in this process."""
+    _REGISTERED[spec.name] = spec
+    return spec
+
+
+def engine_names() -> list[str]:
+    return list(dict.fromkeys([*ENGINE_MODULES, *_REGISTERED]))
+
+
+def get_engine(name: str) -> EngineSpec:
+    if name in _REGISTERED:
+        return _REGISTERED[name]
+    if name not in ENGINE_MODULES:
+        raise EngineError(f"unknown engine {name!r}; known: {', '.join(engine_names())}")
+    return importlib.import_module(ENGINE_MODULES[name]).ENGINE

@@ -1,0 +1,141 @@
+"""Before any work: which engine runs, and every input checked (scene, styles, cameras and arcs, every stage
+table the engine reads, weights, anchor edits), so a bad job fails in one line with nothing written."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+from videofrom3d.engines import EngineError, get_engine
+from videofrom3d.io.manifest import Manifest
+from videofrom3d.io.workfolder import STAGE_FOLDERS, WorkFolder
+from videofrom3d.pipeline.context import RunContext
+from videofrom3d.pipeline.edits import PipelineError, apply_edits, check_edits
+
+STAGES = ("prepare", "align", "anchors", "inbetween", "video")
+ENGINES = ("auto", "preview", "diffusion")
+MODEL_MODES = ("real", "tiny-random")
+
+
+def cuda_status() -> tuple[bool, str]:
+    """(whether a CUDA GPU is usable, a short description or the reason not)."""
+    try:
+        import torch
+    except ImportError:
+        return False, "torch is not installed (pip install 'videofrom3d[diffusion]')"
+
+    if not torch.cuda.is_available():
+        return False, f"no CUDA GPU visible to torch {torch.__version__}"
+    name = torch.cuda.get_device_name(0)
+    mem = torch.cuda.get_device_properties(0).total_memory / 2**30
+    return True, f"{name}, {mem:.0f} GiB"
+
+
+def choose_engine(engine: str = "auto", models: str = "real", job=None) -> tuple[str, str]:
+    """-> (engine name, why). ``auto`` picks diffusion when every weight it needs is found and a CUDA GPU is
+    present (or when ``models="tiny-random"``, which needs neither), else preview; any registered engine
+    can be named."""
+    from videofrom3d.engines import engine_names
+
+    if engine not in ENGINES and engine not in engine_names():
+        raise PipelineError(f"--engine must be one of {', '.join(dict.fromkeys([*ENGINES, *engine_names()]))}, got {engine!r}")
+    if models not in MODEL_MODES:
+        raise PipelineError(f"--models must be one of {', '.join(MODEL_MODES)}, got {models!r}")
+    if engine != "auto":
+        tiny = " (tiny random models)" if engine == "diffusion" and models == "tiny-random" else ""
+        return engine, f"asked for with --engine {engine}{tiny}"
+    if models == "tiny-random":
+        return "diffusion", "auto: --models tiny-random runs the diffusion code path on tiny random models"
+    from videofrom3d.diffusion import missing_weights
+
+    missing = missing_weights(job)
+    gpu, gpu_text = cuda_status()
+    if not missing and gpu:
+        return "diffusion", f"auto: every weight found and a CUDA GPU ({gpu_text})"
+    why = []
+    if missing:
+        why.append(f"missing weights: {', '.join(missing)} (see `videofrom3d doctor`)")
+    if not gpu:
+        why.append(gpu_text)
+    return "preview", "auto: " + "; ".join(why)
+
+
+def check_scene_and_styles(job) -> None:
+    from videofrom3d.scene.mesh import SUPPORTED_SUFFIXES
+
+    for s in job.styles:
+        if not Path(s.image).is_file():
+            raise PipelineError(f"style image not found: {s.image}")
+    if not Path(job.scene.path).is_file():
+        raise PipelineError(f"scene file not found: {job.scene.path}")
+    if Path(job.scene.path).suffix.lower() not in SUPPORTED_SUFFIXES:
+        raise PipelineError(f"{job.scene.path}: unsupported scene format; use one of {', '.join(SUPPORTED_SUFFIXES)}")
+
+
+def stage_configs(job, spec) -> dict:
+    """Every stage table this engine reads, parsed once (one-line errors naming the key)."""
+    from videofrom3d.job import stage_config
+    from videofrom3d.prepare.arcs import PrepareConfig
+    from videofrom3d.prepare.noise_warp import NoiseConfig
+
+    configs = {
+        "prepare": stage_config(PrepareConfig, job, "prepare"),
+        # prepare computes the noise for either engine when asked, so it is checked for both
+        "noise": stage_config(NoiseConfig, job, "noise", defaults={"latent_size": [job.height // 8, job.width // 8]}),
+    }
+    try:
+        configs.update(spec.configs(job))
+    except EngineError as e:
+        raise PipelineError(str(e)) from None
+    return configs
+
+
+def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, progress: bool,
+         log: Callable[[str], None]) -> RunContext:
+    """Everything checked, then (only then) the work folder opened: stale temporaries removed, the edits
+    written and the run begun in the manifest. ``edits`` = (reseed_anchor, anchor_images, reset_edits)."""
+    from videofrom3d import __version__
+    from videofrom3d.job import job_cameras
+    from videofrom3d.prepare.arcs import arc_ranges, check_cameras
+
+    check_scene_and_styles(job)
+    cameras = job_cameras(job)
+    try:
+        ranges = arc_ranges(len(cameras), job.frames_per_arc)
+    except ValueError as e:
+        raise PipelineError(str(e)) from None
+    check_cameras(cameras)
+    spec = get_engine(engine)
+    configs = stage_configs(job, spec)
+    try:
+        spec.check(job, models, until, configs)
+    except EngineError as e:
+        raise PipelineError(str(e)) from None
+    checked = check_edits(*edits[:2], edits[2], len(ranges) + 1, (job.width, job.height), log)
+    # everything checked: now the work folder may change
+    work = WorkFolder(job.work_dir)
+    work.root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(work)
+    manifest = Manifest.load(work.root)
+    current = apply_edits(manifest, work, checked)
+    manifest.data["job"] = job.name
+    # what eval compares colours and CLIP-I against, so `videofrom3d eval WORK` needs no --style
+    manifest.data["style_images"] = [str(Path(s.image).resolve()) for s in job.styles]
+    manifest.begin_run(engine=engine, engine_reason=reason, models=models, edits={k: dict(v) for k, v in current.items()})
+    return RunContext(job=job, spec=spec, engine_reason=reason, models=models, configs=configs, cameras=cameras,
+                      ranges=ranges, manifest=manifest, version=__version__, progress=progress, log=log)
+
+
+def remove_stale_temporaries(work: WorkFolder) -> None:
+    """Temporary files and folders a killed run left (``.name.<random>.tmp*``, see :func:`atomic_path`); nothing
+    trusts them, removing them only frees the space. One render per work folder at a time."""
+    found = list(work.root.glob(".*.tmp*"))
+    for name in STAGE_FOLDERS:
+        if (work.root / name).is_dir():
+            found += list((work.root / name).rglob(".*.tmp*"))
+    for p in found:
+        if p.is_dir():
+            shutil.rmtree(p, ignore_errors=True)
+        elif p.exists():
+            p.unlink()
