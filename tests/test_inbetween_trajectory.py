@@ -10,8 +10,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("diffusers")
 
 from tiny_models import one_torch_thread  # noqa: E402, F401  (one intra-op thread for tiny models)
-from videofrom3d.inbetween import InbetweenConfig, InbetweenError  # noqa: E402
 from videofrom3d.chaining import ArcChaining, chain_inbetween  # noqa: E402
+from videofrom3d.inbetween import InbetweenConfig, InbetweenError  # noqa: E402
 from videofrom3d.inbetween.inbetweener import (  # noqa: E402
     Inbetweener,
     load_inbetweener,

@@ -8,10 +8,9 @@ import numpy as np
 import pytest
 
 from videofrom3d.diffusion import missing_weights
-from videofrom3d.pipeline import plan
 from videofrom3d.io.manifest import Manifest, digest_json, digest_path
 from videofrom3d.models import MODELS
-from videofrom3d.pipeline import PipelineError, choose_engine
+from videofrom3d.pipeline import PipelineError, choose_engine, plan
 
 
 def fake_weights(root, keys):

@@ -10,6 +10,7 @@ have, so a killed run resumes to the same bytes.
 from __future__ import annotations
 
 import shutil
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ import numpy as np
 from videofrom3d.chaining import anchor_view, arc_seed, arc_start, use_replacement
 from videofrom3d.io.atomic import atomic_path
 from videofrom3d.io.images import read_image, write_image
-from videofrom3d.io.manifest import digest_file, digest_json, digest_path, json_ready
+from videofrom3d.io.manifest import digest_file, digest_json, json_ready
 from videofrom3d.io.video import write_video
 from videofrom3d.io.workfolder import ARC_EXTRAS
 from videofrom3d.job import anchor_prompt
@@ -190,7 +191,7 @@ def anchors(ctx: RunContext) -> StageResult:
         views.append(view)
         item, path = f"anchor{k:03d}", ctx.work.anchor(k)
         key = digest_json({"base": base, "edit": view["edit"]})
-        res.add(item, ctx.manifest.cached("anchors", item, key, path, lambda: _make_anchor(ctx, views, k)))
+        res.add(item, ctx.manifest.cached("anchors", item, key, path, partial(_make_anchor, ctx, views, k)))
         ctx.digests[item] = ctx.manifest.item("anchors", item)["output"]
         ctx.anchor_base.append(base)
         res.outputs.append(path)
@@ -265,7 +266,7 @@ def inbetween(ctx: RunContext) -> StageResult:
         if _keeps_tails(engine) and not tail.is_file():  # the next arc starts from this tail: made together
             ctx.manifest.items("inbetween").pop(item, None)
         ran = ctx.manifest.cached("inbetween", item, key, folder,
-                                  lambda: _make_arc_frames(ctx, engine, k, source, prompt))
+                                  partial(_make_arc_frames, ctx, engine, k, source, prompt))
         res.add(item, ran)
         ctx.digests[f"frames{k:03d}"] = ctx.manifest.item("inbetween", item)["output"]
         res.outputs.append(folder)
