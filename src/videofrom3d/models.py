@@ -10,7 +10,9 @@ the model and every place looked. Weights are read as safetensors (a torch file 
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -206,6 +208,31 @@ def resolve_dtype(dtype, device):
     if dtype not in table:
         raise ValueError(f"dtype must be one of {sorted(table)} or 'auto', got {dtype!r}")
     return table[dtype]
+
+
+def empty_device_cache(device) -> None:
+    """Give cached GPU memory back after models left ``device`` (nothing on the CPU)."""
+    import torch
+
+    if device.type == "cuda" and torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def model_offload(memory: str, device, *modules) -> Iterator[None]:
+    """Model CPU offload, for both diffusion stages: under ``memory="model"`` on an accelerator, ``modules``
+    move to ``device`` for the block and back to the CPU after; otherwise nothing moves."""
+    if memory != "model" or device.type == "cpu":
+        yield
+        return
+    for m in modules:
+        m.to(device)
+    try:
+        yield
+    finally:
+        for m in modules:
+            m.to("cpu")
+        empty_device_cache(device)
 
 
 def tiny_t5_tokenizer():

@@ -24,18 +24,23 @@ two text encoders (about 10 GB) before sampling starts.
 
 from __future__ import annotations
 
-import contextlib
 import gc
 import json
 import logging
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from videofrom3d.models import locate, resolve_device, resolve_dtype, tiny_t5_tokenizer
+from videofrom3d.models import (
+    empty_device_cache,
+    locate,
+    model_offload,
+    resolve_device,
+    resolve_dtype,
+    tiny_t5_tokenizer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -75,27 +80,16 @@ class FluxComponents:
     def denoisers(self) -> list:
         return [self.transformer, self.controlnet]
 
-    @contextlib.contextmanager
-    def on_device(self, *modules) -> Iterator[None]:
-        """Under ``memory="model"``: move ``modules`` to the GPU for the block, back to the CPU after."""
-        if self.memory != "model" or self.device.type == "cpu":
-            yield
-            return
-        for m in modules:
-            m.to(self.device)
-        try:
-            yield
-        finally:
-            for m in modules:
-                m.to("cpu")
-            _empty_cache(self.device)
+    def on_device(self, *modules):
+        """Under ``memory="model"``: ``modules`` on the GPU for the block, back on the CPU after."""
+        return model_offload(self.memory, self.device, *modules)
 
     def close(self) -> None:
         """Drop every model and free GPU memory."""
         for name in ("transformer", "controlnet", "vae", "text_encoder", "text_encoder_2"):
             setattr(self, name, None)
         gc.collect()
-        _empty_cache(self.device)
+        empty_device_cache(self.device)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -218,11 +212,6 @@ def _place_text(comps: FluxComponents) -> None:
             cpu_offload(m, execution_device=comps.device)
 
 
-def _empty_cache(device: torch.device) -> None:
-    if device.type == "cuda" and torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
 # ---------------------------------------------------------------------------------------------------------
 # Text
 
@@ -273,7 +262,7 @@ class PromptEncoder:
             return  # nothing could bring them back (tiny in-memory models): keep them
         c.text_encoder = c.text_encoder_2 = None
         gc.collect()
-        _empty_cache(c.device)
+        empty_device_cache(c.device)
 
 
 # ---------------------------------------------------------------------------------------------------------

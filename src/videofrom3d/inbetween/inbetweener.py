@@ -13,7 +13,6 @@ from __future__ import annotations
 import gc
 import os
 from collections.abc import Callable
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,7 +31,7 @@ from videofrom3d.inbetween.conditioning import latent_frame_count, video_frame_c
 from videofrom3d.inbetween.config import InbetweenConfig, InbetweenError
 from videofrom3d.inbetween.sampling import encode_text, inbetween_arc
 from videofrom3d.io.manifest import digest_arrays
-from videofrom3d.models import resolve_device, resolve_dtype
+from videofrom3d.models import model_offload, resolve_device, resolve_dtype
 
 PROMPT_HINT = (
     'give one in the job: [inbetween] prompt = "a photo of ..." (the authors caption the first anchor with '
@@ -98,21 +97,9 @@ class Inbetweener:
             c.vae.to(self.device)
         # "model": everything stays on the CPU and moves to the device for its stage only (_on_device)
 
-    @contextmanager
     def _on_device(self, *modules):
-        """Model CPU offload: ``modules`` on the execution device for the duration of a stage."""
-        move = self.cfg.memory == "model" and self.device.type != "cpu"
-        if move:
-            for m in modules:
-                m.to(self.device)
-        try:
-            yield
-        finally:
-            if move:
-                for m in modules:
-                    m.to("cpu")
-                if self.device.type == "cuda":
-                    torch.cuda.empty_cache()
+        """Model CPU offload (``memory = "model"``): ``modules`` on the device for a stage only."""
+        return model_offload(self.cfg.memory, self.device, *modules)
 
     # ------------------------------------------------------------------ text
     def text_embeddings(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
