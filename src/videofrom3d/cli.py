@@ -8,6 +8,8 @@ import os
 import sys
 from pathlib import Path
 
+from videofrom3d.engines import ENGINE_MODULES
+
 DESCRIPTION = """\
 Turn coarse 3D geometry, a camera path and a style image into a style-consistent video (VideoFrom3D).
 
@@ -172,7 +174,7 @@ def _register_stages(add) -> None:
 
     def engine_args(p, edits: bool = False) -> None:
         g = p.add_argument_group("engine")
-        g.add_argument("--engine", choices=["auto", "preview", "diffusion"], default="auto",
+        g.add_argument("--engine", choices=["auto", *ENGINE_MODULES], default="auto",
                        help="auto (default): diffusion when every weight and a CUDA GPU are present, else the CPU "
                        "preview engine; the choice and its reason are printed")
         g.add_argument("--models", choices=["real", "tiny-random"], default="real",
@@ -225,7 +227,7 @@ def _register_stages(add) -> None:
             "Render the bundled example (examples/town) with DIR as the work folder: DIR/video.mp4, the stage\n"
             "folders, DIR/contact_sheet.png (edge maps, anchors, frames) and DIR/trajectory.png.")
     p.add_argument("--out", type=Path, default=Path("out/demo"), metavar="DIR", help="work folder (default out/demo)")
-    p.add_argument("--engine", choices=["auto", "preview", "diffusion"], default="preview",
+    p.add_argument("--engine", choices=["auto", *ENGINE_MODULES], default="preview",
                    help="preview (default; CPU, no weights, about a minute), diffusion, or auto")
     p.add_argument("--models", choices=["real", "tiny-random"], default="real",
                    help="with --engine diffusion: real weights (default) or tiny random models (a smoke test)")
