@@ -78,10 +78,11 @@ def test_eval_finds_the_style_the_render_used(example):
 
 
 def test_reprojection_flow_agrees_with_the_prepare_stage_flow(example):
-    from videofrom3d.prepare.arcs import PreparedArc, arc_dir
+    from videofrom3d.io.workfolder import WorkFolder
+    from videofrom3d.prepare.arcs import PreparedArc
     from videofrom3d.prepare.flow import reprojection_flow
 
-    arc = PreparedArc.load(arc_dir(example[0], 1), with_noise=False)
+    arc = PreparedArc.load(WorkFolder(example[0]).arc(1), with_noise=False)
     for i in (0, N // 2, N - 1):
         flow, valid = reprojection_flow(arc.depth[i], arc.cameras[i], arc.depth[i + 1], arc.cameras[i + 1])
         both = valid & arc.flow_forward_valid[i]

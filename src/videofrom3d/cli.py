@@ -269,6 +269,7 @@ def cmd_demo(args) -> int:
     import dataclasses
     import time
 
+    from videofrom3d.io.workfolder import WorkFolder
     from videofrom3d.job import load_job
     from videofrom3d.paths import example_job
     from videofrom3d.pipeline import render
@@ -277,9 +278,10 @@ def cmd_demo(args) -> int:
     t0 = time.perf_counter()
     job = dataclasses.replace(load_job(example_job()), out=args.out)
     result = render(job, until="video", engine=args.engine, models=args.models, progress=not args.quiet)
-    sheet = write_contact_sheet(args.out, args.out / "contact_sheet.png", job.frames_per_arc,
+    work = WorkFolder(args.out)
+    sheet = write_contact_sheet(work.root, work.contact_sheet, job.frames_per_arc,
                                 title=f"videofrom3d demo: {job.name}, {result.engine} engine")
-    traj = args.out / "trajectory.png"
+    traj = work.trajectory_picture
     try:
         from videofrom3d.prepare.trajectory_picture import write_trajectory_preview
 
@@ -373,10 +375,11 @@ def cmd_trajectory_export(args) -> int:
 
 
 def cmd_trajectory_preview(args) -> int:
+    from videofrom3d.io.workfolder import WorkFolder
     from videofrom3d.prepare.trajectory_picture import write_trajectory_preview
 
     job = job_from_args(args)
-    out = args.output or (job.work_dir / "trajectory.png")
+    out = args.output or WorkFolder(job.work_dir).trajectory_picture
     write_trajectory_preview(job, out)
     print(f"wrote {out}")
     return 0

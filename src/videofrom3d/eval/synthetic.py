@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 
 from videofrom3d.io.images import write_image
-from videofrom3d.prepare.arcs import PreparedArc, arc_dir
+from videofrom3d.io.workfolder import WorkFolder
+from videofrom3d.prepare.arcs import PreparedArc
 from videofrom3d.prepare.flow import reprojection_flow
 from videofrom3d.scene.camera import Camera, intrinsics_from_fov, pixel_grid
 
@@ -99,11 +100,10 @@ def make_synthetic_work(
             object_ids=np.stack([objs[i] for i in sl]), flow_forward=np.stack(fwd),
             flow_forward_valid=np.stack(fwd_valid), flow_end_to_start=e2s, flow_end_to_start_valid=e2s_valid,
         )
-        arc.save(arc_dir(work, k))
+        arc.save(WorkFolder(work).arc(k))
     write_frames(work, frames)
-    (work / "anchors").mkdir(parents=True, exist_ok=True)
     for k in range(arcs + 1):
-        write_image(work / "anchors" / f"{k:03d}.png", frames[k * n])
+        write_image(WorkFolder(work).anchor(k), frames[k * n])
     doc = {"frames_per_arc": n, "frames": total}
     if style:
         write_image(work / "style.png", frames[total // 2])

@@ -1,6 +1,5 @@
-"""Reading a rendered work folder for evaluation (layout: DESIGN.md / CONTRACT "Pipeline"):
-``WORK/prepare/arcNNN/`` (PreparedArc), ``WORK/anchors/NNN.png`` (anchor k at global frame k*N),
-``WORK/frames/NNNN.png`` (global frames, 0-based), ``WORK/video.mp4``, ``WORK/manifest.json``."""
+"""Reading a rendered work folder for evaluation (layout: :mod:`videofrom3d.io.workfolder`): the prepared
+arcs, the anchors, the global frames (or the video when they are gone) and the manifest."""
 
 from __future__ import annotations
 
@@ -14,6 +13,7 @@ import numpy as np
 
 from videofrom3d.errors import VideoFrom3DError
 from videofrom3d.io.images import read_image, resize
+from videofrom3d.io.workfolder import WorkFolder
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
@@ -33,9 +33,13 @@ class RunFolder:
     def name(self) -> str:
         return self.path.name
 
+    @property
+    def layout(self) -> WorkFolder:
+        return WorkFolder(self.path)
+
     @cached_property
     def manifest(self) -> dict:
-        p = self.path / "manifest.json"
+        p = self.layout.manifest
         if p.is_file():
             try:
                 return json.loads(p.read_text())
@@ -45,21 +49,15 @@ class RunFolder:
 
     @cached_property
     def arc_dirs(self) -> list[Path]:
-        root = self.path / "prepare"
-        if not root.is_dir():
-            return []
-        return sorted(p for p in root.glob("arc[0-9][0-9][0-9]") if (p / "arc.json").is_file())
+        return self.layout.arcs()
 
     @cached_property
     def frame_paths(self) -> list[Path]:
-        root = self.path / "frames"
-        if not root.is_dir():
-            return []
-        return sorted(p for p in root.iterdir() if p.suffix.lower() == ".png" and p.stem.isdigit())
+        return self.layout.frames()
 
     @cached_property
     def _video(self) -> np.ndarray | None:
-        p = self.path / "video.mp4"
+        p = self.layout.video
         if self.frame_paths or not p.is_file():
             return None
         from videofrom3d.io.video import read_video
@@ -81,7 +79,7 @@ class RunFolder:
     def frame(self, index: int, size: tuple[int, int] | None = None) -> np.ndarray:
         """Global frame ``index`` as (H, W, 3) float32; ``size`` = (W, H) resizes."""
         if self.frame_paths:
-            p = self.path / "frames" / f"{index:04d}.png"
+            p = self.layout.frame(index)
             if not p.is_file():
                 if index >= len(self.frame_paths):
                     raise EvalInputError(f"{self.path}: frame {index} missing (only {len(self.frame_paths)} frames)")
@@ -95,7 +93,7 @@ class RunFolder:
 
     def anchor(self, k: int, size: tuple[int, int] | None = None) -> np.ndarray | None:
         """Anchor k (WORK/anchors/NNN.png) or None when absent."""
-        p = self.path / "anchors" / f"{k:03d}.png"
+        p = self.layout.anchor(k)
         return read_image(p, size=size) if p.is_file() else None
 
     @cached_property

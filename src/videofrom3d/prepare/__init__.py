@@ -4,7 +4,6 @@ arcs and their on-disk layout, and the export in the authors' folder layout. CPU
 from videofrom3d.prepare.arcs import (
     PrepareConfig,
     PreparedArc,
-    arc_dir,
     arc_ranges,
     check_cameras,
     prepare_arc,
@@ -17,7 +16,6 @@ __all__ = [
     "GBuffer",
     "PrepareConfig",
     "PreparedArc",
-    "arc_dir",
     "arc_ranges",
     "backward_warp",
     "check_cameras",

@@ -47,11 +47,6 @@ def arc_ranges(frame_count: int, frames_per_arc: int = 45) -> list[tuple[int, in
     return [(k * n, (k + 1) * n) for k in range((frame_count - 1) // n)]
 
 
-def arc_dir(work: str | os.PathLike, index: int) -> Path:
-    """``WORK/prepare/arcNNN``."""
-    return Path(work) / "prepare" / f"arc{index:03d}"
-
-
 @dataclass(frozen=True, eq=False)
 class PreparedArc:
     """Everything the generation stages read for one arc of F = N+1 frames at H x W.

@@ -9,7 +9,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from videofrom3d.chaining import anchor_view
 from videofrom3d.io.images import read_image, read_mask, resize, write_image
+from videofrom3d.io.workfolder import WorkFolder
 
 LABEL_H = 22
 
@@ -30,10 +32,10 @@ def _blank(w: int, h: int) -> np.ndarray:
 def write_contact_sheet(work: str | os.PathLike, path: str | os.PathLike, frames_per_arc: int, tile_width: int = 240,
                         title: str = "") -> Path:
     """Rows: edge maps at the anchor views, anchors, and the middle frame of each arc (between its anchors)."""
-    work = Path(work)
-    anchors = sorted((work / "anchors").glob("[0-9][0-9][0-9].png"))
+    work = WorkFolder(work)
+    anchors = work.anchors()
     if not anchors:
-        raise FileNotFoundError(f"{work}: no anchors to show (run the anchors stage first)")
+        raise FileNotFoundError(f"{work.root}: no anchors to show (run the anchors stage first)")
     first = read_image(anchors[0])
     h0, w0 = first.shape[:2]
     tw = tile_width
@@ -45,8 +47,7 @@ def write_contact_sheet(work: str | os.PathLike, path: str | os.PathLike, frames
     n = len(anchors)
     edges_row, anchor_row, frame_row = [], [], []
     for k in range(n):
-        arc, local = (0, 0) if k == 0 else (k - 1, frames_per_arc)
-        edge_path = work / "prepare" / f"arc{arc:03d}" / "edges" / f"{local:04d}.png"
+        edge_path = work.edge_map(*anchor_view(k, frames_per_arc))
         if edge_path.is_file():
             e = read_mask(edge_path)
             edges_row.append(_label(tile(np.repeat(e[..., None], 3, -1)), f"edges, frame {k * frames_per_arc}"))
@@ -55,7 +56,7 @@ def write_contact_sheet(work: str | os.PathLike, path: str | os.PathLike, frames
         anchor_row.append(_label(tile(read_image(anchors[k])), f"anchor {k} (frame {k * frames_per_arc})"))
     half = frames_per_arc // 2
     for k in range(n - 1):
-        p = work / "inbetween" / f"arc{k:03d}" / f"{half:04d}.png"
+        p = work.arc_frame(k, half)
         if p.is_file():
             frame_row.append(_label(tile(read_image(p)), f"arc {k}, frame {k * frames_per_arc + half}"))
         else:
