@@ -96,7 +96,7 @@ def set_lora_state_dict(model, state: dict, adapter: str = ADAPTER) -> None:
 
 def save_style_lora(path: str | Path, transformer, controlnet, metadata: dict) -> Path:
     """Write the LoRA weights of both models (and only those) to ``path`` atomically."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
     from videofrom3d.io.atomic import atomic_path
 
@@ -109,8 +109,17 @@ def save_style_lora(path: str | Path, transformer, controlnet, metadata: dict) -
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+        tmp.write_bytes(canonical_safetensors(save(tensors, metadata=meta)))
     return path
+
+
+def canonical_safetensors(data: bytes) -> bytes:
+    """``data`` (a safetensors file) with its JSON header's keys sorted: safetensors writes the metadata in hash
+    order, which differs between processes, so the same weights would give different file bytes."""
+    n = int.from_bytes(data[:8], "little")
+    header = json.dumps(json.loads(data[8 : 8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)  # the format pads the header to 8 bytes with spaces
+    return len(header).to_bytes(8, "little") + header + data[8 + n :]
 
 
 def read_style_lora(path: str | Path) -> tuple[dict, dict]:

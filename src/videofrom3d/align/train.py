@@ -175,7 +175,7 @@ def train_style_lora(job, cfg: AlignConfig | None = None, out_dir: str | Path | 
                                                         "[align].single_blocks"),
             "controlnet_double_blocks": resolve_blocks(cfg.controlnet_double_blocks, len(controlnet.transformer_blocks),
                                                        "[align].controlnet_double_blocks"),
-            "identifiers": identifiers, "reference_sha256": hashes, "reference_images": [str(s.image) for s in job.styles],
+            "identifiers": identifiers, "reference_sha256": hashes, "reference_images": [Path(s.image).name for s in job.styles],
             "fingerprint": fingerprint}
 
     step = _resume(out_dir, fingerprint, comps, opt, gen)

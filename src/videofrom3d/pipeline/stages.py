@@ -247,8 +247,9 @@ def inbetween(ctx: RunContext) -> StageResult:
     anchor k+1, with seed ``job.seed + k`` (paper 3.3).
 
     An arc's key is its unedited chain (prepared arc and noise, the anchors' unedited hashes, the previous
-    arc's for generated chaining, prompt, seed, options) plus the hashes of the two anchors it touches, so an
-    anchor edit redoes exactly the two arcs at that anchor."""
+    arc's for generated chaining, prompt, seed, options) plus the hashes of what it reads as written: the two
+    anchors it touches and, when it starts from the previous arc, that arc's frames. An anchor edit redoes
+    the two arcs at that anchor, and with generated chaining every arc after them."""
     res, job = StageResult("inbetween"), ctx.job
     ctx.close_stage_object("anchors")  # one diffusion model in memory at a time
     engine = ctx.stage_object("inbetween")
@@ -261,7 +262,11 @@ def inbetween(ctx: RunContext) -> StageResult:
         start_token = ctx.anchor_base[k] if source == "anchor" else ["generated", engine.chaining.frame, prev_base]
         base = digest_json({**common, "arc": [ctx.digests[f"arc{k:03d}"], noise], "start": start_token,
                             "end": ctx.anchor_base[k + 1], "prompt": prompt, "seed": arc_seed(job.seed, k)})
-        key = digest_json({"base": base, "anchors": [ctx.digests[f"anchor{k:03d}"], ctx.digests[f"anchor{k + 1:03d}"]]})
+        # the hashes of what it reads: both anchors as written (with their edits) and, when it starts from the
+        # previous arc, that arc's frames as written (an anchor edit changes every later arc then)
+        start_frames = ctx.digests[f"frames{k - 1:03d}"] if source != "anchor" else None
+        key = digest_json({"base": base, "anchors": [ctx.digests[f"anchor{k:03d}"], ctx.digests[f"anchor{k + 1:03d}"]],
+                           "start_frames": start_frames})
         item, folder, tail = f"arc{k:03d}", ctx.work.arc_frames(k), ctx.work.tail(k)
         if _keeps_tails(engine) and not tail.is_file():  # the next arc starts from this tail: made together
             ctx.manifest.items("inbetween").pop(item, None)
