@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 
 from videofrom3d.prepare.arcs import PreparedArc
-from videofrom3d.prepare.flow import remap, reprojection_flow
+from videofrom3d.prepare.flow import reprojection_flow
+from videofrom3d.prepare.warp import remap
 from videofrom3d.preview import (
     PreviewAnchors,
     PreviewConfig,

@@ -930,7 +930,7 @@ class _Run:
     def _guide(self, previous: np.ndarray, arc, cfg):
         """Anchor k-1 warped into anchor k's view by the arc's exact end->start flow, with its observed mask."""
         if self.engine == "preview":
-            from videofrom3d.prepare.flow import backward_warp
+            from videofrom3d.prepare.warp import backward_warp
             from videofrom3d.preview import PreviewGuide
 
             warped, observed = backward_warp(previous, arc.flow_end_to_start, arc.flow_end_to_start_valid)

@@ -20,7 +20,7 @@ from typing import Any, Literal
 import cv2
 import numpy as np
 
-from videofrom3d.prepare.flow import backward_warp
+from videofrom3d.prepare.warp import backward_warp
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from videofrom3d.eval.metrics import erode, psnr
-from videofrom3d.prepare.flow import backward_warp
+from videofrom3d.prepare.warp import backward_warp
 
 # ------------------------------------------------------------------------------------------- warp error
 

@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from videofrom3d.eval.metrics import PSNR_CAP_DB, capped, psnr, ssim
-from videofrom3d.prepare.flow import backward_warp, reprojection_flow
+from videofrom3d.prepare.flow import reprojection_flow
+from videofrom3d.prepare.warp import backward_warp
 
 
 @dataclass(frozen=True)

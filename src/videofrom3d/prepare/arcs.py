@@ -29,7 +29,7 @@ import numpy as np
 
 from videofrom3d.io.atomic import atomic_path, atomic_write_text
 from videofrom3d.io.images import read_mask, to_uint8
-from videofrom3d.scene.camera import Camera, load_cameras, save_cameras
+from videofrom3d.scene.camera import Camera, camera_rays, load_cameras, rotate_points, save_cameras
 
 
 def arc_ranges(frame_count: int, frames_per_arc: int = 45) -> list[tuple[int, int]]:
@@ -283,9 +283,7 @@ def view_warnings(gbuffers, cameras, first_frame: int = 0) -> list[str]:
             continue
         if cover > 0.99:
             # view ray directions in world space, against the face normals: > 0 means a back face
-            from videofrom3d.prepare.flow import camera_rays, transform3
-
-            rays = transform3(camera_rays(cam)[::4, ::4], cam.cam_to_world[:3, :3])
+            rays = rotate_points(camera_rays(cam)[::4, ::4], cam.cam_to_world[:3, :3])
             n = gb.normal[::4, ::4]
             h = gb.hit[::4, ::4]
             back = (np.einsum("ijk,ijk->ij", rays, n) > 0)[h]

@@ -9,7 +9,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from videofrom3d.prepare.flow import remap, reprojection_flow
+from videofrom3d.prepare.flow import reprojection_flow
+from videofrom3d.prepare.warp import remap
 from videofrom3d.preview.config import PreviewConfig, PreviewError
 from videofrom3d.preview.shading import draw_lines, match_objects, shade_view
 from videofrom3d.preview.style import PreviewStyle
