@@ -48,7 +48,7 @@ from videofrom3d.errors import VideoFrom3DError
 from videofrom3d.io.atomic import atomic_path
 from videofrom3d.io.images import read_image, resize, write_image
 from videofrom3d.io.manifest import Manifest, digest_file, digest_json, digest_path
-from videofrom3d.io.video import write_video
+from videofrom3d.io.video import frames_to_mp4
 
 STAGES = ("prepare", "align", "anchors", "inbetween", "video")
 ENGINES = ("auto", "preview", "diffusion")
@@ -279,12 +279,6 @@ def _remove_stale_temporaries(work: Path) -> None:
             shutil.rmtree(p, ignore_errors=True)
         elif p.exists():
             p.unlink()
-
-
-def encode_video(frames_dir: Path, count: int, fps: float, out: Path, progress=None) -> Path:
-    """``frames_dir/0000.png ..`` -> H.264 mp4 at ``fps``, written atomically and reproducibly."""
-    frames = (read_image(frames_dir / f"{g:04d}.png") for g in range(count))
-    return write_video(out, progress(frames, "video", total=count, leave=False) if progress else frames, fps=fps)
 
 
 def write_trajectory_preview(job, out_png: str | Path, backend: str = "auto") -> Path:
@@ -1049,7 +1043,7 @@ class _Run:
                                  count=len(sources))
             res.ran.append("frames")
             t0 = time.perf_counter()
-            encode_video(frames_dir, len(sources), job.fps, video, progress=self._bar)
+            frames_to_mp4(frames_dir, len(sources), job.fps, video, progress=self._bar)
             self.manifest.record("video", "video", key, digest_file(video), time.perf_counter() - t0,
                                  frames=len(sources), fps=job.fps)
             res.ran.append("video")

@@ -132,7 +132,7 @@ class AnchorGenerator:
                  arc: Any = None, step_callback=None) -> np.ndarray:
         """The anchor image (H, W, 3) f32 in [0, 1] for ``edge_map`` (H, W) f32 (white lines on black)."""
         latents = self.generate_latents(edge_map, prompt, seed, guide, step_callback)
-        return decode_latents(self.comps, latents)
+        return decode_image(self.comps, latents)
 
     def generate_latents(self, edge_map: np.ndarray, prompt: str, seed: int, guide: AnchorGuide | None = None,
                          step_callback=None):
@@ -204,7 +204,7 @@ def encode_image(comps, image: np.ndarray):
     return latent_posterior(comps, image)[0].to(comps.device)
 
 
-def decode_latents(comps, latents) -> np.ndarray:
+def decode_image(comps, latents) -> np.ndarray:
     """(1, C, h, w) normalised latents -> (H, W, 3) f32 in [0, 1]."""
     import torch
 

@@ -100,7 +100,7 @@ def make_synthetic_work(
             flow_forward_valid=np.stack(fwd_valid), flow_end_to_start=e2s, flow_end_to_start_valid=e2s_valid,
         )
         arc.save(arc_dir(work, k))
-    write_frames(work, frames)
+    replace_work_frames(work, frames)
     (work / "anchors").mkdir(parents=True, exist_ok=True)
     for k in range(arcs + 1):
         write_image(work / "anchors" / f"{k:03d}.png", frames[k * n])
@@ -112,7 +112,7 @@ def make_synthetic_work(
     return work, frames
 
 
-def write_frames(work: str | Path, frames) -> None:
+def replace_work_frames(work: str | Path, frames) -> None:
     """Replace WORK/frames with ``frames`` (T, H, W, 3)."""
     folder = Path(work) / "frames"
     folder.mkdir(parents=True, exist_ok=True)

@@ -16,7 +16,7 @@ _LAZY = {
     "Inbetweener": "videofrom3d.inbetween.inbetweener",
     "load_inbetweener": "videofrom3d.inbetween.inbetweener",
     "inbetween_trajectory": "videofrom3d.inbetween.inbetweener",
-    "write_frames": "videofrom3d.inbetween.inbetweener",
+    "write_frame_pngs": "videofrom3d.inbetween.inbetweener",
     "inbetween_arc": "videofrom3d.inbetween.sampling",
     "endpoint_latents": "videofrom3d.inbetween.conditioning",
     "edge_latents": "videofrom3d.inbetween.conditioning",
