@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class AnchorConfig:
     """Options of the job's ``[anchors]`` table. Defaults are the official run's settings
-    (research/official-code.md section 2) unless noted."""
+    (KIMGEONUNG/VideoFrom3D ``sag_generate_anchor_view.py``) unless noted."""
 
     steps: int = 25  # Euler steps (official run)
     guidance: float = 4.0  # FLUX-dev guidance embedding (official run)

@@ -1,4 +1,4 @@
-"""Weight-free metrics (numpy + OpenCV, no torch), research/evaluation.md section 4.
+"""Weight-free metrics (numpy + OpenCV, no torch); docs/evaluation.md gives the protocol.
 
 - warp error: frame t against frame t-1 warped along the exact mesh flow (temporal consistency);
 - flow agreement: OpenCV DIS flow between generated frames against the mesh flow (does the video follow

@@ -203,7 +203,7 @@ def _read_u16(path: Path) -> np.ndarray:
 class PrepareConfig:
     """Options of the job's ``[prepare]`` table.
 
-    Edge types and their look follow the authors' Line Art setup (paper 3.1; research/geometry.md 1.1):
+    Edge types and their look follow the authors' Line Art setup (paper 3.1; Blender ``lineart_cpu.c``):
     silhouette, crease at 40 degrees (Line Art's 140-degree crease angle), border and intersection lines.
     A look is ``(core width px, softness px, intensity)`` at 720 px image height, scaled with the height;
     the defaults match the official 1080x720 maps (outer contours ~7 px of white with soft shoulders, inner

@@ -5,7 +5,8 @@ The inbetweening model reads the camera motion only through its initial noise: a
 of 16 x 60 x 90 in which every frame is white N(0, 1) noise and the noise *moves with the scene* from frame to
 frame. This module builds it from the prepare stage's forward flows with the discrete warper of
 Go-with-the-Flow (Burgert et al., CVPR 2025), which is what the published flow LoRA (and so GGI) was trained
-with. Written from the description in research/ggi-and-noise-warping.md sections 1 and 3.
+with. Written from the description of RyannDaGreat/CommonSource ``noise_warp.py`` (``NoiseWarper``,
+``regaussianize``, ``mix_new_noise``) and the authors' ``assets/mk_noise.py`` (KIMGEONUNG/VideoFrom3D).
 
 The warper
 ==========
