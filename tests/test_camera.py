@@ -11,6 +11,7 @@ from videofrom3d.scene.camera import (
     GL_TO_CV,
     Camera,
     blender_to_opencv,
+    camera_rays,
     colmap_to_opencv,
     intrinsics_from_focal,
     intrinsics_from_fov,
@@ -23,6 +24,7 @@ from videofrom3d.scene.camera import (
     pixel_grid,
     project,
     quat_to_matrix,
+    rotate_points,
     unproject,
 )
 
@@ -124,3 +126,19 @@ def test_pixel_centres_and_resize():
     assert Camera.from_dict(cam.to_dict(), 8, 6).K.tolist() == cam.K.tolist()
     with pytest.raises(ValueError):
         Camera(np.eye(3), np.full((4, 4), np.nan), 8, 6)
+
+
+def test_camera_rays_pass_through_pixel_centres_and_rotate_points_is_a_matmul():
+    K = np.array([[100.0, 0.0, 80.0], [0.0, 90.0, 60.0], [0.0, 0.0, 1.0]])
+    cam = Camera(K, np.eye(4), 160, 120)
+    rays = camera_rays(cam)
+    assert rays.shape == (120, 160, 3) and rays.dtype == np.float32
+    assert np.allclose(rays[60, 80], [0.5 / 100, 0.5 / 90, 1.0])  # centre (80.5, 60.5)
+    assert np.allclose(rays[0, 0], [(0.5 - 80) / 100, (0.5 - 60) / 90, 1.0])
+    rng = np.random.default_rng(3)
+    R = random_rigid(rng)[:3, :3]
+    for dtype in (np.float32, np.float64):
+        pts = rng.normal(size=(7, 5, 3)).astype(dtype)
+        out = rotate_points(pts, R)
+        assert out.dtype == dtype and out.shape == pts.shape
+        assert np.allclose(out, pts @ R.T, atol=1e-5 if dtype == np.float32 else 1e-12)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from videofrom3d.eval import evaluate_run
-from videofrom3d.eval.synthetic import write_frames
+from videofrom3d.eval.synthetic import replace_work_frames
 from videofrom3d.io.images import read_image
 
 N = 8
@@ -35,7 +35,7 @@ def example(tmp_path_factory):
 def _variant(example, tmp_path, name, frames):
     dst = tmp_path / name
     shutil.copytree(example[0], dst)
-    write_frames(dst, frames)
+    replace_work_frames(dst, frames)
     return evaluate_run(dst, style=example[2])
 
 

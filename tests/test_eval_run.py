@@ -9,7 +9,7 @@ import pytest
 from videofrom3d.cli import main
 from videofrom3d.eval import evaluate_run
 from videofrom3d.eval.report import to_json, to_markdown
-from videofrom3d.eval.synthetic import make_synthetic_work, write_frames
+from videofrom3d.eval.synthetic import make_synthetic_work, replace_work_frames
 
 
 @pytest.fixture(scope="module")
@@ -21,7 +21,7 @@ def _variant(base, tmp_path, name, frames):
     work, _ = base
     dst = tmp_path / name
     shutil.copytree(work, dst)
-    write_frames(dst, frames)
+    replace_work_frames(dst, frames)
     return dst
 
 
@@ -67,7 +67,7 @@ def test_without_models_every_model_metric_is_null_and_listed(base):
 def test_no_style_and_no_prepare_folder_are_reported(base, tmp_path):
     work, frames = base
     bare = tmp_path / "bare"
-    write_frames(bare, frames)
+    replace_work_frames(bare, frames)
     r = evaluate_run(bare)
     listed = {m["metric"]: m["reason"] for m in r["missing"]}
     assert r["psnr"] is None and "no prepared arcs" in listed["psnr"]

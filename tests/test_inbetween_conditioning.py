@@ -9,11 +9,11 @@ pytest.importorskip("diffusers")
 from tiny_models import one_torch_thread  # noqa: E402, F401  (one intra-op thread for tiny models)
 from videofrom3d.inbetween.conditioning import (  # noqa: E402
     edge_latents,
-    encode_video,
     endpoint_latents,
     images_to_video_tensor,
     latent_frame_count,
     pad_to_valid_length,
+    vae_encode_video,
     video_frame_count,
 )
 
@@ -45,8 +45,8 @@ def test_endpoint_layout(vae):
     start, end = _img(0), _img(1)
     with torch.no_grad():
         z = endpoint_latents(vae, start, end, 13, mode="mode")
-        alone_start = encode_video(vae, images_to_video_tensor(start[None]), mode="mode")
-        alone_end = encode_video(vae, images_to_video_tensor(end[None]), mode="mode")
+        alone_start = vae_encode_video(vae, images_to_video_tensor(start[None]), mode="mode")
+        alone_end = vae_encode_video(vae, images_to_video_tensor(end[None]), mode="mode")
     assert z.shape == (1, 13, 16, H // 8, W // 8)
     assert torch.count_nonzero(z[:, 1:12]) == 0
     assert torch.equal(z[:, :1], alone_start) and torch.equal(z[:, 12:], alone_end)

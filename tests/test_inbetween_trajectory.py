@@ -15,7 +15,7 @@ from videofrom3d.inbetween import InbetweenConfig, InbetweenError  # noqa: E402
 from videofrom3d.inbetween.inbetweener import (  # noqa: E402
     Inbetweener,
     load_inbetweener,
-    write_frames,
+    write_frame_pngs,
 )
 from videofrom3d.job import job_from_dict  # noqa: E402
 
@@ -117,7 +117,7 @@ def test_three_arcs_tiny_end_to_end(tmp_path):
     assert len(inbetweener.last_decoded) == 49
     assert frames.shape == (1 + k * n, h, w, 3) and frames.dtype == np.float32
     assert 0.0 <= frames.min() and frames.max() <= 1.0
-    pngs = write_frames(frames, job.work_dir / "frames")
+    pngs = write_frame_pngs(frames, job.work_dir / "frames")
     assert len(pngs) == 136 and sorted(p.name for p in pngs)[-1] == "0135.png"
     video = write_video(job.work_dir / "video.mp4", frames, fps=job.fps)
     back = read_video(video)

@@ -11,7 +11,7 @@ from videofrom3d.inbetween.config import InbetweenConfig
 from videofrom3d.prepare.noise_warp import (
     NoiseConfig,
     WarpState,
-    degrade,
+    degrade_noise,
     downsample_to_latent,
     from_official_layout,
     init_state,
@@ -187,16 +187,16 @@ def test_noise_config_from_job_options():
 def test_degrade_is_seeded_variance_preserving_and_matches_formula():
     rng = np.random.default_rng(0)
     n = rng.standard_normal((13, 16, 60, 90), dtype=np.float32)
-    assert np.array_equal(degrade(n, 0.0, np.random.default_rng(1)), n)
-    d1 = degrade(n, 0.5, np.random.default_rng(1))
-    d2 = degrade(n, 0.5, np.random.default_rng(1))
+    assert np.array_equal(degrade_noise(n, 0.0, np.random.default_rng(1)), n)
+    d1 = degrade_noise(n, 0.5, np.random.default_rng(1))
+    d2 = degrade_noise(n, 0.5, np.random.default_rng(1))
     assert np.array_equal(d1, d2) and d1.dtype == np.float32
     assert abs(d1.std() - 1) < 0.005
     z = np.random.default_rng(1).standard_normal(n.shape, dtype=np.float32)
     assert np.allclose(d1, (0.5 * n + 0.5 * z) / math.sqrt(0.5), atol=1e-6)
     assert abs(np.corrcoef(d1.ravel(), n.ravel())[0, 1] - math.sqrt(0.5)) < 0.01
     with pytest.raises(ValueError):
-        degrade(n, 1.5, 0)
+        degrade_noise(n, 1.5, 0)
 
 
 def test_official_layout_round_trip():
@@ -241,7 +241,7 @@ def test_torch_arc_and_degrade():
     a = warped_noise_for_arc(flows, 45, cfg, seed=3, valid=valid)
     assert a.shape == (13, 16, 12, 18) and a.dtype == np.float32
     assert np.allclose(a[4][:, :, 4:], a[0][:, :, :14], atol=1e-5)
-    d = degrade(torch.from_numpy(a), 0.5, torch.Generator().manual_seed(0))
+    d = degrade_noise(torch.from_numpy(a), 0.5, torch.Generator().manual_seed(0))
     assert isinstance(d, torch.Tensor) and d.shape == a.shape
 
 

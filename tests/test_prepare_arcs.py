@@ -4,10 +4,13 @@ import cv2
 import numpy as np
 import pytest
 
-from prepare_scenes import box, camera, combine, quad
+from prepare_scenes import BACKENDS, box, camera, combine, quad
 from videofrom3d.errors import VideoFrom3DError
 from videofrom3d.io.video import read_video
 from videofrom3d.prepare import PrepareConfig, PreparedArc, make_renderer, prepare_arc, write_arc_preview
+from videofrom3d.prepare.edges import edge_map, topology_for
+from videofrom3d.prepare.flow import arc_flows
+from videofrom3d.prepare.gbuffer import GBuffer
 from videofrom3d.prepare.official import export_official, latent_aligned_frames
 
 FLOOR = quad([[-30, 0, -30], [-30, 0, 30], [30, 0, 30], [30, 0, -30]])
@@ -59,6 +62,38 @@ def test_supersampled_edges_keep_the_1x_buffers(renderer, scene):
     # anti-aliased: the supersampled map has intermediate values where the 1x map has none
     assert a3.edge_maps.shape == a1.edge_maps.shape
     assert a3.edge_maps.max() > 0.9 and np.corrcoef(a1.edge_maps.ravel(), a3.edge_maps.ravel())[0, 1] > 0.5
+
+
+def _serial_arc(renderer, cams, cfg: PrepareConfig):
+    """The reference for prepare_arc's threaded path: each view rendered, then its edge map, one after the
+    other; the 1x G-buffer is the centre sub-pixel of each s x s block; then every flow by ``arc_flows``."""
+    s, c = cfg.supersample, cfg.supersample // 2
+    ecfg = cfg.edge_config()
+    topo = topology_for(renderer, ecfg)
+    gbuffers, edges = [], []
+    for cam in cams:
+        big_cam = cam.resized(cam.width * s, cam.height * s)
+        big = renderer.render(big_cam)
+        edges.append(edge_map(big, big_cam, topo, ecfg, size=(cam.width, cam.height)))
+        fields = (big.depth, big.normal, big.triangle_id, big.object_id, big.hit)
+        gbuffers.append(GBuffer(*(np.ascontiguousarray(f[c::s, c::s]) for f in fields)))
+    return gbuffers, np.stack(edges), arc_flows(gbuffers, cams, cfg.depth_tolerance)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("supersample", [1, 3])
+def test_threaded_prepare_arc_equals_a_serial_reference(scene, backend, supersample):
+    cams = _orbit(5)
+    cfg = PrepareConfig(supersample=supersample)
+    arc = prepare_arc(make_renderer(scene, backend), scene, cams, cfg)
+    gbuffers, edges, (fwd, fwd_valid, e2s, e2s_valid) = _serial_arc(make_renderer(scene, backend), cams, cfg)
+    assert np.array_equal(arc.depth, np.stack([g.depth for g in gbuffers]))
+    assert np.array_equal(arc.normals, np.stack([g.normal for g in gbuffers]))
+    assert np.array_equal(arc.object_ids, np.stack([g.object_id for g in gbuffers]))
+    assert np.array_equal(arc.edge_maps, edges) and edges.max() > 0.5
+    assert np.array_equal(arc.flow_forward, fwd) and np.array_equal(arc.flow_forward_valid, fwd_valid)
+    assert np.array_equal(arc.flow_end_to_start, e2s) and np.array_equal(arc.flow_end_to_start_valid, e2s_valid)
+    assert fwd_valid.mean() > 0.5 and e2s_valid.any()
 
 
 def test_bad_views_warn_naming_frames(renderer, scene):

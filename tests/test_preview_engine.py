@@ -8,7 +8,8 @@ import pytest
 
 from videofrom3d.engines import AnchorGuide
 from videofrom3d.prepare.arcs import PreparedArc
-from videofrom3d.prepare.flow import remap, reprojection_flow
+from videofrom3d.prepare.flow import reprojection_flow
+from videofrom3d.prepare.warp import remap
 from videofrom3d.preview import (
     PreviewAnchors,
     PreviewConfig,

@@ -9,6 +9,7 @@ from scipy.spatial.transform import Rotation
 
 from gltf_writer import GltfBuilder
 from videofrom3d.scene import trajectory as tr
+from videofrom3d.scene import trajectory_formats as fmt
 from videofrom3d.scene.camera import GL_TO_CV, project
 
 F = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -63,7 +64,7 @@ def expected_w2c(rig_rot, rig_t_i, cam_q_i):
 @pytest.mark.parametrize("suffix", [".glb", ".gltf"])
 def test_gltf_animated_camera_reads_back_the_built_poses(tmp_path, suffix):
     times, rig_rot, rig_t, cam_q, _ = build_animated_glb(tmp_path / f"anim{suffix}")
-    traj = tr.load_trajectory(tmp_path / f"anim{suffix}", camera="shot", size=(720, 480))
+    traj = fmt.load_trajectory(tmp_path / f"anim{suffix}", camera="shot", size=(720, 480))
     assert traj.timed and np.allclose(traj.times, times)
     cams = traj.resample(5).cameras()  # evenly in time: exactly the key times
     err = max(np.abs(c.world_to_cam - expected_w2c(rig_rot, rig_t[i], cam_q[i])).max() for i, c in enumerate(cams))
@@ -84,7 +85,7 @@ def test_gltf_animated_camera_reads_back_the_built_poses(tmp_path, suffix):
 
 def test_gltf_cubicspline_and_step(tmp_path):
     _, _, _, _, (ctimes, cvals, sq) = build_animated_glb(tmp_path / "anim.glb")
-    traj = tr.load_trajectory(tmp_path / "anim.glb", camera="cubic cam")
+    traj = fmt.load_trajectory(tmp_path / "anim.glb", camera="cubic cam")
     t = 0.4  # inside the first interval (dt = 1)
     cams = traj.resample(int(round(3.0 / 0.1)) + 1).cameras()  # frames every 0.1 s
     cam = cams[4]
@@ -102,14 +103,14 @@ def test_gltf_cubicspline_and_step(tmp_path):
 def test_gltf_camera_choice_errors(tmp_path):
     build_animated_glb(tmp_path / "anim.glb")
     with pytest.raises(tr.TrajectoryError, match="2 cameras"):
-        tr.load_trajectory(tmp_path / "anim.glb")
+        fmt.load_trajectory(tmp_path / "anim.glb")
     with pytest.raises(tr.TrajectoryError, match="no camera named 'nope'"):
-        tr.load_trajectory(tmp_path / "anim.glb", camera="nope")
+        fmt.load_trajectory(tmp_path / "anim.glb", camera="nope")
     g = GltfBuilder()
     g.node(name="still", camera=g.camera(0.8))
     g.write(tmp_path / "still.glb")
     with pytest.raises(tr.TrajectoryError, match="not animated"):
-        tr.load_trajectory(tmp_path / "still.glb")
+        fmt.load_trajectory(tmp_path / "still.glb")
 
 
 # ------------------------------------------------------------------------------ transforms.json and COLMAP
@@ -155,8 +156,8 @@ def test_transforms_json_and_colmap_agree(tmp_path):
     order = np.random.default_rng(1).permutation(n)  # files list the frames out of order
     write_colmap(tmp_path / "colmap", w2c, fx, fy, cx, cy, w, h, order)
     write_transforms(tmp_path / "transforms.json", w2c, fx, fy, cx, cy, w, h, order[::-1])
-    a = tr.load_trajectory(tmp_path / "colmap")
-    b = tr.load_trajectory(tmp_path / "transforms.json")
+    a = fmt.load_trajectory(tmp_path / "colmap")
+    b = fmt.load_trajectory(tmp_path / "transforms.json")
     assert a.per_frame and b.per_frame and (a.width, a.height) == (b.width, b.height) == (w, h)
     ca, cb = a.cameras(), b.cameras()
     assert len(ca) == len(cb) == n
@@ -171,7 +172,7 @@ def test_transforms_camera_angle_and_simple_pinhole(tmp_path):
     frames = [{"file_path": f"{i}.png", "transform_matrix": (np.linalg.inv(w2c[i]) @ F).tolist()} for i in range(2)]
     angle = 0.9
     (tmp_path / "transforms.json").write_text(json.dumps({"camera_angle_x": angle, "w": 800, "h": 600, "frames": frames}))
-    cam = tr.load_trajectory(tmp_path).cameras()[1]  # a folder with transforms.json
+    cam = fmt.load_trajectory(tmp_path).cameras()[1]  # a folder with transforms.json
     f = 800 / (2 * math.tan(angle / 2))
     assert np.allclose(cam.K, [[f, 0, 400], [0, f, 300], [0, 0, 1]])
     col = tmp_path / "c" / "sparse" / "0"
@@ -180,7 +181,7 @@ def test_transforms_camera_angle_and_simple_pinhole(tmp_path):
     x, y, z, qw = Rotation.from_matrix(w2c[1][:3, :3]).as_quat()
     t = w2c[1][:3, 3]
     (col / "images.txt").write_text(f"1 {qw} {x} {y} {z} {t[0]} {t[1]} {t[2]} 1 a.png\n\n")
-    other = tr.load_trajectory(tmp_path / "c").cameras()[0]
+    other = fmt.load_trajectory(tmp_path / "c").cameras()[0]
     assert np.abs(other.world_to_cam - cam.world_to_cam).max() < 1e-9 and np.allclose(other.K, cam.K)
 
 
@@ -188,10 +189,10 @@ def test_colmap_bad_model_and_distortion_warning(tmp_path):
     (tmp_path / "cameras.txt").write_text("1 OPENCV_FISHEYE 100 100 50 50 50 50 0 0 0 0\n")
     (tmp_path / "images.txt").write_text("1 1 0 0 0 0 0 0 1 a.png\n\n")
     with pytest.raises(tr.TrajectoryError, match="OPENCV_FISHEYE is not supported"):
-        tr.load_trajectory(tmp_path)
+        fmt.load_trajectory(tmp_path)
     (tmp_path / "cameras.txt").write_text("1 OPENCV 100 100 50 50 50 50 0.1 0 0 0\n")
     with pytest.warns(UserWarning, match="distortion"):
-        tr.load_trajectory(tmp_path / "images.txt")
+        fmt.load_trajectory(tmp_path / "images.txt")
 
 
 # --------------------------------------------------------------------------------------------- keyframes
@@ -200,7 +201,7 @@ def test_colmap_bad_model_and_distortion_warning(tmp_path):
 def test_constant_speed_spacing_within_one_percent():
     # keys spaced very unevenly: a short hop then long legs with a turn
     doc = {"keys": [{"position": p, "look_at": [0, 0, 0]} for p in ([0, 1, 10], [1.5, 1, 9.5], [8, 2, 6], [12, 1, -5], [2, 3, -9])]}
-    traj = tr.read_keyframes(doc)
+    traj = fmt.read_keyframes(doc)
     assert traj.resolve_timing("auto") == "constant-speed"
     p = traj.resample(91).positions
     step = np.linalg.norm(np.diff(p, axis=0), axis=1)
@@ -217,7 +218,7 @@ def test_timed_keys_sample_evenly_in_time():
         {"position": [1, 0, 0], "quaternion": [0, 0, 0, 1], "time": 0.5},  # fast start
         {"position": [2, 0, 0], "quaternion": [0, 0, 0, 1], "time": 2.0},  # slow end
     ]
-    traj = tr.read_keyframes({"keys": keys, "fps": 4})
+    traj = fmt.read_keyframes({"keys": keys, "fps": 4})
     assert traj.natural_frames() == 9 and traj.resolve_timing("auto") == "keys"
     r = traj.resample(9)
     assert np.allclose(r.times, np.linspace(0, 2, 9))
@@ -237,9 +238,9 @@ def test_keyframe_json_round_trip_is_exact(tmp_path):
         [{"position": rng.normal(size=3).tolist(), "quaternion": rng.normal(size=4).tolist(), "focal_mm": 31.177}
          for _ in range(4)],
     ):
-        a = tr.read_keyframes({"keys": keys, "width": 720, "height": 480, "frames": 46})
-        tr.write_keyframes(a, tmp_path / "k.json")
-        b = tr.load_trajectory(tmp_path / "k.json")
+        a = fmt.read_keyframes({"keys": keys, "width": 720, "height": 480, "frames": 46})
+        fmt.write_keyframes(a, tmp_path / "k.json")
+        b = fmt.load_trajectory(tmp_path / "k.json")
         for name in ("positions", "rotations", "K", "times", "targets"):
             x, y = getattr(a, name), getattr(b, name)
             assert (x is None and y is None) or np.array_equal(x, y), name
@@ -248,7 +249,7 @@ def test_keyframe_json_round_trip_is_exact(tmp_path):
 
 
 def test_look_at_keys_look_at_their_targets():
-    traj = tr.read_keyframes({"keys": [{"position": [10, 2, 0], "look_at": [0, 1, 0]}, {"position": [0, 2, 10], "look_at": [0, 1, 0]}],
+    traj = fmt.read_keyframes({"keys": [{"position": [10, 2, 0], "look_at": [0, 1, 0]}, {"position": [0, 2, 10], "look_at": [0, 1, 0]}],
                               "fov_x": 60})
     for cam in traj.resample(20).cameras():
         uv, z = project(np.array([[0.0, 1.0, 0.0]]), cam)
@@ -273,18 +274,18 @@ def test_look_at_keys_look_at_their_targets():
 )
 def test_keyframe_errors(doc, message):
     with pytest.raises(tr.TrajectoryError, match=message):
-        tr.read_keyframes(doc, "cam.json")
+        fmt.read_keyframes(doc, "cam.json")
 
 
 def test_unsupported_and_missing_files(tmp_path):
     with pytest.raises(tr.TrajectoryError, match="file not found"):
-        tr.load_trajectory(tmp_path / "nope.json")
+        fmt.load_trajectory(tmp_path / "nope.json")
     (tmp_path / "cam.fbx").write_text("x")
     with pytest.raises(tr.TrajectoryError, match="unsupported camera path format"):
-        tr.load_trajectory(tmp_path / "cam.fbx")
+        fmt.load_trajectory(tmp_path / "cam.fbx")
     (tmp_path / "other.json").write_text('{"hello": 1}')
     with pytest.raises(tr.TrajectoryError, match="not a camera path we know"):
-        tr.load_trajectory(tmp_path / "other.json")
+        fmt.load_trajectory(tmp_path / "other.json")
 
 
 # -------------------------------------------------------------------------------------- generators, sizes
@@ -312,7 +313,7 @@ def test_flythrough_looks_ahead_without_targets():
 
 
 def test_other_aspect_keeps_vertical_fov():
-    traj = tr.read_keyframes({"keys": [{"position": [0, 0, 0], "quaternion": [0, 0, 0, 1], "fov_y": 50}], "width": 640, "height": 480})
+    traj = fmt.read_keyframes({"keys": [{"position": [0, 0, 0], "quaternion": [0, 0, 0, 1], "fov_y": 50}], "width": 640, "height": 480})
     same = traj.cameras(320, 240)[0]
     wide = traj.cameras(720, 480)[0]
     assert math.isclose(same.fov_y_deg, 50) and math.isclose(same.fov_x_deg, traj.cameras()[0].fov_x_deg)

@@ -273,13 +273,13 @@ def cmd_demo(args) -> int:
     from videofrom3d.job import load_job
     from videofrom3d.paths import example_job
     from videofrom3d.pipeline import render
-    from videofrom3d.preview.sheet import write_contact_sheet
+    from videofrom3d.preview.sheet import write_work_contact_sheet
 
     t0 = time.perf_counter()
     job = dataclasses.replace(load_job(example_job()), out=args.out)
     result = render(job, until="video", engine=args.engine, models=args.models, progress=not args.quiet)
     work = WorkFolder(args.out)
-    sheet = write_contact_sheet(work.root, work.contact_sheet, job.frames_per_arc,
+    sheet = write_work_contact_sheet(work.root, work.contact_sheet, job.frames_per_arc,
                                 title=f"videofrom3d demo: {job.name}, {result.engine} engine")
     traj = work.trajectory_picture
     try:
@@ -333,7 +333,7 @@ def _register_eval(add) -> None:
 
 def cmd_eval(args) -> int:
     from videofrom3d.eval import evaluate_runs
-    from videofrom3d.eval.report import to_markdown, write_contact_sheet, write_json, write_markdown
+    from videofrom3d.eval.report import to_markdown, write_json, write_markdown, write_runs_contact_sheet
     from videofrom3d.eval.workfolder import EvalInputError, RunFolder
 
     overrides = {}
@@ -362,7 +362,7 @@ def cmd_eval(args) -> int:
         ref = args.json or args.markdown
         sheet = ref.with_name(ref.stem + "_sheet.png")
     if sheet is not None:
-        print(f"wrote {write_contact_sheet(sheet, [RunFolder(w) for w in args.works])}")
+        print(f"wrote {write_runs_contact_sheet(sheet, [RunFolder(w) for w in args.works])}")
     return 0
 
 

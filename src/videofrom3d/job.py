@@ -312,6 +312,7 @@ def job_trajectory(job: Job):
     import inspect
 
     from videofrom3d.scene import trajectory as tr
+    from videofrom3d.scene.trajectory_formats import load_trajectory
 
     spec = job.trajectory
     size = (job.width, job.height)
@@ -319,7 +320,7 @@ def job_trajectory(job: Job):
         extra = spec.param_dict()
         if extra:
             raise JobError(f"{_where(job)}[trajectory] unknown key(s) {sorted(extra)} next to path; known: path, camera, frames, timing")
-        return tr.load_trajectory(spec.path, camera=spec.camera, size=size)
+        return load_trajectory(spec.path, camera=spec.camera, size=size)
     fn = tr.GENERATORS[spec.generator]
     params = {k: _thaw(v) for k, v in spec.param_dict().items()}
     accepted = set(inspect.signature(fn).parameters) - {"size", "frames"}
@@ -509,7 +510,8 @@ def export_trajectory(
     file (the cameras the pipeline uses) or any supported trajectory file (per-frame formats frame by frame,
     keyframes at their natural count); ``frames`` resamples to exactly that many, ``size`` is "WxH"."""
     from videofrom3d.scene.camera import save_cameras
-    from videofrom3d.scene.trajectory import TrajectoryError, load_trajectory
+    from videofrom3d.scene.trajectory import TrajectoryError
+    from videofrom3d.scene.trajectory_formats import load_trajectory
 
     source = Path(source)
     wh = parse_size(size) if size else None

@@ -1,8 +1,8 @@
 """The style LoRA (paper 3.2 distribution alignment): peft LoRA on chosen FLUX / ControlNet blocks, saved
 as one LoRA-only safetensors file with its recipe in the metadata.
 
-Targets, as in the official x-flux trainer (research/official-code.md section 3) mapped onto diffusers'
-unfused layers: in a double block the image-stream q, k, v and output projections (``attn.to_q/k/v``,
+Targets, as in the official trainer (KIMGEONUNG/VideoFrom3D ``sag_distribution_alignment.py`` with the LoRA
+processors of XLabs-AI/x-flux ``src/flux/modules/layers.py``) mapped onto diffusers' unfused layers: in a double block the image-stream q, k, v and output projections (``attn.to_q/k/v``,
 ``attn.to_out.0``) and the text-stream ones (``attn.add_q/k/v_proj``, ``attn.to_add_out``); in a single
 block q, k, v and ``proj_out`` (x-flux's ``linear2``). x-flux shares one down matrix across fused q/k/v;
 here q, k and v get their own, so the LoRA has about 17.3 M parameters instead of 13.2 M at rank 16 on

@@ -1,7 +1,7 @@
 """Distribution alignment (paper 3.2): fit a style LoRA on FLUX.1-dev + the HED ControlNet to the style
 image(s), so that anchors rendered from edge maps take the reference's look.
 
-Recipe (research/official-code.md section 3; paper 4.1): per step one style image, a random centre crop
+Recipe (paper 4.1; KIMGEONUNG/VideoFrom3D ``sag_distribution_alignment.py``, ``image_datasets/dataset.py``): per step one style image, a random centre crop
 (16:9, 4:3, 1:1 or none) scaled to a long side of 1024 (sides floored to multiples of 32), control = HED
 edges of that crop, prompt = that image's identifier; flow matching ``x_t = (1 - t) x_1 + t x_0`` with t from
 the 1000-step schedule shifted with mu = 1.15, ControlNet residuals (unscaled) into the DiT, guidance

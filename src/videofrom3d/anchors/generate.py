@@ -23,7 +23,7 @@ import numpy as np
 from videofrom3d.chaining import ReplacementRule
 from videofrom3d.engines import AnchorGuide
 from videofrom3d.job import anchor_prompt
-from videofrom3d.prepare.flow import backward_warp
+from videofrom3d.prepare.warp import backward_warp
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class AnchorConfig:
     """Options of the job's ``[anchors]`` table. Defaults are the official run's settings
-    (research/official-code.md section 2) unless noted."""
+    (KIMGEONUNG/VideoFrom3D ``sag_generate_anchor_view.py``) unless noted."""
 
     steps: int = 25  # Euler steps (official run)
     guidance: float = 4.0  # FLUX-dev guidance embedding (official run)
@@ -118,7 +118,7 @@ class AnchorGenerator:
                  arc: Any = None, step_callback=None) -> np.ndarray:
         """The anchor image (H, W, 3) f32 in [0, 1] for ``edge_map`` (H, W) f32 (white lines on black)."""
         latents = self.generate_latents(edge_map, prompt, seed, guide, step_callback)
-        return decode_latents(self.comps, latents)
+        return decode_image(self.comps, latents)
 
     def generate_latents(self, edge_map: np.ndarray, prompt: str, seed: int, guide: AnchorGuide | None = None,
                          step_callback=None):
@@ -190,7 +190,7 @@ def encode_image(comps, image: np.ndarray):
     return latent_posterior(comps, image)[0].to(comps.device)
 
 
-def decode_latents(comps, latents) -> np.ndarray:
+def decode_image(comps, latents) -> np.ndarray:
     """(1, C, h, w) normalised latents -> (H, W, 3) f32 in [0, 1]."""
     import torch
 

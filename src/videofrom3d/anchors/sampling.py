@@ -9,7 +9,7 @@ observed content noised to the current level with the *same* initial noise::
 
     z_t <- m * ((1 - t) * z_obs + t * noise) + (1 - m) * z_t
 
-The official run (research/official-code.md section 2) uses K = 12 (``i < 12``); step 0 is a no-op because
+The official run (KIMGEONUNG/VideoFrom3D ``sag_generate_anchor_view.py``, ``src/flux/sampling.py``) uses K = 12 (``i < 12``); step 0 is a no-op because
 t_0 = 1 and z_0 is that same noise, so 11 replacements take effect (steps 1-11 of 25).
 
 Sigma schedule. Both schedules are ``linspace(1, 1/n, n)`` shifted by ``t' = e^mu / (e^mu + 1/t - 1)``; they

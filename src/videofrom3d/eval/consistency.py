@@ -1,4 +1,4 @@
-"""Weight-free metrics (numpy + OpenCV, no torch), research/evaluation.md section 4.
+"""Weight-free metrics (numpy + OpenCV, no torch); docs/evaluation.md gives the protocol.
 
 - warp error: frame t against frame t-1 warped along the exact mesh flow (temporal consistency);
 - flow agreement: OpenCV DIS flow between generated frames against the mesh flow (does the video follow
@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from videofrom3d.eval.metrics import erode, psnr
-from videofrom3d.prepare.flow import backward_warp
+from videofrom3d.prepare.warp import backward_warp
 
 # ------------------------------------------------------------------------------------------- warp error
 

@@ -4,7 +4,7 @@ For an inner frame i of an arc, the anchors v0 and vN are warped into view i wit
 (``flow_i_to_0``, ``flow_i_to_N`` from depth and cameras, visibility aware). Pixels seen by one anchor take
 it; pixels seen by both take the nearer anchor in time (v0 when i <= N/2), since blending ghosts where
 anchors disagree. The known region K_i is the union of both visibility masks; metrics score only K_i.
-Frames 0 and N are excluded (they are the anchors). research/evaluation.md section 1.
+Frames 0 and N are excluded (they are the anchors). docs/evaluation.md gives the protocol.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from videofrom3d.eval.metrics import PSNR_CAP_DB, capped, psnr, ssim
-from videofrom3d.prepare.flow import backward_warp, reprojection_flow
+from videofrom3d.prepare.flow import reprojection_flow
+from videofrom3d.prepare.warp import backward_warp
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,7 @@ consistency, LPIPS; each built from a local weight folder found through :mod:`vi
 
 Every model is a transformers class loaded with ``from_pretrained(local_folder)`` (CLIPModel, ViTModel /
 Dinov2Model through AutoModel, DPTForDepthEstimation), so a tiny random model saved in the same layout runs
-through exactly the same code. Definitions follow research/evaluation.md (VBench and LAION references);
+through exactly the same code. Definitions follow docs/evaluation.md (VBench and LAION references);
 preprocessing is written out here in torch so it does not depend on image-processor classes.
 
 MUSIQ is our own torch port (:mod:`videofrom3d.eval.musiq`) that loads pyiqa's checkpoint files strictly;
@@ -375,7 +375,7 @@ def equalized_u8(x: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
 
 
 def gt_disparity(depth: np.ndarray) -> np.ndarray:
-    """Mesh depth along +z (0 = miss) -> disparity 1/z, background 0 (research/evaluation.md, PSNR-D)."""
+    """Mesh depth along +z (0 = miss) -> disparity 1/z, background 0 (PSNR-D in docs/evaluation.md)."""
     d = np.asarray(depth, dtype=np.float64)
     with np.errstate(divide="ignore"):
         return np.where(d > 0, 1.0 / np.where(d > 0, d, 1.0), 0.0)

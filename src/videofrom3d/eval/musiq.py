@@ -3,7 +3,7 @@
 Written against the PyTorch port that VBench and the paper's numbers use (chaofengc/IQA-PyTorch
 ``pyiqa/archs/musiq_arch.py`` and ``pyiqa/data/multiscale_trans_util.py``); module and parameter names follow
 that port so its released checkpoints (``musiq_spaq_ckpt-358bb6af.pth``, ``musiq_koniq_ckpt-e95806b9.pth``)
-load with ``load_state_dict(strict=True)``. research/evaluation.md has the protocol.
+load with ``load_state_dict(strict=True)``. docs/evaluation.md has the protocol.
 
 Pipeline of one image (RGB in [0, 1], any size):
 

@@ -84,7 +84,7 @@ def write_markdown(path: str | Path, results: list[dict]) -> Path:
     return atomic_write_text(path, to_markdown(results))
 
 
-def contact_sheet(runs: list[RunFolder], columns: int = 6, thumb_width: int = 240) -> np.ndarray:
+def runs_contact_sheet(runs: list[RunFolder], columns: int = 6, thumb_width: int = 240) -> np.ndarray:
     """(H, W, 3) uint8 image: one row per run (its name on the left), ``columns`` evenly spaced frames."""
     label_w = 160
     rows = []
@@ -109,5 +109,5 @@ def contact_sheet(runs: list[RunFolder], columns: int = 6, thumb_width: int = 24
     return np.concatenate(rows, axis=0) if rows else np.zeros((1, 1, 3), np.uint8)
 
 
-def write_contact_sheet(path: str | Path, runs: list[RunFolder], columns: int = 6) -> Path:
-    return write_image(path, contact_sheet(runs, columns))
+def write_runs_contact_sheet(path: str | Path, runs: list[RunFolder], columns: int = 6) -> Path:
+    return write_image(path, runs_contact_sheet(runs, columns))

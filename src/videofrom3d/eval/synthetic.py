@@ -101,7 +101,7 @@ def make_synthetic_work(
             flow_forward_valid=np.stack(fwd_valid), flow_end_to_start=e2s, flow_end_to_start_valid=e2s_valid,
         )
         arc.save(WorkFolder(work).arc(k))
-    write_frames(work, frames)
+    replace_work_frames(work, frames)
     for k in range(arcs + 1):
         write_image(WorkFolder(work).anchor(k), frames[k * n])
     doc = {"frames_per_arc": n, "frames": total}
@@ -112,7 +112,7 @@ def make_synthetic_work(
     return work, frames
 
 
-def write_frames(work: str | Path, frames) -> None:
+def replace_work_frames(work: str | Path, frames) -> None:
     """Replace WORK/frames with ``frames`` (T, H, W, 3)."""
     folder = Path(work) / "frames"
     folder.mkdir(parents=True, exist_ok=True)

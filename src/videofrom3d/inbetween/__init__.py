@@ -16,7 +16,7 @@ from videofrom3d.inbetween.config import InbetweenConfig, InbetweenError
 _LAZY = {
     "Inbetweener": "videofrom3d.inbetween.inbetweener",
     "load_inbetweener": "videofrom3d.inbetween.inbetweener",
-    "write_frames": "videofrom3d.inbetween.inbetweener",
+    "write_frame_pngs": "videofrom3d.inbetween.inbetweener",
     "inbetween_arc": "videofrom3d.inbetween.sampling",
     "endpoint_latents": "videofrom3d.inbetween.conditioning",
     "edge_latents": "videofrom3d.inbetween.conditioning",

@@ -1,6 +1,6 @@
 """CogVideoX-5B-I2V components for inbetweening: loading, the 48-channel patch embedding, checkpoints.
 
-Three transformer sources (paper 3.3; research/official-code.md section 4, ggi-and-noise-warping.md 2-3):
+Three transformer sources (paper 3.3; KIMGEONUNG/VideoFrom3D ``ggi.py``, ``myutils.py`` ``ch_channel_cnn``):
 
 - the authors' released GGI checkpoint: a folder with ``config.json`` (``in_channels`` 48) and one or more
   safetensors shards holding the whole transformer, base weights plus PEFT LoRA tensors (rank 2048, alpha

@@ -17,6 +17,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from videofrom3d.prepare.noise_warp import degrade_noise
+
 
 def video_frame_count(latent_frames: int, temporal_compression: int = 4) -> int:
     """Decoded frames of ``latent_frames`` causal latents: 13 -> 49."""
@@ -39,7 +41,7 @@ def images_to_video_tensor(images: np.ndarray | torch.Tensor, device=None, dtype
     return x.to(device=device, dtype=dtype)
 
 
-def encode_video(
+def vae_encode_video(
     vae, video: torch.Tensor, generator: torch.Generator | None = None, mode: str = "sample"
 ) -> torch.Tensor:
     """(1, 3, F, H, W) in [-1, 1] -> scaled latents (1, T, 16, h, w): a posterior sample drawn from
@@ -79,14 +81,14 @@ def endpoint_latents(
     if latent_frames < 2:
         raise ValueError(f"latent_frames must be >= 2, got {latent_frames}")
     device, dtype = _vae_io(vae, device)
-    z_start = encode_video(vae, images_to_video_tensor(np.asarray(start)[None], device, dtype), generator, mode)
+    z_start = vae_encode_video(vae, images_to_video_tensor(np.asarray(start)[None], device, dtype), generator, mode)
     layout = [z_start, z_start.new_zeros((1, latent_frames - 2, *z_start.shape[2:]))]
     if end is None:
         layout.append(torch.zeros_like(z_start))
     else:
         if np.asarray(end).shape != np.asarray(start).shape:
             raise ValueError(f"start {np.asarray(start).shape} and end {np.asarray(end).shape} differ in size")
-        layout.append(encode_video(vae, images_to_video_tensor(np.asarray(end)[None], device, dtype), generator, mode))
+        layout.append(vae_encode_video(vae, images_to_video_tensor(np.asarray(end)[None], device, dtype), generator, mode))
     return torch.cat(layout, dim=1)
 
 
@@ -109,19 +111,7 @@ def edge_latents(
         raise ValueError(f"edge_maps must be (F, H, W) or (F, H, W, 3), got shape {edge_maps.shape}")
     device, dtype = _vae_io(vae, device)
     video = images_to_video_tensor(pad_to_valid_length(edge_maps), device, dtype)
-    return encode_video(vae, video, generator, mode)
-
-
-def degrade_noise(noise: np.ndarray, alpha: float, seed: int) -> np.ndarray:
-    """The Go-with-the-Flow degradation of warped noise, seeded: ``(alpha * eps + (1 - alpha) * noise) /
-    sqrt(alpha^2 + (1 - alpha)^2)`` with ``eps`` fresh Gaussian noise from ``numpy.random.default_rng(seed)``
-    (``videofrom3d.prepare.noise_warp.degrade``); alpha 0 returns the noise unchanged."""
-    from videofrom3d.prepare.noise_warp import degrade
-
-    noise = np.asarray(noise, dtype=np.float32)
-    if alpha == 0.0:
-        return noise.copy()
-    return np.asarray(degrade(noise, alpha, np.random.default_rng(seed)), dtype=np.float32)
+    return vae_encode_video(vae, video, generator, mode)
 
 
 def initial_latents(
@@ -130,9 +120,10 @@ def initial_latents(
     seed: int,
     shape: tuple[int, int, int, int],
 ) -> torch.Tensor:
-    """The latents the scheduler starts from, (1, T, C, h, w) float32: the degraded warped noise, or plain
-    Gaussian noise from ``seed`` when the arc has none. ``shape`` is (T, C, h, w); a mismatch is an error
-    naming both shapes."""
+    """The latents the scheduler starts from, (1, T, C, h, w) float32: the warped noise degraded by
+    :func:`~videofrom3d.prepare.noise_warp.degrade_noise` with fresh noise from
+    ``numpy.random.default_rng(seed)`` (alpha 0 keeps it as it is), or plain Gaussian noise from ``seed``
+    when the arc has none. ``shape`` is (T, C, h, w); a mismatch is an error naming both shapes."""
     if warped_noise is None:
         gen = torch.Generator().manual_seed(seed)
         return torch.randn((1, *shape), generator=gen, dtype=torch.float32)
@@ -144,4 +135,7 @@ def initial_latents(
             f"warped_noise has shape {tuple(noise.shape)}, expected {tuple(shape)} (latent frames, channels, "
             f"height/8, width/8 of the arc); re-run `videofrom3d prepare` at this size"
         )
-    return torch.from_numpy(degrade_noise(noise, alpha, seed))[None]
+    if alpha == 0.0:
+        return torch.from_numpy(noise.copy())[None]
+    degraded = degrade_noise(noise, alpha, np.random.default_rng(seed))
+    return torch.from_numpy(np.asarray(degraded, dtype=np.float32))[None]

@@ -16,8 +16,8 @@ class InbetweenError(VideoFrom3DError, ValueError):
 class InbetweenConfig:
     """Geometry- and appearance-guided inbetweening (GGI, paper 3.3) with CogVideoX-5B-I2V.
 
-    Defaults follow the paper and the authors' ``ggi.py``; research/official-code.md section 4 and
-    research/ggi-and-noise-warping.md sections 2-3 give the sources.
+    Defaults follow the paper and the authors' ``ggi.py`` and ``mypipes/pipe_intp2.py`` (KIMGEONUNG/VideoFrom3D),
+    which follow Go-with-the-Flow's ``cut_and_drag_inference.py`` (Eyeline-Research/Go-with-the-Flow).
     """
 
     steps: int = 30  # paper 4.1, ggi.py: 30 DDIM steps

@@ -281,7 +281,7 @@ def load_inbetweener(job, cfg: InbetweenConfig | None = None, models: str = "rea
     return Inbetweener(components, cfg, device=device, captioner=captioner)
 
 
-def write_frames(frames: np.ndarray, folder: str | os.PathLike, first_index: int = 0) -> list[Path]:
+def write_frame_pngs(frames: np.ndarray, folder: str | os.PathLike, first_index: int = 0) -> list[Path]:
     """``folder/NNNN.png`` for each (H, W, 3) frame, numbered from ``first_index``, each written atomically."""
     from videofrom3d.io.images import write_image
 

@@ -122,7 +122,7 @@ def denoise(
     return latents
 
 
-def decode_latents(vae, latents: torch.Tensor, device=None) -> np.ndarray:
+def vae_decode_video(vae, latents: torch.Tensor, device=None) -> np.ndarray:
     """(1, T, 16, h, w) scaled latents -> (4(T-1)+1, H, W, 3) float32 frames in [0, 1]."""
     p = next(vae.parameters())
     dev = torch.device(device) if device is not None else p.device
@@ -243,7 +243,7 @@ def inbetween_arc(
         eta=cfg.eta,
         on_step=on_step,
     )
-    decoded = decode_latents(vae, latents, device)
+    decoded = vae_decode_video(vae, latents, device)
     if len(decoded) != video_frame_count(t_count):
         raise InbetweenError(f"the VAE decoded {len(decoded)} frames from {t_count} latents")
     f = len(edge_maps) if edge_maps is not None else (frame_count or len(decoded))

@@ -17,7 +17,7 @@ import numpy as np
 
 from videofrom3d.errors import VideoFrom3DError
 from videofrom3d.io.atomic import atomic_path
-from videofrom3d.io.images import to_uint8
+from videofrom3d.io.images import read_image, to_uint8
 
 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 8.0, crf: int = 18) -> Path:
@@ -65,6 +65,17 @@ def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: floa
                 proc.kill()
                 proc.wait()
     return path
+
+
+def frames_to_mp4(
+    frames_dir: str | os.PathLike, count: int, fps: float, out: str | os.PathLike, progress=None
+) -> Path:
+    """``frames_dir/0000.png`` .. ``{count - 1:04d}.png`` -> H.264 mp4 at ``fps`` (:func:`write_video`).
+    ``progress(iterable, label, total=, leave=)`` wraps the frames (a tqdm-like bar), if given."""
+    frames = (read_image(Path(frames_dir) / f"{g:04d}.png") for g in range(count))
+    if progress is not None:
+        frames = progress(frames, "video", total=count, leave=False)
+    return write_video(out, frames, fps=fps)
 
 
 def read_video(path: str | os.PathLike) -> np.ndarray:

@@ -19,7 +19,7 @@ from videofrom3d.chaining import anchor_view, arc_seed, arc_start, use_replaceme
 from videofrom3d.io.atomic import atomic_path
 from videofrom3d.io.images import read_image, write_image
 from videofrom3d.io.manifest import digest_file, digest_json, json_ready
-from videofrom3d.io.video import write_video
+from videofrom3d.io.video import frames_to_mp4
 from videofrom3d.io.workfolder import ARC_EXTRAS
 from videofrom3d.job import anchor_prompt
 from videofrom3d.pipeline.context import RunContext, StageResult, derive_seed
@@ -343,8 +343,7 @@ def video(ctx: RunContext) -> StageResult:
         return {"count": len(sources)}
 
     def encode():
-        frames = (read_image(work.frame(g)) for g in range(len(sources)))
-        write_video(work.video, ctx.bar(frames, "video", total=len(sources), leave=False), fps=job.fps)
+        frames_to_mp4(work.frames_dir, len(sources), job.fps, work.video, progress=ctx.bar)
         return {"frames": len(sources), "fps": job.fps}
 
     both = (ctx.manifest.is_current("video", "frames", key, work.frames_dir, verify=True)

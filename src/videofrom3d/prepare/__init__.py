@@ -9,8 +9,9 @@ from videofrom3d.prepare.arcs import (
     prepare_arc,
     write_arc_preview,
 )
-from videofrom3d.prepare.flow import backward_warp, geometric_flow
+from videofrom3d.prepare.flow import geometric_flow
 from videofrom3d.prepare.gbuffer import GBuffer, make_renderer
+from videofrom3d.prepare.warp import backward_warp
 
 __all__ = [
     "GBuffer",

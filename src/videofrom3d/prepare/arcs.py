@@ -29,7 +29,7 @@ import numpy as np
 
 from videofrom3d.io.atomic import atomic_path, atomic_write_text
 from videofrom3d.io.images import read_mask, to_uint8
-from videofrom3d.scene.camera import Camera, load_cameras, save_cameras
+from videofrom3d.scene.camera import Camera, camera_rays, load_cameras, rotate_points, save_cameras
 
 
 def arc_ranges(frame_count: int, frames_per_arc: int = 45) -> list[tuple[int, int]]:
@@ -205,7 +205,7 @@ def _read_u16(path: Path) -> np.ndarray:
 class PrepareConfig:
     """Options of the job's ``[prepare]`` table.
 
-    Edge types and their look follow the authors' Line Art setup (paper 3.1; research/geometry.md 1.1):
+    Edge types and their look follow the authors' Line Art setup (paper 3.1; Blender ``lineart_cpu.c``):
     silhouette, crease at 40 degrees (Line Art's 140-degree crease angle), border and intersection lines.
     A look is ``(core width px, softness px, intensity)`` at 720 px image height, scaled with the height;
     the defaults match the official 1080x720 maps (outer contours ~7 px of white with soft shoulders, inner
@@ -285,9 +285,7 @@ def view_warnings(gbuffers, cameras, first_frame: int = 0) -> list[str]:
             continue
         if cover > 0.99:
             # view ray directions in world space, against the face normals: > 0 means a back face
-            from videofrom3d.prepare.flow import camera_rays, transform3
-
-            rays = transform3(camera_rays(cam)[::4, ::4], cam.cam_to_world[:3, :3])
+            rays = rotate_points(camera_rays(cam)[::4, ::4], cam.cam_to_world[:3, :3])
             n = gb.normal[::4, ::4]
             h = gb.hit[::4, ::4]
             back = (np.einsum("ijk,ijk->ij", rays, n) > 0)[h]
@@ -336,11 +334,6 @@ def prepare_arc(
     topo = topology_for(renderer, ecfg)
     t["topology"] = t.get("topology", 0.0) + time.perf_counter() - t0
 
-    # frame i+1 is submitted to the renderer (llvmpipe rasterises on its own threads, or a GPU does) as
-    # soon as frame i is read back; edges and flows of finished frames run on two worker threads (numpy
-    # and OpenCV release the GIL); the G-buffers land straight in the arc's arrays
-    from concurrent.futures import ThreadPoolExecutor
-
     from videofrom3d.prepare.flow import geometric_flow
     from videofrom3d.prepare.gbuffer import GBuffer
 
@@ -356,46 +349,17 @@ def prepare_arc(
     fwd_valid = np.empty((n - 1, h, w), bool)
     gbuffers = [GBuffer(depth[i], normals[i], tri_ids[i], object_ids[i], hits[i]) for i in range(n)]
     render_cams = [c if s == 1 else c.resized(w * s, h * s) for c in cameras]
-    busy = {"edges": 0.0, "flows": 0.0}
 
     def edges_job(i, big):
-        t0 = time.perf_counter()
         edge_maps[i] = edge_map(big, render_cams[i], topo, ecfg, size=(w, h))
-        busy["edges"] += time.perf_counter() - t0
 
     def flow_job(i):
-        t0 = time.perf_counter()
         fwd[i], fwd_valid[i] = geometric_flow(gbuffers[i], cameras[i], gbuffers[i + 1], cameras[i + 1], cfg.depth_tolerance)
-        busy["flows"] += time.perf_counter() - t0
 
-    t_render = 0.0
-    t_start = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        jobs = []
-        renderer.submit(render_cams[0])
-        for i in range(n):
-            t0 = time.perf_counter()
-            if s == 1:
-                big = renderer.collect(out=gbuffers[i])
-            else:
-                big = renderer.collect()
-                _subsample_into(big, s, gbuffers[i])
-            if i + 1 < n:
-                renderer.submit(render_cams[i + 1])
-            t_render += time.perf_counter() - t0
-            jobs.append(pool.submit(edges_job, i, big))
-            if i > 0:
-                jobs.append(pool.submit(flow_job, i - 1))
-        t0 = time.perf_counter()
-        e2s, e2s_valid = geometric_flow(gbuffers[-1], cameras[-1], gbuffers[0], cameras[0], cfg.depth_tolerance)
-        busy["flows"] += time.perf_counter() - t0
-        for j in jobs:
-            j.result()
-    # edges and flows overlap the rendering: their times are busy times of the workers
-    t["gbuffer"] = t.get("gbuffer", 0.0) + t_render
-    t["edges"] = t.get("edges", 0.0) + busy["edges"]
-    t["flows"] = t.get("flows", 0.0) + busy["flows"]
-    t["wall"] = t.get("wall", 0.0) + time.perf_counter() - t_start
+    def end_to_start_job():
+        return geometric_flow(gbuffers[-1], cameras[-1], gbuffers[0], cameras[0], cfg.depth_tolerance)
+
+    e2s, e2s_valid = _render_overlapped(renderer, render_cams, gbuffers, s, edges_job, flow_job, end_to_start_job, t)
 
     for msg in view_warnings(gbuffers, cameras, first_frame):
         warnings.warn(f"arc {index}: {msg}", stacklevel=2)
@@ -429,6 +393,55 @@ def prepare_arc(
         flow_end_to_start_valid=e2s_valid,
         warped_noise=noise,
     )
+
+
+def _render_overlapped(renderer, render_cams, gbuffers, s: int, edges_job, flow_job, end_job, t: dict):
+    """Render every view of ``render_cams`` into ``gbuffers`` (the 1x buffers; ``s`` the supersampling) while
+    two worker threads run ``edges_job(i, big)`` on each frame's render-size G-buffer as it arrives and
+    ``flow_job(i)`` once frames i and i + 1 are in; ``end_job()`` runs on this thread after the last frame,
+    while the workers finish, and its result is returned. Frame i + 1 is submitted to the renderer (llvmpipe rasterises on its own
+    threads, or a GPU does) as soon as frame i is read back; numpy and OpenCV release the GIL.
+
+    Adds to ``t``: "gbuffer" (render and read-back), "edges" and "flows" (busy time of the jobs, which
+    overlap the rendering; ``end_job`` counts as a flow) and "wall"."""
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    busy = {"edges": 0.0, "flows": 0.0}
+
+    def timed(name, fn, *args):
+        t0 = time.perf_counter()
+        result = fn(*args)
+        busy[name] += time.perf_counter() - t0
+        return result
+
+    n = len(render_cams)
+    t_render = 0.0
+    t_start = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        jobs = []
+        renderer.submit(render_cams[0])
+        for i in range(n):
+            t0 = time.perf_counter()
+            if s == 1:
+                big = renderer.collect(out=gbuffers[i])
+            else:
+                big = renderer.collect()
+                _subsample_into(big, s, gbuffers[i])
+            if i + 1 < n:
+                renderer.submit(render_cams[i + 1])
+            t_render += time.perf_counter() - t0
+            jobs.append(pool.submit(timed, "edges", edges_job, i, big))
+            if i > 0:
+                jobs.append(pool.submit(timed, "flows", flow_job, i - 1))
+        end_result = timed("flows", end_job)
+        for j in jobs:
+            j.result()
+    t["gbuffer"] = t.get("gbuffer", 0.0) + t_render
+    t["edges"] = t.get("edges", 0.0) + busy["edges"]
+    t["flows"] = t.get("flows", 0.0) + busy["flows"]
+    t["wall"] = t.get("wall", 0.0) + time.perf_counter() - t_start
+    return end_result
 
 
 def _subsample_into(gb, s: int, out) -> None:

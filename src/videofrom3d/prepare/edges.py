@@ -36,7 +36,7 @@ import cv2
 import numpy as np
 
 from videofrom3d.prepare.gbuffer import GBuffer
-from videofrom3d.scene.camera import Camera
+from videofrom3d.scene.camera import Camera, camera_rays, rotate_points
 from videofrom3d.scene.mesh import Scene
 
 EDGE_TYPES = ("silhouette", "crease", "border", "intersection")
@@ -148,8 +148,6 @@ def topology_for(renderer, cfg: EdgeConfig) -> MeshTopology:
 def classify_edges(gb: GBuffer, cam: Camera, topo: MeshTopology, cfg: EdgeConfig | None = None) -> dict:
     """Crisp line masks ``{type: (H, W) bool}`` for the enabled types; each line marks both pixels of
     a classified pair, so it is centred on the boundary between them."""
-    from videofrom3d.prepare.flow import camera_rays, transform3
-
     cfg = cfg or EdgeConfig()
     h, w = gb.depth.shape
     tri = gb.triangle_id
@@ -191,7 +189,7 @@ def classify_edges(gb: GBuffer, cam: Camera, topo: MeshTopology, cfg: EdgeConfig
             zp, zq = depth[pr], depth[qr]
             d = rays[qr] * zq[:, None] - rays[pr] * zp[:, None]
             R = cam.world_to_cam[:3, :3].astype(np.float32)
-            np_c, nq_c = transform3(np_w[rest], R), transform3(nq_w[rest], R)
+            np_c, nq_c = rotate_points(np_w[rest], R), rotate_points(nq_w[rest], R)
             d_pq = np.abs(np.einsum("ij,ij->i", np_c, d))
             d_qp = np.abs(np.einsum("ij,ij->i", nq_c, d))
             zmin = np.minimum(zp, zq)

@@ -1,4 +1,4 @@
-"""Exact geometric optical flow between views of the mesh, with visibility; correspondence maps; warping.
+"""Exact geometric optical flow between views of the mesh, with visibility; correspondence maps.
 
 ``flow_i_to_j[y, x] = (dx, dy)``: the surface point seen at pixel centre (x + 0.5, y + 0.5) of view i is
 seen at (x + 0.5 + dx, y + 0.5 + dy) in view j. ``valid`` is True where that point is visible in both views
@@ -11,70 +11,12 @@ import cv2
 import numpy as np
 
 from videofrom3d.prepare.gbuffer import GBuffer
-from videofrom3d.scene.camera import Camera, pixel_grid
-
-
-def remap(image: np.ndarray, flow_target_to_source: np.ndarray, border: str = "constant", fill: float = 0.0) -> np.ndarray:
-    """Bilinear backward warp of ``image`` (H, W[, C]) by a target->source flow (H, W, 2), no masking.
-
-    ``border``: "constant" (``fill`` outside the source) or "replicate" (nearest edge pixel)."""
-    h, w = flow_target_to_source.shape[:2]
-    map_x = (np.arange(w, dtype=np.float32) + flow_target_to_source[..., 0]).astype(np.float32)
-    map_y = (np.arange(h, dtype=np.float32)[:, None] + flow_target_to_source[..., 1]).astype(np.float32)
-    mode = {"constant": cv2.BORDER_CONSTANT, "replicate": cv2.BORDER_REPLICATE}[border]
-    src = np.ascontiguousarray(image, dtype=np.float32)
-    return cv2.remap(src, map_x, map_y, cv2.INTER_LINEAR, borderMode=mode, borderValue=fill)
-
-
-def backward_warp(
-    image: np.ndarray, flow_target_to_source: np.ndarray, valid: np.ndarray | None = None, fill: float = 0.0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Resample ``image`` (H, W[, C]) of a source view into a target view.
-
-    ``flow_target_to_source`` (H, W, 2) gives, per target pixel, its displacement into the source view
-    (e.g. ``flow_end_to_start`` to bring the start anchor into the end view). Returns the warped image and
-    the (H, W) bool mask of target pixels that were observed (``valid`` and inside the source image).
-    """
-    h, w = flow_target_to_source.shape[:2]
-    warped = remap(image, flow_target_to_source, "constant", fill)
-    sh, sw = np.shape(image)[:2]
-    map_x = np.arange(w, dtype=np.float32) + flow_target_to_source[..., 0]
-    map_y = np.arange(h, dtype=np.float32)[:, None] + flow_target_to_source[..., 1]
-    inside = (map_x >= -0.5) & (map_x <= sw - 0.5) & (map_y >= -0.5) & (map_y <= sh - 0.5)
-    mask = inside if valid is None else inside & valid.astype(bool)
-    warped = np.where(mask[..., None] if warped.ndim == 3 else mask, warped, fill)
-    return warped.astype(np.float32), mask
-
+from videofrom3d.scene.camera import Camera, camera_rays, pixel_grid, rotate_points
 
 # ------------------------------------------------------------------------------------------------ exact flow
 
 DEPTH_TOLERANCE = 0.005
 """Relative tolerance of the visibility test (a fraction of the depth), on top of one pixel footprint."""
-
-
-def transform3(points: np.ndarray, M: np.ndarray) -> np.ndarray:
-    """(..., 3) float32/64 points -> ``points @ M.T`` for a (3, 3) ``M`` (OpenCV's transform: numpy's
-    matmul is several times slower on long, 3-wide arrays)."""
-    p = np.ascontiguousarray(points)
-    out = cv2.transform(p.reshape(-1, 1, 3), np.asarray(M, dtype=p.dtype))
-    return out.reshape(p.shape)
-
-
-def camera_rays(cam: Camera) -> np.ndarray:
-    """(H, W, 3) float32 camera-space directions through the pixel centres, scaled to z = 1 (cached)."""
-    key = (cam.width, cam.height, cam.K.tobytes())
-    rays = _RAYS.get(key)
-    if rays is None:
-        Kinv = np.linalg.inv(cam.K)
-        grid = pixel_grid(cam.width, cam.height)
-        rays = (grid[..., 0:1] * Kinv[:, 0] + grid[..., 1:2] * Kinv[:, 1] + Kinv[:, 2]).astype(np.float32)
-        if len(_RAYS) > 8:
-            _RAYS.clear()
-        _RAYS[key] = rays
-    return rays
-
-
-_RAYS: dict = {}
 
 
 def project_depth(
@@ -177,9 +119,9 @@ def geometric_flow(
         zq = zj_seen[check]
         rays_j = camera_rays(cam_j).reshape(-1, 3)[idx]
         qpt = rays_j * zq[:, None]  # the point j sees, camera j coordinates
-        nj = transform3(gb_j.normal.reshape(-1, 3)[idx], cam_j.world_to_cam[:3, :3])
+        nj = rotate_points(gb_j.normal.reshape(-1, 3)[idx], cam_j.world_to_cam[:3, :3])
         pi = camera_rays(cam_i)[check] * depth[check][:, None]
-        pj = transform3(pi, T[:3, :3]) + T[:3, 3].astype(np.float32)
+        pj = rotate_points(pi, T[:3, :3]) + T[:3, 3].astype(np.float32)
         dist = np.abs(np.einsum("ij,ij->i", nj, pj - qpt))
         valid[check] = dist <= tol[check]
     flow[~gb_i.hit] = 0.0

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from videofrom3d.scene.camera import Camera
+from videofrom3d.scene.camera import Camera, camera_rays, rotate_points
 from videofrom3d.scene.mesh import Scene
 
 BACKENDS = ("auto", "moderngl", "embree")
@@ -275,13 +275,11 @@ class EmbreeRenderer(Renderer):
         self._depth_cache = None
 
     def _triangle_ids(self, cam: Camera) -> np.ndarray:
-        from videofrom3d.prepare.flow import camera_rays, transform3
-
         rays = camera_rays(cam).reshape(-1, 3)  # camera-space directions with z = 1
         c2w = cam.cam_to_world
         R = c2w[:3, :3]
         origin = c2w[:3, 3] - self.center
-        dirs = transform3(rays, R)
+        dirs = rotate_points(rays, R)
         origins = np.empty_like(dirs)
         origins[:] = origin.astype(np.float32)
         tri = np.asarray(self._scene.run(origins, dirs), np.int32)
@@ -289,7 +287,7 @@ class EmbreeRenderer(Renderer):
         t = tri[hit]
         # depth along +z = distance along the z = 1 ray to the plane n . x = c: (c - n . o) / (n . d)
         num = (self._c - self._n @ origin)[t]
-        n_cam = transform3(self._n, R.T)[t]  # normals in camera axes, so n . d = n_cam . ray
+        n_cam = rotate_points(self._n, R.T)[t]  # normals in camera axes, so n . d = n_cam . ray
         den = np.einsum("ij,ij->i", n_cam, rays[hit].astype(np.float64))
         with np.errstate(divide="ignore", invalid="ignore"):
             d = num / den

@@ -5,7 +5,8 @@ The inbetweening model reads the camera motion only through its initial noise: a
 of 16 x 60 x 90 in which every frame is white N(0, 1) noise and the noise *moves with the scene* from frame to
 frame. This module builds it from the prepare stage's forward flows with the discrete warper of
 Go-with-the-Flow (Burgert et al., CVPR 2025), which is what the published flow LoRA (and so GGI) was trained
-with. Written from the description in research/ggi-and-noise-warping.md sections 1 and 3.
+with. Written from the description of RyannDaGreat/CommonSource ``noise_warp.py`` (``NoiseWarper``,
+``regaussianize``, ``mix_new_noise``) and the authors' ``assets/mk_noise.py`` (KIMGEONUNG/VideoFrom3D).
 
 The warper
 ==========
@@ -54,7 +55,7 @@ variance. Output ``(13, 16, 60, 90)`` float32, the diffusers CogVideoX ``F C H W
 
 Degradation
 ===========
-:func:`degrade` blends with fresh noise, ``((1 - a) n + a z) / sqrt((1 - a)^2 + a^2)``, variance preserving.
+:func:`degrade_noise` blends with fresh noise, ``((1 - a) n + a z) / sqrt((1 - a)^2 + a^2)``, variance preserving.
 Two latent frames that held the same warped noise (at shift-compensated positions) get independent z, so
 their correlation drops from 1 to ``(1 - a)^2 / ((1 - a)^2 + a^2)`` (0.5 at the inference value a = 0.5).
 Unlike the official code, the fresh noise comes from a seeded generator. The inbetween stage applies it
@@ -74,7 +75,7 @@ import numpy as np
 __all__ = [
     "NoiseConfig",
     "WarpState",
-    "degrade",
+    "degrade_noise",
     "downsample_to_latent",
     "from_official_layout",
     "init_state",
@@ -568,7 +569,7 @@ def _warp_arc(ops, buffers, fine_displacement, steps: int, keys, height: int, wi
 # degradation, layouts, preview
 
 
-def degrade(noise, alpha: float, generator=None):
+def degrade_noise(noise, alpha: float, generator=None):
     """Variance-preserving blend with fresh noise: ``((1 - a) n + a z) / sqrt((1 - a)^2 + a^2)`` (Go-with-the-Flow
     ``mix_new_noise``; the authors' code draws z from the global RNG, ours from ``generator``).
 

@@ -1,5 +1,5 @@
 """Export prepared arcs in the authors' folder layout, so their anchor (SAG) and inbetween (GGI) scripts
-run on any user's mesh (research/official-code.md section 1).
+run on any user's mesh (the layout of KIMGEONUNG/VideoFrom3D ``assets/sampleA/arcK/``).
 
 Layout of ``OUT/`` (file names are **global, 1-based** frame numbers; consecutive arcs share their
 boundary frame, which is written in both):

@@ -14,7 +14,8 @@ from videofrom3d.chaining import ArcChaining, ReplacementRule
 from videofrom3d.engines import AnchorGuide, EngineContext, EngineSpec, style_digests
 from videofrom3d.io.manifest import json_ready
 from videofrom3d.job import stage_config
-from videofrom3d.prepare.flow import backward_warp, remap, reprojection_flow
+from videofrom3d.prepare.flow import reprojection_flow
+from videofrom3d.prepare.warp import backward_warp, remap
 from videofrom3d.preview.config import PreviewConfig, PreviewError
 from videofrom3d.preview.shading import draw_lines, match_objects, shade_view
 from videofrom3d.preview.style import PreviewStyle, style_from_files

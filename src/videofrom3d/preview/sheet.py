@@ -29,7 +29,7 @@ def _blank(w: int, h: int) -> np.ndarray:
     return np.full((h, w, 3), 0.2, np.float32)
 
 
-def write_contact_sheet(work: str | os.PathLike, path: str | os.PathLike, frames_per_arc: int, tile_width: int = 240,
+def write_work_contact_sheet(work: str | os.PathLike, path: str | os.PathLike, frames_per_arc: int, tile_width: int = 240,
                         title: str = "") -> Path:
     """Rows: edge maps at the anchor views, anchors, and the middle frame of each arc (between its anchors)."""
     work = WorkFolder(work)

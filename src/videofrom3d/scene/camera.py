@@ -31,6 +31,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 GL_TO_CV = np.diag([1.0, -1.0, -1.0, 1.0])
@@ -162,6 +163,25 @@ def intrinsics_from_focal(
 # ------------------------------------------------------------------------------------------------ extrinsics
 
 
+def resize_intrinsics(K: np.ndarray, own_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """K at ``own_size`` -> K at ``size``: per-axis scale when the aspect matches, else the vertical field of
+    view and the pixel aspect are kept (f_x, f_y, c_y scale with the height, c_x with the width)."""
+    (W, H), (w, h) = own_size, size
+    if (W, H) == (w, h):
+        return np.array(K, np.float64)
+    sx, sy = w / W, h / H
+    out = np.array(K, np.float64)
+    if abs(sx - sy) <= 1e-9 * max(sx, sy):
+        out[0] *= sx
+        out[1] *= sy
+    else:
+        out[0, 0] *= sy
+        out[0, 1] *= sy
+        out[0, 2] *= sx
+        out[1] *= sy
+    return out
+
+
 def look_at(position, target, up=(0.0, 1.0, 0.0)) -> np.ndarray:
     """(4, 4) OpenCV world_to_cam for a camera at ``position`` looking at ``target`` with world ``up``."""
     eye = np.asarray(position, dtype=np.float64)
@@ -266,6 +286,31 @@ def pixel_grid(width: int, height: int) -> np.ndarray:
     ys = np.arange(height, dtype=np.float64) + 0.5
     gx, gy = np.meshgrid(xs, ys)
     return np.stack([gx, gy], axis=-1)
+
+
+def rotate_points(points: np.ndarray, R: np.ndarray) -> np.ndarray:
+    """(..., 3) float32/64 points or directions -> ``points @ R.T`` for a (3, 3) ``R`` (a rotation at every
+    call site; OpenCV's transform, since numpy's matmul is several times slower on long, 3-wide arrays)."""
+    p = np.ascontiguousarray(points)
+    out = cv2.transform(p.reshape(-1, 1, 3), np.asarray(R, dtype=p.dtype))
+    return out.reshape(p.shape)
+
+
+def camera_rays(cam: Camera) -> np.ndarray:
+    """(H, W, 3) float32 camera-space directions through the pixel centres, scaled to z = 1 (cached)."""
+    key = (cam.width, cam.height, cam.K.tobytes())
+    rays = _RAYS.get(key)
+    if rays is None:
+        Kinv = np.linalg.inv(cam.K)
+        grid = pixel_grid(cam.width, cam.height)
+        rays = (grid[..., 0:1] * Kinv[:, 0] + grid[..., 1:2] * Kinv[:, 1] + Kinv[:, 2]).astype(np.float32)
+        if len(_RAYS) > 8:
+            _RAYS.clear()
+        _RAYS[key] = rays
+    return rays
+
+
+_RAYS: dict = {}
 
 
 # ------------------------------------------------------------------------------------------------ rotations
