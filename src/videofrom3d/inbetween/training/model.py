@@ -4,11 +4,11 @@ input channels (noise | endpoints | edges) and the Go-with-the-Flow flow LoRA at
 Trainable parameters (:func:`set_trainable`):
 
 - ``mode="full"`` (the paper's Eq. 3): every transformer weight except the flow LoRA;
-- ``mode="lora"`` (smaller GPUs): a second PEFT adapter ``train`` (rank r, alpha r) on the attention and
+- ``mode="lora"`` (smaller GPUs): a second PEFT adapter ``trained`` (rank r, alpha r) on the attention and
   feed-forward projections, plus the whole patch embedding (its edge channels start at zero and must learn).
 
 :func:`export_state` gives the state dict of the authors' checkpoint layout (base weights, the 48-channel
-embedding, the flow LoRA as PEFT ``lora_A/B.default`` tensors); in LoRA mode the trained adapter is merged into
+embedding, the flow LoRA as PEFT ``lora_A/B.default`` tensors); in LoRA mode the ``trained`` adapter is merged into
 the base weights first, so the inbetween stage reads both modes the same way.
 """
 
@@ -19,7 +19,7 @@ import torch
 from videofrom3d.inbetween.components import LATENT_CHANNELS, LORA_TARGETS, attach_lora
 
 FLOW_ADAPTER = "default"  # the flow LoRA's PEFT adapter name (the authors' checkpoint keys say "default")
-TRAIN_ADAPTER = "train"
+TRAIN_ADAPTER = "trained"  # not "train": PEFT adds a module attribute per adapter name
 TRAIN_LORA_TARGETS = (*LORA_TARGETS, "ff.net.0.proj", "ff.net.2")
 
 
@@ -30,7 +30,7 @@ def attention_modules(transformer, targets=LORA_TARGETS) -> list[str]:
 
 
 def block_modules(transformer, targets=TRAIN_LORA_TARGETS) -> list[str]:
-    """Full names of the attention and feed-forward projections of every block (the ``train`` adapter)."""
+    """Full names of the attention and feed-forward projections of every block (the ``trained`` adapter)."""
     names = []
     for n, m in transformer.named_modules():
         if n.startswith("transformer_blocks.") and isinstance(m, torch.nn.Linear):
@@ -60,11 +60,15 @@ def attach_random_flow_lora(transformer, rank: int, seed: int = 0, std: float = 
 
 
 def add_train_lora(transformer, rank: int):
-    """The ``train`` adapter beside the flow LoRA, both active (diffusers activates only the newest one)."""
+    """The ``trained`` adapter beside the flow LoRA, both active (diffusers activates only the newest one)."""
+    import warnings
+
     from peft import LoraConfig
 
     config = LoraConfig(r=rank, lora_alpha=float(rank), target_modules=block_modules(transformer))
-    transformer.add_adapter(config, adapter_name=TRAIN_ADAPTER)
+    with warnings.catch_warnings():  # "multiple adapters in the model": two are intended here
+        warnings.filterwarnings("ignore", message=".*multiple adapters.*")
+        transformer.add_adapter(config, adapter_name=TRAIN_ADAPTER)
     transformer.set_adapters([FLOW_ADAPTER, TRAIN_ADAPTER], [1.0, 1.0])
     return transformer
 
@@ -92,7 +96,7 @@ def set_trainable(transformer, mode: str) -> list[torch.nn.Parameter]:
 
 
 def export_state(state: dict[str, torch.Tensor], train_lora_scale: float = 1.0) -> dict[str, torch.Tensor]:
-    """The authors' checkpoint layout from a training state dict: ``train`` adapter tensors (if any) merged
+    """The authors' checkpoint layout from a training state dict: ``trained`` adapter tensors (if any) merged
     into their base weights (``W + scale * B @ A``) and dropped; everything else (the flow LoRA included)
     kept as is. Tensors are detached copies on the CPU."""
     out = {k: v.detach().cpu().clone() for k, v in state.items() if f".{TRAIN_ADAPTER}." not in k}

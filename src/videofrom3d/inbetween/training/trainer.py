@@ -130,9 +130,18 @@ def latest_checkpoint(out: Path) -> tuple[int, Path] | None:
     return best
 
 
-def save_checkpoint(accelerator, model, step: int, cfg: TrainConfig, mode: str) -> Path:
+def weights_digest(model) -> int:
+    """A 60-bit hash of every parameter of ``model`` (unwrapped), to check that replicas agree."""
+    from videofrom3d.io.manifest import digest_arrays
+
+    arrays = [p.detach().float().cpu().numpy() for _, p in sorted(model.named_parameters(), key=lambda kv: kv[0])]
+    return int(digest_arrays(*arrays)[:15], 16)
+
+
+def save_checkpoint(accelerator, model, step: int, cfg: TrainConfig, mode: str, initial_digest: int = 0) -> Path:
     """``OUT/checkpoint-N/{transformer,state,trainer.json}``, assembled under a temporary name and renamed
-    (every process takes part: state saving and gathering the weights are collective)."""
+    (every process takes part: state saving and gathering the weights are collective). ``trainer.json``
+    records each process's weights digest (they must all agree)."""
     from videofrom3d.inbetween.components import save_transformer_checkpoint
     from videofrom3d.inbetween.training.model import export_state
 
@@ -144,12 +153,15 @@ def save_checkpoint(accelerator, model, step: int, cfg: TrainConfig, mode: str) 
     accelerator.wait_for_everyone()
     accelerator.save_state(str(tmp / "state"))
     state = accelerator.get_state_dict(model)
+    mine = torch.tensor([weights_digest(accelerator.unwrap_model(model))], dtype=torch.int64, device=accelerator.device)
+    digests = [int(d) for d in accelerator.gather(mine).cpu()]
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
         save_transformer_checkpoint(unwrapped, tmp / "transformer", max_shard_bytes=5 << 30,
                                     state=export_state(state))
-        (tmp / "trainer.json").write_text(json.dumps({"step": step, "mode": mode, "config": _config_doc(cfg)},
-                                                     indent=1, default=str))
+        info = {"step": step, "mode": mode, "processes": accelerator.num_processes, "replica_digests": digests,
+                "initial_digest": initial_digest, "config": _config_doc(cfg)}
+        (tmp / "trainer.json").write_text(json.dumps(info, indent=1, default=str))
         if final.exists():
             shutil.rmtree(final)
         tmp.rename(final)
@@ -201,6 +213,7 @@ def train_ggi(cfg: TrainConfig, models: str = "real", prepare_only: bool = False
                               mixed_precision=tc.mixed_precision, cpu=tc.device == "cpu")
     main = accelerator.is_main_process
     device = accelerator.device
+    cfg.out.mkdir(parents=True, exist_ok=True)
 
     # data: each process prepares its share of the clips, the main process writes the manifest
     report = prepare_dataset(cfg.data, cfg.cache, models, cfg.models, cfg.seed,
@@ -240,6 +253,7 @@ def train_ggi(cfg: TrainConfig, models: str = "real", prepare_only: bool = False
                                   eps=tc.adam_eps)
     # stepped once per optimizer step here (not by accelerate, which would step it once per process)
     schedule = get_cosine_with_hard_restarts_schedule_with_warmup(optimizer, tc.warmup_steps, tc.steps, tc.lr_cycles)
+    initial_digest = weights_digest(transformer)
     model, optimizer = accelerator.prepare(transformer, optimizer)
     accelerator.register_for_checkpointing(schedule)
     transformer_config = accelerator.unwrap_model(model).config
@@ -291,7 +305,7 @@ def train_ggi(cfg: TrainConfig, models: str = "real", prepare_only: bool = False
             bar.update(1)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
         if step % tc.checkpoint_every == 0 or step == tc.steps:
-            result["checkpoint"] = str(save_checkpoint(accelerator, model, step, cfg, tc.mode))
+            result["checkpoint"] = str(save_checkpoint(accelerator, model, step, cfg, tc.mode, initial_digest))
         if val_set is not None and tc.validate_every and (step % tc.validate_every == 0 or step == tc.steps):
             if main:
                 result["validation"] = _validate(accelerator, model, components, val_set, text, step, cfg)
