@@ -47,6 +47,7 @@ class DataConfig:
     flow: Literal["auto", "raft", "dis"] = "auto"  # auto: RAFT (torchvision) when it imports, else OpenCV DIS
     flow_scale: float = 0.5  # authors: RAFT on 240x360 frames
     noise_grid_factor: int = 4  # authors: the 1920x2880 warper (4 x 480x720)
+    noise_backend: Literal["auto", "numpy", "torch"] = "auto"  # auto: torch on the process's GPU, else numpy
     hed_resolution: int = 512  # HED detect resolution (ControlNet annotator default)
     prompt: str = ""  # caption when a clip has none (caption.txt in a frame folder, NAME.txt beside NAME.mp4)
     validation_clips: int = 1  # held out from training (the last clips in sorted order); 0: none

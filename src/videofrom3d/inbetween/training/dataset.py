@@ -229,17 +229,25 @@ def make_annotators(cfg: DataConfig, models: str = "real", paths: dict | None = 
 # ------------------------------------------------------------------------------------------ preparation
 
 
-def clip_key(spec: ClipSpec, cfg: DataConfig, models: str, seed: int) -> str:
+def noise_backend(cfg: DataConfig, device: str) -> str:
+    """The warper's backend: ``[data] noise_backend``, where "auto" is torch on a GPU, else numpy."""
+    if cfg.noise_backend != "auto":
+        return cfg.noise_backend
+    return "torch" if str(device).startswith("cuda") else "numpy"
+
+
+def clip_key(spec: ClipSpec, cfg: DataConfig, models: str, seed: int, device: str = "cpu") -> str:
     """What a cached clip depends on: the source's files, the data options that shape it, the models."""
     from videofrom3d.io.manifest import digest_json
 
     shaping = {k: v for k, v in asdict(cfg).items() if k not in ("videos", "cache", "validation_clips", "max_videos",
                                                                   "clips_per_video", "prompt")}
     return digest_json({"format": FORMAT, "source": spec.source.name, "stamp": spec.source.stamp(),
-                        "start": spec.start, "data": shaping, "models": models, "seed": seed})
+                        "start": spec.start, "data": shaping, "models": models, "seed": seed,
+                        "noise_backend": noise_backend(cfg, device)})
 
 
-def prepare_clip(spec: ClipSpec, cfg: DataConfig, annotators: Annotators, seed: int) -> dict:
+def prepare_clip(spec: ClipSpec, cfg: DataConfig, annotators: Annotators, seed: int, device: str = "cpu") -> dict:
     """The arrays of one clip (see the module docstring) as a dict of numpy arrays."""
     from videofrom3d.annotators.depth import normalized_depth_image
     from videofrom3d.inbetween.conditioning import latent_frame_count
@@ -248,8 +256,10 @@ def prepare_clip(spec: ClipSpec, cfg: DataConfig, annotators: Annotators, seed: 
 
     frames = cover_crop(read_frames(spec.source, spec.start, cfg.frames, cfg.stride), cfg.width, cfg.height)
     flows = np.stack([annotators.flow(frames[i], frames[i + 1]) for i in range(len(frames) - 1)])
+    backend = noise_backend(cfg, device)
     noise_cfg = NoiseConfig(grid_factor=cfg.noise_grid_factor, latent_size=(cfg.height // 8, cfg.width // 8),
-                            latent_frames=latent_frame_count(cfg.frames))
+                            latent_frames=latent_frame_count(cfg.frames), backend=backend,
+                            device=str(device) if backend == "torch" else "cpu")
     noise_seed = int(digest_json([seed, spec.name])[:8], 16)
     noise = warped_noise_for_arc(flows, cfg.frames - 1, noise_cfg, seed=noise_seed)
     depth = annotators.depth(frames)
@@ -289,13 +299,13 @@ def prepare_dataset(cfg: DataConfig, cache: str | os.PathLike, models: str = "re
     prepared, reused = [], []
     for spec in tqdm(mine, desc="prepare clips", unit="clip", disable=not progress):
         folder = cache / spec.name
-        key = clip_key(spec, cfg, models, seed)
+        key = clip_key(spec, cfg, models, seed, device)
         if _is_current(folder, key):
             reused.append(spec.name)
             continue
         if annotators is None:  # loaded only when some clip needs work
             annotators = make_annotators(cfg, models, paths, seed, device)
-        arrays = prepare_clip(spec, cfg, annotators, seed)
+        arrays = prepare_clip(spec, cfg, annotators, seed, device)
         with atomic_path(folder, suffix="") as tmp:
             tmp.mkdir(parents=True)
             for name, arr in arrays.items():
