@@ -184,11 +184,26 @@ def test_only_intended_parameters_change(videos, cache, tmp_path, mode):
     else:
         trained = {k for k in after if f".{TRAIN_ADAPTER}." in k or k.startswith("patch_embed.proj.")}
         assert changed <= trained and any(f"lora_B.{TRAIN_ADAPTER}" in k for k in changed)
+        # the exported checkpoint has the trained adapter merged: W + B A (alpha = rank)
+        from videofrom3d.inbetween.components import load_transformer_checkpoint
+
+        loaded = load_transformer_checkpoint(tmp_path / "out" / "checkpoint-2", torch.float32).state_dict()
+        m = "transformer_blocks.0.ff.net.2"
+        want = after[f"{m}.base_layer.weight"] + after[f"{m}.lora_B.{TRAIN_ADAPTER}.weight"] @ after[
+            f"{m}.lora_A.{TRAIN_ADAPTER}.weight"]
+        assert not torch.equal(want, after[f"{m}.base_layer.weight"])
+        torch.testing.assert_close(loaded[f"{m}.weight"], want)
 
 
 def test_killed_run_resumes_exactly_and_checkpoint_loads_in_inbetween(videos, cache, tmp_path):
     doc = _doc(videos, tmp_path / "a", cache, steps=4, checkpoint_every=2, gradient_accumulation=2)
-    whole = train_ggi(train_config_from_dict(doc), "tiny-random", progress=False)
+    whole = train_ggi(train_config_from_dict({**doc, "train": {**doc["train"], "validate_every": 4}}), "tiny-random",
+                      progress=False)
+    scores = [json.loads(ln) for ln in (tmp_path / "a" / "validation" / "metrics.jsonl").read_text().splitlines()]
+    assert [s["step"] for s in scores] == [4] and (tmp_path / "a" / "validation" / "step-4.mp4").stat().st_size > 0
+    assert 5 < scores[0]["psnr"] < 60 and 0 <= scores[0]["edge_f"] <= 1 and scores[0]["flow_epe"] >= 0
+    again = train_ggi(train_config_from_dict(doc), "tiny-random", progress=False)
+    assert again["losses"] == [] and again["step"] == 4  # finished: nothing to do
 
     def kill(step, loss):
         if step == 3:

@@ -117,7 +117,7 @@ class TrainConfig:
         return Path(self.data.cache) if self.data.cache else self.out / "data"
 
 
-MODEL_KEYS = ("cogvideox", "flow_lora", "ggi", "depth", "hed")
+MODEL_KEYS = ("cogvideox", "flow_lora", "depth", "hed")
 TOP_KEYS = {"out", "seed", "data", "train", "models"}
 
 

@@ -138,10 +138,12 @@ def weights_digest(model) -> int:
     return int(digest_arrays(*arrays)[:15], 16)
 
 
-def save_checkpoint(accelerator, model, step: int, cfg: TrainConfig, mode: str, initial_digest: int = 0) -> Path:
+def save_checkpoint(accelerator, model, step: int, cfg: TrainConfig, mode: str, initial_digest: int = 0,
+                    export_dtype: torch.dtype | None = None) -> Path:
     """``OUT/checkpoint-N/{transformer,state,trainer.json}``, assembled under a temporary name and renamed
     (every process takes part: state saving and gathering the weights are collective). ``trainer.json``
-    records each process's weights digest (they must all agree)."""
+    records each process's weights digest (they must all agree). ``export_dtype`` (bf16 under mixed
+    precision) is the dtype of the exported transformer's floating tensors; None keeps them as trained."""
     from videofrom3d.inbetween.components import save_transformer_checkpoint
     from videofrom3d.inbetween.training.model import export_state
 
@@ -157,8 +159,10 @@ def save_checkpoint(accelerator, model, step: int, cfg: TrainConfig, mode: str, 
     digests = [int(d) for d in accelerator.gather(mine).cpu()]
     if accelerator.is_main_process:
         unwrapped = accelerator.unwrap_model(model)
-        save_transformer_checkpoint(unwrapped, tmp / "transformer", max_shard_bytes=5 << 30,
-                                    state=export_state(state))
+        export = export_state(state)
+        if export_dtype is not None:
+            export = {k: v.to(export_dtype) if v.is_floating_point() else v for k, v in export.items()}
+        save_transformer_checkpoint(unwrapped, tmp / "transformer", max_shard_bytes=5 << 30, state=export)
         info = {"step": step, "mode": mode, "processes": accelerator.num_processes, "replica_digests": digests,
                 "initial_digest": initial_digest, "config": _config_doc(cfg)}
         (tmp / "trainer.json").write_text(json.dumps(info, indent=1, default=str))
@@ -227,12 +231,19 @@ def train_ggi(cfg: TrainConfig, models: str = "real", prepare_only: bool = False
     result = {"prepared": report["prepared"], "reused": report["reused"], "flow": manifest["flow"]}
     if prepare_only:
         return result
+    done = latest_checkpoint(cfg.out)
+    if done is not None and done[0] >= tc.steps:  # nothing left to train: load no model
+        if main:
+            print(f"already trained: {done[1]} (step {done[0]} of {tc.steps})")
+        result.update({"step": done[0], "resumed_from": done[0], "losses": [], "checkpoint": str(done[1])})
+        return result
     train_set = ClipDataset(cfg.cache, manifest["train"], cfg.data.prompt)
     val_set = ClipDataset(cfg.cache, manifest["validation"], cfg.data.prompt) if manifest["validation"] else None
 
     components = build_components(cfg, models)
     transformer = components.transformer
     params = set_trainable(transformer, tc.mode)
+    low = None
     if tc.mixed_precision != "no":  # frozen weights need no fp32 master copy
         low = torch.bfloat16 if tc.mixed_precision == "bf16" else torch.float16
         for p in transformer.parameters():
@@ -305,7 +316,7 @@ def train_ggi(cfg: TrainConfig, models: str = "real", prepare_only: bool = False
             bar.update(1)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
         if step % tc.checkpoint_every == 0 or step == tc.steps:
-            result["checkpoint"] = str(save_checkpoint(accelerator, model, step, cfg, tc.mode, initial_digest))
+            result["checkpoint"] = str(save_checkpoint(accelerator, model, step, cfg, tc.mode, initial_digest, low))
         if val_set is not None and tc.validate_every and (step % tc.validate_every == 0 or step == tc.steps):
             if main:
                 result["validation"] = _validate(accelerator, model, components, val_set, text, step, cfg)
