@@ -24,6 +24,7 @@ import time
 from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
@@ -105,11 +106,8 @@ def training_loss(model, transformer_config, scheduler, batch, text: torch.Tenso
     x0 = batch.x0.to(device)
     x_t = add_noise(x0, noise, abar)
     model_in = torch.cat([x_t, batch.condition.to(device)], dim=2)
-
-    class _Cfg:  # rotary_embeddings reads the (unwrapped) transformer's config
-        config = transformer_config
-
-    rope = rotary_embeddings(_Cfg, t_count, h, w, device)
+    # rotary_embeddings reads only ``.config``; under DDP/DeepSpeed the model is wrapped, so pass the config
+    rope = rotary_embeddings(SimpleNamespace(config=transformer_config), t_count, h, w, device)
     v = model(hidden_states=model_in, encoder_hidden_states=text.to(device), timestep=t,
               image_rotary_emb=rope, return_dict=False)[0]
     return ggi_loss(v, x_t, x0, abar)
