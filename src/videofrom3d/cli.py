@@ -22,6 +22,7 @@ Stages (each takes a job file, or the equivalent flags, and reuses what earlier 
   demo        render the bundled example into out/demo
   doctor      what this machine has: Python, torch, GPU, and every model weight (found / missing)
   eval        metrics of one or more rendered work folders
+  train-ggi   train the inbetweening model on a folder of videos (paper 3.4; accelerate launch for GPUs)
   scene       inspect a scene file;  trajectory  export or picture a camera path
 """
 
@@ -150,7 +151,37 @@ def build_parser() -> argparse.ArgumentParser:
     _register_trajectory(add)
     _register_stages(add)
     _register_eval(add)
+    _register_train_ggi(add)
     return parser
+
+
+def _register_train_ggi(add) -> None:
+    """train-ggi (training the inbetweening model, paper 3.4)."""
+    p = add(
+        "train-ggi",
+        "train the inbetweening model (GGI) on a folder of videos; runs under `accelerate launch` too",
+        "Prepare clips from [data] videos (flow, warped noise, depth -> HED edges; cached), then fine-tune\n"
+        "CogVideoX-5B-I2V widened to 48 channels with the flow LoRA frozen (paper 3.4). Checkpoints land in\n"
+        "OUT/checkpoint-N/transformer/ ([inbetween] checkpoint_path); a re-run resumes. Multi-GPU:\n"
+        "  accelerate launch -m videofrom3d train-ggi TRAIN.toml   (README 'Training GGI')",
+    )
+    p.add_argument("config", type=Path, metavar="TRAIN.toml", help="training file (README 'Training GGI')")
+    p.add_argument("--models", choices=["real", "tiny-random"], default="real",
+                   help="real weights (default), or tiny random models for a smoke test")
+    p.add_argument("--prepare-only", action="store_true", help="prepare and cache the clips, then stop")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_train_ggi)
+
+
+def cmd_train_ggi(args) -> int:
+    from videofrom3d.inbetween.training import load_train_config, train_ggi
+
+    result = train_ggi(load_train_config(args.config), models=args.models, prepare_only=args.prepare_only,
+                       progress=not args.quiet)
+    print(f"clips: {len(result['prepared'])} prepared, {len(result['reused'])} reused (flow: {result['flow']})")
+    if result.get("checkpoint"):
+        print(f"checkpoint: {result['checkpoint']}")
+    return 0
 
 
 def _register_trajectory(add) -> None:

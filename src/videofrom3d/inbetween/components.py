@@ -257,17 +257,23 @@ def load_state_strict(model, state: dict[str, torch.Tensor], dtype: torch.dtype,
 
 
 def save_transformer_checkpoint(
-    transformer, folder: str | os.PathLike, max_shard_bytes: int | None = None, lora_alpha: float | None = None
+    transformer,
+    folder: str | os.PathLike,
+    max_shard_bytes: int | None = None,
+    lora_alpha: float | None = None,
+    state: dict[str, torch.Tensor] | None = None,
 ) -> Path:
     """Write ``transformer`` as ``config.json`` + safetensors shards of at most ``max_shard_bytes`` (our
     trained checkpoints; with an attached LoRA this is the authors' layout, PEFT tensors included, and
-    ``adapter_config.json`` records the alpha). Written to a temp folder and renamed."""
+    ``adapter_config.json`` records the flow LoRA's alpha). ``state`` replaces the transformer's own state
+    dict (training passes its gathered, export-ready tensors). Written to a temp folder and renamed."""
     from safetensors.torch import save_file
 
     from videofrom3d.io.atomic import atomic_path
 
     folder = Path(folder)
-    state = {k: v.detach().contiguous().cpu() for k, v in transformer.state_dict().items()}
+    state = transformer.state_dict() if state is None else state
+    state = {k: v.detach().contiguous().cpu() for k, v in state.items()}
     shards: list[dict[str, torch.Tensor]] = [{}]
     size = 0
     for key, value in state.items():
@@ -293,7 +299,7 @@ def save_transformer_checkpoint(
             (tmp / (WEIGHTS_NAME + ".index.json")).write_text(json.dumps(index, indent=1))
         peft_config = getattr(transformer, "peft_config", None)
         if peft_config:
-            cfg = next(iter(peft_config.values()))
+            cfg = peft_config.get("default") or next(iter(peft_config.values()))
             alpha = lora_alpha if lora_alpha is not None else cfg.lora_alpha
             (tmp / "adapter_config.json").write_text(json.dumps({"r": cfg.r, "lora_alpha": alpha}))
     return folder

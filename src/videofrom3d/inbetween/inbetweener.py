@@ -249,6 +249,10 @@ def load_inbetweener(job, cfg: InbetweenConfig | None = None, models: str = "rea
         components = tiny_cogvideox_components(
             seed=job.seed, height=job.height, width=job.width, in_channels=in_channels, frames=frames
         )
+        if cfg.transformer == "checkpoint":  # a tiny trained checkpoint (e.g. from `train-ggi --models tiny-random`)
+            components.transformer = load_transformer_checkpoint(
+                _checkpoint_folder(cfg), torch.float32, merge=cfg.merge_lora
+            )
         return Inbetweener(components, cfg, device=device, captioner=lambda image: "a tiny random scene")
     if models != "real":
         raise InbetweenError(f'models must be "real" or "tiny-random", got {models!r}')
@@ -258,10 +262,7 @@ def load_inbetweener(job, cfg: InbetweenConfig | None = None, models: str = "rea
     if cfg.transformer == "ggi":
         transformer = load_transformer_checkpoint(locate("ggi", job.model("ggi")), dtype, merge=cfg.merge_lora)
     elif cfg.transformer == "checkpoint":
-        path = Path(os.path.expanduser(str(cfg.checkpoint_path)))
-        if not path.exists():
-            raise InbetweenError(f"[inbetween].checkpoint_path {path} does not exist")
-        transformer = load_transformer_checkpoint(path, dtype, merge=cfg.merge_lora)
+        transformer = load_transformer_checkpoint(_checkpoint_folder(cfg), dtype, merge=cfg.merge_lora)
     else:
         transformer = load_stock_transformer(base, dtype)
         if cfg.transformer == "flow_lora":
@@ -279,6 +280,14 @@ def load_inbetweener(job, cfg: InbetweenConfig | None = None, models: str = "rea
     blip = find("blip2", job.model("blip2"))
     captioner = blip2_captioner(blip, device, cfg.caption_max_tokens) if blip is not None else None
     return Inbetweener(components, cfg, device=device, captioner=captioner)
+
+
+def _checkpoint_folder(cfg: InbetweenConfig) -> Path:
+    """``[inbetween] checkpoint_path``: a transformer folder, or a training ``checkpoint-N`` holding one."""
+    path = Path(os.path.expanduser(str(cfg.checkpoint_path)))
+    if not path.exists():
+        raise InbetweenError(f"[inbetween].checkpoint_path {path} does not exist")
+    return path
 
 
 def write_frame_pngs(frames: np.ndarray, folder: str | os.PathLike, first_index: int = 0) -> list[Path]:
