@@ -363,8 +363,8 @@ def load_trajectory(
     camera: str | None = None,
     size: tuple[int, int] | None = None,
 ) -> Trajectory:
-    """Read a camera path: our keyframe JSON, a ``trajectory export`` JSON, a .glb/.gltf with an animated
-    camera (``camera`` picks it by node or camera name), a transforms.json, or a COLMAP text model (its
+    """Read a camera path: our keyframe JSON, a ``trajectory export`` JSON, the Blender extension's
+    camera.json, a .glb/.gltf with an animated camera (``camera`` picks it by node or camera name), a transforms.json, or a COLMAP text model (its
     folder, or cameras.txt / images.txt). ``size`` is used where the file states no image size."""
     path = Path(path)
     if not path.exists():
@@ -387,6 +387,10 @@ def load_trajectory(
         )
     if suffix == ".json":
         doc = _read_json(path)
+        from videofrom3d.scene.blender_camera import is_blender_camera, read_blender_camera
+
+        if is_blender_camera(doc):
+            return read_blender_camera(doc, path)
         if isinstance(doc, dict) and "keys" in doc:
             return read_keyframes(doc, path, size=size)
         frames = doc.get("frames") if isinstance(doc, dict) else None
