@@ -18,8 +18,7 @@ for _k in ("CONFIG", "SCRIPTS", "EXTENSIONS"):  # before bpy is imported: never 
 for _d in ("blender_org", "user_default"):
     (Path(os.environ["BLENDER_USER_EXTENSIONS"]) / _d).mkdir(parents=True, exist_ok=True)
 
-import addon_utils  # noqa: E402
-import bpy  # noqa: E402  (bpy first: it puts addon_utils on the path)
+import bpy  # noqa: E402  (after the user folders are set; bpy puts addon_utils on the path)
 
 
 def reset() -> None:
@@ -38,6 +37,8 @@ def enable_extension(cli: str | None = None):
     if not link.exists():
         link.symlink_to(SOURCE, target_is_directory=True)
     bpy.ops.extensions.repo_refresh_all()
+    import addon_utils
+
     mod = addon_utils.enable(MODULE, default_set=True, handle_error=_raise)
     if mod is None:
         raise RuntimeError(f"could not enable {MODULE}")
@@ -47,6 +48,8 @@ def enable_extension(cli: str | None = None):
 
 
 def disable_extension() -> None:
+    import addon_utils
+
     addon_utils.disable(MODULE, default_set=True, handle_error=_raise)
 
 
