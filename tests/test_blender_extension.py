@@ -79,6 +79,33 @@ def test_local_runner_reports_progress_then_done(tmp_path):
     assert len(fractions) >= 3 and fractions == sorted(fractions) and fractions[-1] == 1.0
 
 
+EVENTS_CLI = """
+import json, sys, time
+if "--help" in sys.argv:
+    print("usage: render [--events FILE]")
+    raise SystemExit(0)
+path = sys.argv[sys.argv.index("--events") + 1]
+with open(path, "w") as f:
+    for step in (1, 2, 3):
+        f.write(json.dumps({"seq": 99, "type": "progress", "stage": "anchors", "step": step, "steps": 3,
+                            "fraction": step / 4}) + "\\n")
+        f.flush()
+        time.sleep(0.1)
+    f.write(json.dumps({"type": "state", "state": "done"}) + "\\n")
+"""
+
+
+def test_local_runner_forwards_the_clis_events(tmp_path):
+    (tmp_path / "cli.py").write_text(EVENTS_CLI)
+    runner = client.LocalRunner([sys.executable, str(tmp_path / "cli.py")], tmp_path / "j.toml", tmp_path / "w",
+                                poll_s=0.05)
+    events = list(runner.events())
+    assert runner.command()[-2:] == ["--events", str(tmp_path / "w/blender_events.jsonl")]
+    steps = [e["step"] for e in events if e.get("stage") == "anchors"]
+    assert steps == [1, 2, 3] and [e["seq"] for e in events] == list(range(1, len(events) + 1))
+    assert [e.get("state") for e in events if e["type"] == "state"] == ["running", "done"]
+
+
 def test_local_runner_cancel_stops_the_process_group(tmp_path):
     runner = client.LocalRunner(_fake_cli(tmp_path, "--slow"), tmp_path / "job.toml", tmp_path / "w", poll_s=0.05)
     events = []

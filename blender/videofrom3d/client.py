@@ -60,14 +60,31 @@ def progress_from_work(work: Path, arcs: int) -> dict:
     return {"type": "progress", "stage": stage, "fraction": round(min(fraction, 0.99), 4)}
 
 
+_EVENTS_SUPPORT: dict[tuple[str, ...], bool] = {}
+
+
+def cli_has_events(cli: list[str]) -> bool:
+    """Whether ``CLI render`` takes ``--events FILE`` (JSON lines in the schema above); cached per command."""
+    key = tuple(cli)
+    if key not in _EVENTS_SUPPORT:
+        try:
+            r = subprocess.run([*cli, "render", "--help"], capture_output=True, text=True, timeout=60)
+            _EVENTS_SUPPORT[key] = r.returncode == 0 and "--events" in r.stdout
+        except (OSError, subprocess.TimeoutExpired):
+            _EVENTS_SUPPORT[key] = False
+    return _EVENTS_SUPPORT[key]
+
+
 class LocalRunner:
-    """``CLI render JOB --out WORK --engine ENGINE`` as a subprocess in its own process group."""
+    """``CLI render JOB --out WORK --engine ENGINE`` as a subprocess in its own process group. Progress comes
+    from the CLI's ``--events`` file where it has one, else from what the run has written to WORK."""
 
     def __init__(self, cli: list[str], job: Path, work: Path, engine: str = "preview", arcs: int = 1,
                  until: str = "render", env: dict | None = None, poll_s: float = 0.25):
         self.cli, self.job, self.work = list(cli), Path(job), Path(work)
         self.engine, self.arcs, self.until, self.env, self.poll_s = engine, max(1, arcs), until, env, poll_s
         self.proc: subprocess.Popen | None = None
+        self.events_file: Path | None = None
         self._cancelled = threading.Event()
         self._seq = 0
 
@@ -75,15 +92,20 @@ class LocalRunner:
         cmd = [*self.cli, self.until, str(self.job), "--out", str(self.work), "--engine", self.engine, "--quiet"]
         if self.until == "prepare":
             cmd.append("--no-noise")
+        if self.events_file is not None:
+            cmd += ["--events", str(self.events_file)]
         return cmd
 
     def _event(self, **fields) -> dict:
         self._seq += 1
-        return {"seq": self._seq, **fields}
+        return {**fields, "seq": self._seq}
 
     def events(self) -> Iterator[dict]:
         self.work.mkdir(parents=True, exist_ok=True)
         log = self.work / "blender_cli.log"
+        if cli_has_events(self.cli):
+            self.events_file = self.work / "blender_events.jsonl"
+            self.events_file.unlink(missing_ok=True)
         try:
             with open(log, "wb") as out:
                 self.proc = subprocess.Popen(self.command(), stdout=out, stderr=subprocess.STDOUT, env=self.env,
@@ -93,14 +115,22 @@ class LocalRunner:
             yield self._event(type="state", state="failed")
             return
         yield self._event(type="state", state="running")
-        last = None
-        while self.proc.poll() is None:
-            time.sleep(self.poll_s)
-            if self.until != "prepare":
+        last, offset = None, 0
+        while True:
+            finished = self.proc.poll() is not None
+            if self.events_file is not None:
+                lines, offset = _new_lines(self.events_file, offset)
+                for ev in lines:
+                    if not (ev.get("type") == "state" and ev.get("state") in FINAL_STATES + ("running",)):
+                        yield self._event(**ev)
+            elif self.until != "prepare":
                 p = progress_from_work(self.work, self.arcs)
                 if p != last:
                     last = p
                     yield self._event(**p)
+            if finished:
+                break
+            time.sleep(self.poll_s)
         if self._cancelled.is_set():
             yield self._event(type="state", state="cancelled")
         elif self.proc.returncode == 0:
@@ -123,6 +153,27 @@ class LocalRunner:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
+
+
+def _new_lines(path: Path, offset: int) -> tuple[list[dict], int]:
+    """Complete JSON lines appended to ``path`` since byte ``offset``; the new offset."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset
+    end = data.rfind(b"\n") + 1
+    events = []
+    for line in data[:end].splitlines():
+        try:
+            ev = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(ev, dict):
+            ev.pop("seq", None)
+            events.append(ev)
+    return events, offset + end
 
 
 def last_error_line(log: Path, returncode: int) -> str:

@@ -144,6 +144,15 @@ def test_manifest_validates_and_builds_with_blenders_tooling(tmp_path):
     assert {"blender_manifest.toml", "LICENSE", "__init__.py", "client.py"} <= set(names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
     assert bl_extension_cli.cli_extension_handler(["validate", str(zip_path)]) == 0
+    h.reset()  # the zip installs and enables like a user's download
+    assert bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
+                                                    enable_on_install=True) == {"FINISHED"}
+    assert "bl_ext.user_default.videofrom3d" in bpy.context.preferences.addons
+    assert hasattr(bpy.types, "VIDEOFROM3D_PT_panel")
+    import addon_utils
+
+    addon_utils.disable("bl_ext.user_default.videofrom3d", default_set=True)
+    assert not hasattr(bpy.types, "VIDEOFROM3D_PT_panel")
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / "blender_manifest.toml").write_text((h.SOURCE / "blender_manifest.toml").read_text().replace('"add-on"', '"plugin"'))
