@@ -104,7 +104,9 @@ def start(context, until: str, on_finish) -> set[str]:
     if settings.mode == "SERVER":
         if until != "render":
             raise ExportError("Preview edges runs in local mode (the server renders whole jobs)")
-        runner = ServerRunner(JobClient(settings.url, settings.token), text, files, out, engine=p.engine)
+        server = JobClient(settings.url, settings.token)
+        server.health(timeout=0.5)  # sub-second liveness check: a dead server fails here, in one line
+        runner = ServerRunner(server, text, files, out, engine=p.engine)
     else:
         runner = LocalRunner(settings.cli, work / "input" / "job.toml", out, engine=p.engine,
                              arcs=(frames - 1) // n, until=until)

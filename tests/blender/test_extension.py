@@ -134,6 +134,52 @@ def test_local_render_failure_is_one_line(tmp_path):
     h.disable_extension()
 
 
+class FakeLayout:
+    """Records what a panel draws (panels cannot draw in background mode)."""
+
+    def __init__(self, log):
+        self.log = log
+
+    def __getattr__(self, name):
+        def call(*args, **kw):
+            self.log.append((name, args, kw))
+            return FakeLayout(self.log) if name in ("row", "column") else type("Op", (), {})()
+        return call
+
+
+def test_panel_draws_every_control(ext, tmp_path):
+    from types import SimpleNamespace
+
+    h.disable_extension()
+    h.camera_scene(frames=5)
+    mod = h.enable_extension()
+    p = bpy.context.scene.videofrom3d
+    p.styles.add()
+    p.state, p.stage, p.fraction, p.video = "running", "anchors · step 3/25", 0.3, str(tmp_path / "video.mp4")
+    log = []
+    mod.ui.VIDEOFROM3D_PT_panel.draw(SimpleNamespace(layout=FakeLayout(log)), bpy.context)
+    ops = [a[0] for name, a, kw in log if name == "operator"]
+    assert ops == ["videofrom3d.style_remove", "videofrom3d.style_add", "videofrom3d.preview_edges", "videofrom3d.render",
+                   "videofrom3d.import_strip", "videofrom3d.camera_background", "videofrom3d.open_viewer"]
+    props = [a[1] for name, a, kw in log if name == "prop"]
+    assert {"prompt", "seed", "frames_per_arc", "engine", "path"} <= set(props)
+    bar = [kw for name, a, kw in log if name == "progress"]
+    assert bar == [{"factor": pytest.approx(0.3), "type": "BAR", "text": "running anchors · step 3/25"}]
+
+
+def test_server_mode_fails_fast_when_no_server_answers(ext, tmp_path):
+    h.disable_extension()
+    h.camera_scene(frames=5)
+    h.enable_extension()
+    prefs = bpy.context.preferences.addons[h.MODULE].preferences
+    prefs.mode, prefs.url = "SERVER", "http://127.0.0.1:9"
+    p = bpy.context.scene.videofrom3d
+    p.work_dir = str(tmp_path) + os.sep
+    with pytest.raises(RuntimeError, match="unreachable"):
+        bpy.ops.videofrom3d.render()
+    assert p.state == "failed"
+
+
 def test_manifest_validates_and_builds_with_blenders_tooling(tmp_path):
     from bl_pkg import bl_extension_cli
 
