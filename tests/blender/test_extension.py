@@ -119,6 +119,9 @@ def test_local_render_puts_strip_and_camera_background(tmp_path):
     assert bpy.ops.videofrom3d.preview_edges() == {"FINISHED"}
     img = [b for b in scene.camera.data.background_images if b.source == "IMAGE"]
     assert len(img) == 1 and img[0].image.source == "SEQUENCE" and img[0].image_user.frame_duration == 10
+    for f in (1, 2, 10):  # timeline frame f shows edge map f - 1 (global frame index from 0000.png)
+        scene.frame_set(f)
+        assert img[0].image_user.frame_current == f - scene.frame_start
     h.disable_extension()
     del ext
 
