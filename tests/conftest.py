@@ -11,6 +11,9 @@ import importlib.util
 
 import pytest
 
+# tests/blender imports bpy: collected only in the bpy environment (tests/test_blender_extension.py runs it)
+collect_ignore = [] if importlib.util.find_spec("bpy") else ["blender"]
+
 HAS_TORCH = importlib.util.find_spec("torch") is not None and importlib.util.find_spec("diffusers") is not None
 
 

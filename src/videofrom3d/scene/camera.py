@@ -19,7 +19,8 @@ Which function for which source:
   or ``F @ inv(C @ M)`` to land in a Y-up world like the scene a glTF export gives.
 - COLMAP ``images.txt`` (q, t): already OpenCV world-to-camera, :func:`colmap_to_opencv` = ``[R(q) | t]``.
 - Intrinsics: glTF ``yfov`` -> :func:`intrinsics_from_fov`; Blender lens/sensor ->
-  :func:`intrinsics_from_focal` with ``focal_mm``; COLMAP / nerfstudio ``fl_x, fl_y, cx, cy`` are pixels
+  :func:`intrinsics_from_focal` with ``focal_mm``, or :func:`blender_intrinsics` for every camera field
+  (sensor fit, shift, pixel aspect) exactly as Blender builds its view plane; COLMAP / nerfstudio ``fl_x, fl_y, cx, cy`` are pixels
   with the same pixel-centre convention as ours and are used as they are.
 """
 
@@ -158,6 +159,45 @@ def intrinsics_from_focal(
         raise ValueError(f"focal length must be positive, got {focal_px}")
     cx, cy = principal if principal is not None else (width / 2.0, height / 2.0)
     return np.array([[focal_px, 0.0, cx], [0.0, focal_px, cy], [0.0, 0.0, 1.0]])
+
+
+def blender_intrinsics(
+    width: int,
+    height: int,
+    lens_mm: float,
+    sensor_width_mm: float = 36.0,
+    sensor_height_mm: float = 24.0,
+    sensor_fit: str = "AUTO",
+    shift_x: float = 0.0,
+    shift_y: float = 0.0,
+    pixel_aspect: tuple[float, float] = (1.0, 1.0),
+) -> np.ndarray:
+    """(3, 3) K of a Blender perspective camera rendering ``width`` x ``height`` pixels (percentage applied).
+
+    Blender's view plane (``BKE_camera_params_compute_viewplane``): with ``ycor = aspect_y / aspect_x``,
+    AUTO fit is HORIZONTAL when ``aspect_x * W >= aspect_y * H``, else VERTICAL; the sensor side is
+    ``sensor_width`` for AUTO and HORIZONTAL, ``sensor_height`` for VERTICAL; the fitted span in pixels is
+    ``S = W`` (horizontal) or ``ycor * H`` (vertical). Then ``f_x = lens / sensor * S``,
+    ``f_y = f_x / ycor``, ``c_x = W / 2 - shift_x * S``, ``c_y = H / 2 + shift_y * S / ycor`` (shift is in
+    units of the fitted span; image y runs down, Blender's shift_y up). Pixel centres at +0.5, as ours.
+    """
+    fit = str(sensor_fit).upper()
+    if fit not in ("AUTO", "HORIZONTAL", "VERTICAL"):
+        raise ValueError(f"sensor_fit must be AUTO, HORIZONTAL or VERTICAL, got {sensor_fit!r}")
+    ax, ay = (float(a) for a in pixel_aspect)
+    if not (lens_mm > 0 and sensor_width_mm > 0 and sensor_height_mm > 0 and ax > 0 and ay > 0):
+        raise ValueError("lens, sensor sizes and pixel aspect must be positive")
+    ycor = ay / ax
+    if fit == "AUTO":
+        fit = "HORIZONTAL" if ax * width >= ay * height else "VERTICAL"
+        sensor = sensor_width_mm
+    else:
+        sensor = sensor_width_mm if fit == "HORIZONTAL" else sensor_height_mm
+    span = width if fit == "HORIZONTAL" else ycor * height
+    fx = lens_mm / sensor * span
+    return np.array(
+        [[fx, 0.0, width / 2.0 - shift_x * span], [0.0, fx / ycor, height / 2.0 + shift_y * span / ycor], [0.0, 0.0, 1.0]]
+    )
 
 
 # ------------------------------------------------------------------------------------------------ extrinsics

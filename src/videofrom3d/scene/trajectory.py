@@ -399,3 +399,14 @@ def _vector(v, where: str, n: int = 3) -> np.ndarray:
     if a is None or a.shape != (n,) or not np.isfinite(a).all():
         raise TrajectoryError(f"{where} must be a list of {n} finite numbers, got {v!r}")
     return a
+
+
+def poses_from_world_to_cam(w2c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(n, 4, 4) OpenCV world_to_cam -> (n, 3) centres and (n, 4) camera-to-world quaternions (x, y, z, w)."""
+    from scipy.spatial.transform import Rotation
+
+    w2c = np.asarray(w2c, np.float64).reshape(-1, 4, 4)
+    R = w2c[:, :3, :3]
+    Rt = np.swapaxes(R, 1, 2)
+    centres = -(Rt @ w2c[:, :3, 3:4])[..., 0]
+    return centres, Rotation.from_matrix(Rt).as_quat()

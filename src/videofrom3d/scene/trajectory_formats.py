@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from videofrom3d.scene.blender_camera import is_blender_camera, read_blender_camera
 from videofrom3d.scene.camera import (
     GL_TO_CV,
     intrinsics_from_focal,
@@ -47,19 +48,8 @@ from videofrom3d.scene.trajectory import (
     _nonzero_directions,
     _vector,
     note,
+    poses_from_world_to_cam,
 )
-
-
-def poses_from_world_to_cam(w2c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(n, 4, 4) OpenCV world_to_cam -> (n, 3) centres and (n, 4) camera-to-world quaternions (x, y, z, w)."""
-    from scipy.spatial.transform import Rotation
-
-    w2c = np.asarray(w2c, np.float64).reshape(-1, 4, 4)
-    R = w2c[:, :3, :3]
-    Rt = np.swapaxes(R, 1, 2)
-    centres = -(Rt @ w2c[:, :3, 3:4])[..., 0]
-    return centres, Rotation.from_matrix(Rt).as_quat()
-
 
 # ------------------------------------------------------------------------------------------------ loading
 
@@ -69,9 +59,9 @@ def load_trajectory(
     camera: str | None = None,
     size: tuple[int, int] | None = None,
 ) -> Trajectory:
-    """Read a camera path: our keyframe JSON, a ``trajectory export`` JSON, a .glb/.gltf with an animated
-    camera (``camera`` picks it by node or camera name), a transforms.json, or a COLMAP text model (its
-    folder, or cameras.txt / images.txt). ``size`` is used where the file states no image size."""
+    """Read a camera path: our keyframe JSON, a ``trajectory export`` JSON, the Blender extension's
+    camera.json, a .glb/.gltf with an animated camera (``camera`` picks it by node or camera name), a
+    transforms.json, or a COLMAP text model (its folder, or cameras.txt / images.txt). ``size`` is used where the file states no image size."""
     path = Path(path)
     if not path.exists():
         raise TrajectoryError(f"{path}: file not found")
@@ -93,6 +83,8 @@ def load_trajectory(
         )
     if suffix == ".json":
         doc = _read_json(path)
+        if is_blender_camera(doc):
+            return read_blender_camera(doc, path)
         if isinstance(doc, dict) and "keys" in doc:
             return read_keyframes(doc, path, size=size)
         frames = doc.get("frames") if isinstance(doc, dict) else None

@@ -1,0 +1,6 @@
+"""Tests that import bpy: collected only in the bpy environment (see tests/conftest.py)."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
