@@ -492,6 +492,9 @@ class _Run:
         self.manifest.data["job"] = job.name
         # what eval compares colours and CLIP-I against, so `videofrom3d eval WORK` needs no --style
         self.manifest.data["style_images"] = [str(Path(s.image).resolve()) for s in job.styles]
+        # what `videofrom3d report WORK` draws the geometry from
+        self.manifest.data["scene"] = {"path": str(Path(job.scene.path).resolve()), "up": job.scene.up,
+                                       "unit_scale": job.scene.unit_scale}
         self.manifest.begin_run(engine=self.engine, engine_reason=self.reason, models=self.models,
                                 edits={k: dict(v) for k, v in edits.items()})
 
