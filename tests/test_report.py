@@ -78,6 +78,37 @@ def test_report_refuses_unprepared_folder(tmp_path):
     assert not (tmp_path / "w" / "report").exists()
 
 
+def test_report_without_scene_or_video_shows_the_cameras(work, tmp_path):
+    shutil.copytree(work / "prepare", tmp_path / "w" / "prepare")  # a prepared folder from elsewhere: no manifest
+    with pytest.warns(UserWarning, match="names no scene"):
+        index = write_report(tmp_path / "w")
+    data = (index.parent / "data.js").read_text()
+    assert '"scene":null' in data and '"video":null' in data and not (index.parent / "scene.glb").exists()
+
+
+def test_scene_glb_is_decimated_per_object_with_one_colour_each():
+    import io
+
+    import trimesh
+
+    from videofrom3d.report.scene_glb import object_colours, scene_glb
+    from videofrom3d.scene.mesh import make_scene
+
+    sphere = trimesh.creation.icosphere(subdivisions=4)  # 5120 faces
+    box = trimesh.creation.box((1, 1, 1), trimesh.transformations.translation_matrix((3, 0, 0)))
+    scene = make_scene(np.concatenate([sphere.vertices, box.vertices]),
+                       np.concatenate([sphere.faces, box.faces + len(sphere.vertices)]),
+                       np.repeat([0, 1], [len(sphere.faces), len(box.faces)]))
+    glb, faces = scene_glb(scene, max_faces=1000)
+    mesh = trimesh.load(io.BytesIO(glb), file_type="glb", force="mesh", process=False)
+    assert faces == len(mesh.faces) and 900 <= faces <= 1100
+    colours = mesh.visual.vertex_colors[:, :3]
+    on_box = mesh.vertices[:, 0] > 2  # the box (12 faces) is kept whole and keeps its own colour
+    assert on_box.sum() == 8 and (colours[on_box] == object_colours(2)[1]).all()
+    assert (colours[~on_box] == object_colours(2)[0]).all()
+    np.testing.assert_allclose(np.linalg.norm(mesh.vertices[~on_box], axis=1), 1.0, atol=0.05)
+
+
 def test_cli_report_and_view_server(work, tmp_path, capsys):
     from videofrom3d.cli import main
     from videofrom3d.report.serve import make_server, server_url

@@ -57,7 +57,10 @@
   if (D.scene) box.union(new THREE.Box3(new THREE.Vector3(...D.scene.bounds[0]), new THREE.Vector3(...D.scene.bounds[1])));
   const extent = Math.max(box.getSize(new THREE.Vector3()).length(), 1e-3);
   const near = extent * 1e-3, far = extent * 20;
-  const frustumDepth = extent * 0.04;
+  // the path, not the (often much larger) scene, sets the frustum size and the first view
+  const pathBox = new THREE.Box3().setFromPoints(centres);
+  const pathExtent = Math.max(pathBox.getSize(new THREE.Vector3()).length(), extent * 0.1);
+  const frustumDepth = pathExtent * 0.1;
 
   // frustum lines in OpenGL camera axes: apex at 0, image corners at depth d (pixel (u, v) -> x, -y, -d)
   function cornersGL(K, d) {
@@ -155,9 +158,9 @@
   lookCam.matrixAutoUpdate = false;
   const controls = new THREE.OrbitControls(orbit, canvas);
   {
-    const centre = box.getCenter(new THREE.Vector3());
-    const dir = new THREE.Vector3(0.5, 0.8, 1.0).normalize();
-    orbit.position.copy(centre).addScaledVector(dir, extent * 0.9);
+    const centre = pathBox.getCenter(new THREE.Vector3());
+    const dir = new THREE.Vector3(0.45, 1.0, 0.9).normalize();
+    orbit.position.copy(centre).addScaledVector(dir, pathExtent * 1.9);
     controls.target.copy(centre);
     controls.update();
   }
