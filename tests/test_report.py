@@ -111,10 +111,15 @@ def test_scene_glb_is_decimated_per_object_with_one_colour_each():
 
 def test_cli_report_and_view_server(work, tmp_path, capsys):
     from videofrom3d.cli import main
+    from videofrom3d.report.build import report_index
     from videofrom3d.report.serve import make_server, server_url
 
     assert main(["report", str(work), "--out", str(tmp_path / "r")]) == 0
     assert (tmp_path / "r" / "index.html").is_file() and "file://" in capsys.readouterr().out
+    assert report_index(work, tmp_path / "r") == (tmp_path / "r" / "index.html", False)
+    later = (tmp_path / "r" / "index.html").stat().st_mtime + 5
+    os.utime(work / "manifest.json", (later, later))  # a newer render: `view` rewrites the report
+    assert report_index(work, tmp_path / "r")[1] and report_index(work, tmp_path / "nothing")[1]
     server = make_server(tmp_path / "r")
     threading.Thread(target=server.serve_forever, daemon=True).start()
     try:

@@ -405,11 +405,11 @@ def cmd_report(args) -> int:
 
 
 def cmd_view(args) -> int:
+    from videofrom3d.report.build import report_index
     from videofrom3d.report.serve import serve_forever
 
-    index = (args.out or args.work / "report") / "index.html"
-    manifest = args.work / "manifest.json"
-    if args.job or not index.is_file() or (manifest.is_file() and manifest.stat().st_mtime > index.stat().st_mtime):
+    index, stale = report_index(args.work, args.out)
+    if stale or args.job:
         index = _write_report(args)
         print(f"wrote {index}")
     try:

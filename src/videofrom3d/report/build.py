@@ -28,7 +28,7 @@ import cv2
 import numpy as np
 
 from videofrom3d.io.atomic import atomic_path
-from videofrom3d.report.workfolder import WorkInputs, read_work
+from videofrom3d.report.workfolder import WorkInputs, default_report_dir, manifest_path, read_work
 
 STATIC = Path(__file__).parent / "static"
 FORMAT = 1
@@ -104,6 +104,15 @@ def report_data(inputs: WorkInputs) -> dict:
     }
 
 
+def report_index(work: str | os.PathLike, out: str | os.PathLike | None = None) -> tuple[Path, bool]:
+    """``(index.html path, stale)``: stale when the report is missing or older than the work folder's manifest."""
+    index = Path(out if out is not None else default_report_dir(work)) / "index.html"
+    if not index.is_file():
+        return index, True
+    m = manifest_path(work)
+    return index, m.is_file() and m.stat().st_mtime > index.stat().st_mtime
+
+
 def write_report(work: str | os.PathLike, out: str | os.PathLike | None = None,
                  scene: tuple[Path, str, float] | None = None, max_faces: int = 30_000) -> Path:
     """Write the report of ``work`` into ``out`` (default ``WORK/report``) and return ``out/index.html``.
@@ -111,11 +120,11 @@ def write_report(work: str | os.PathLike, out: str | os.PathLike | None = None,
     ``scene`` = (path, up, unit_scale) overrides the scene the manifest names. The folder is written under a
     temporary name and renamed, so a failed run leaves the previous report whole."""
     inputs = read_work(work)
-    out = Path(out) if out is not None else inputs.work / "report"
+    out = Path(out) if out is not None else default_report_dir(inputs.work)
     data = report_data(inputs)
     mesh = _load_scene(inputs, scene)
     with atomic_path(out, suffix="") as tmp:
-        shutil.copytree(STATIC, tmp)
+        shutil.copytree(STATIC, tmp, copy_function=shutil.copyfile)  # fresh times: `view` compares them
         if mesh is not None:
             from videofrom3d.report.scene_glb import scene_glb
 

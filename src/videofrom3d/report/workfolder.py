@@ -95,17 +95,26 @@ class WorkInputs:
         return Path(rec["path"]), str(rec.get("up", "y")), float(rec.get("unit_scale", 1.0))
 
 
+def default_report_dir(work: str | os.PathLike) -> Path:
+    """``WORK/report``: where ``videofrom3d report`` writes unless told otherwise."""
+    return Path(work) / "report"
+
+
+def manifest_path(work: str | os.PathLike) -> Path:
+    return Path(work) / "manifest.json"
+
+
 def read_work(work: str | os.PathLike) -> WorkInputs:
     """The report's inputs from ``work``; raises :class:`ReportInputError` when nothing was prepared."""
     work = Path(work)
     if not work.is_dir():
         raise ReportInputError(f"{work}: not a folder")
     manifest = {}
-    if (work / "manifest.json").is_file():
+    if manifest_path(work).is_file():
         try:
-            manifest = json.loads((work / "manifest.json").read_text())
+            manifest = json.loads(manifest_path(work).read_text())
         except ValueError as e:
-            raise ReportInputError(f"{work / 'manifest.json'}: not JSON ({e})") from None
+            raise ReportInputError(f"{manifest_path(work)}: not JSON ({e})") from None
     arcs = []
     for folder in sorted((work / "prepare").glob("arc[0-9][0-9][0-9]")):
         if not (folder / "arc.json").is_file():
