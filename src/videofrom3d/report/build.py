@@ -28,7 +28,13 @@ import cv2
 import numpy as np
 
 from videofrom3d.io.atomic import atomic_path
-from videofrom3d.report.workfolder import WorkInputs, default_report_dir, manifest_path, read_work
+from videofrom3d.report.workfolder import (
+    ReportInputError,
+    WorkInputs,
+    default_report_dir,
+    manifest_path,
+    read_work,
+)
 
 STATIC = Path(__file__).parent / "static"
 FORMAT = 1
@@ -119,6 +125,8 @@ def write_report(work: str | os.PathLike, out: str | os.PathLike | None = None,
 
     ``scene`` = (path, up, unit_scale) overrides the scene the manifest names. The folder is written under a
     temporary name and renamed, so a failed run leaves the previous report whole."""
+    if max_faces < 1:
+        raise ReportInputError(f"--max-faces must be a positive number of triangles, got {max_faces}")
     inputs = read_work(work)
     out = Path(out) if out is not None else default_report_dir(inputs.work)
     data = report_data(inputs)

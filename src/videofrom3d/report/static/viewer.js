@@ -267,6 +267,17 @@
     if (video.paused) { video.play(); play.textContent = "pause"; } else { video.pause(); play.textContent = "play"; }
   });
   video.addEventListener("ended", () => { play.textContent = "play"; });
+  window.addEventListener("keydown", (e) => {  // arrows step a frame, space plays or pauses
+    if (e.target.tagName === "INPUT" && e.target.type !== "checkbox" && e.target.type !== "radio") return;
+    if (e.key === "ArrowRight" || e.key === "ArrowLeft") {
+      video.pause();
+      play.textContent = "play";
+      setFrame(state.frame + (e.key === "ArrowRight" ? 1 : -1));
+    } else if (e.key === " ") {
+      e.preventDefault();
+      play.click();
+    }
+  });
   slider.addEventListener("input", () => { video.pause(); play.textContent = "play"; setFrame(Number(slider.value)); });
 
   // ---------------------------------------------------------------------------------------- controls
@@ -279,7 +290,7 @@
     video.style.opacity = state.look ? opacity.value : "1";
     document.getElementById("hint").textContent = state.look
       ? "looking through the camera: the video over the geometry, misalignment shows as double edges"
-      : "drag to orbit, wheel to zoom; red: the current frame, yellow: anchors";
+      : "drag to orbit, wheel to zoom, arrows step frames; red: the current frame, yellow: anchors";
     layout();
   }
   document.getElementById("look").addEventListener("change", (e) => setLook(e.target.checked));
