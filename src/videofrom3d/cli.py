@@ -23,6 +23,7 @@ Stages (each takes a job file, or the equivalent flags, and reuses what earlier 
   doctor      what this machine has: Python, torch, GPU, and every model weight (found / missing)
   eval        metrics of one or more rendered work folders
   train-ggi   train the inbetweening model on a folder of videos (paper 3.4; accelerate launch for GPUs)
+  report      a static 3D report of a work folder (opens from disk);  view  serve it on 127.0.0.1
   scene       inspect a scene file;  trajectory  export or picture a camera path
 """
 
@@ -152,6 +153,7 @@ def build_parser() -> argparse.ArgumentParser:
     _register_stages(add)
     _register_eval(add)
     _register_train_ggi(add)
+    _register_report(add)
     return parser
 
 
@@ -394,6 +396,62 @@ def cmd_eval(args) -> int:
         sheet = ref.with_name(ref.stem + "_sheet.png")
     if sheet is not None:
         print(f"wrote {write_runs_contact_sheet(sheet, [RunFolder(w) for w in args.works])}")
+    return 0
+
+
+def _register_report(add) -> None:
+    """report and view (the static 3D report)."""
+    for name, text in (("report", "write a static 3D report of a work folder: WORK/report/index.html opens in any "
+                                  "browser, from disk"),
+                       ("view", "write the report if it is missing or older than the work folder, serve it on "
+                                "127.0.0.1 and print the URL")):
+        p = add(name, text.split(":")[0], text + ".\n\nThe page shows the scene (decimated), the camera path "
+                "with the anchor frustums (anchor images or edge maps on their far planes), the video synced to "
+                "a moving frustum, a look-through camera with the video half-transparent over the geometry, "
+                "stage timings and WORK/eval.json when present.")
+        p.add_argument("work", type=Path, metavar="WORK", help="a rendered (or only prepared) work folder")
+        p.add_argument("--out", type=Path, metavar="DIR", help="report folder (default WORK/report)")
+        p.add_argument("--job", type=Path, help="take the scene from this job file (default: the one the manifest names)")
+        p.add_argument("--max-faces", type=int, default=30_000, help="decimate the scene to about this many "
+                       "triangles (default 30000)")
+        if name == "view":
+            p.add_argument("--port", type=int, default=0, help="port on 127.0.0.1 (default: a free one)")
+            p.add_argument("--open", action="store_true", help="also open the page in the default browser")
+        p.set_defaults(func=cmd_report if name == "report" else cmd_view)
+
+
+def _write_report(args) -> Path:
+    from videofrom3d.report import write_report
+
+    scene = None
+    if args.job is not None:
+        from videofrom3d.job import load_job
+
+        spec = load_job(args.job).scene
+        scene = (Path(spec.path), spec.up, spec.unit_scale)
+    return write_report(args.work, args.out, scene=scene, max_faces=args.max_faces)
+
+
+def cmd_report(args) -> int:
+    index = _write_report(args)
+    print(f"wrote {index}")
+    print(f"open it in a browser: {index.resolve().as_uri()}  (or `videofrom3d view {args.work}`)")
+    return 0
+
+
+def cmd_view(args) -> int:
+    from videofrom3d.report.build import report_index
+    from videofrom3d.report.serve import serve_forever
+
+    index, stale = report_index(args.work, args.out)
+    if stale or args.job:
+        index = _write_report(args)
+        print(f"wrote {index}")
+    try:
+        serve_forever(index.parent, args.port, open_browser=args.open,
+                      on_ready=lambda url: print(f"serving {index.parent} at {url}  (Ctrl-C stops)", flush=True))
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

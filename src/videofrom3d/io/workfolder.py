@@ -14,6 +14,7 @@
     WORK/inbetween/tails/arcNNN.png  the last decoded frame of arc k (chaining from the decoded frame)
     WORK/frames/NNNN.png             the video's frames, global index from 0, shared arc ends once
     WORK/video.mp4                   H.264 at the job's fps
+    WORK/eval.json, WORK/report/     `videofrom3d eval --json`, `videofrom3d report` (optional)
 """
 
 from __future__ import annotations
@@ -127,4 +128,18 @@ class WorkFolder:
     @property
     def trajectory_picture(self) -> Path:
         return self.root / "trajectory.png"
+
+    @property
+    def eval_json(self) -> Path:
+        """``videofrom3d eval WORK --json WORK/eval.json``: the report shows it when present."""
+        return self.root / "eval.json"
+
+    @property
+    def report_dir(self) -> Path:
+        """Where ``videofrom3d report WORK`` writes ``index.html`` unless told otherwise."""
+        return self.root / "report"
+
+    def arc_objects(self, k: int, local: int) -> Path:
+        """Arc k's 16-bit object id + 1 of local frame ``local`` (0 where nothing was hit)."""
+        return self.arc(k) / "objects" / f"{local:04d}.png"
 

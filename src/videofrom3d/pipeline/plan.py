@@ -122,6 +122,9 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
     manifest.data["job"] = job.name
     # what eval compares colours and CLIP-I against, so `videofrom3d eval WORK` needs no --style
     manifest.data["style_images"] = [str(Path(s.image).resolve()) for s in job.styles]
+    # what `videofrom3d report WORK` draws the geometry from
+    manifest.data["scene"] = {"path": str(Path(job.scene.path).resolve()), "up": job.scene.up,
+                              "unit_scale": job.scene.unit_scale}
     manifest.begin_run(engine=engine, engine_reason=reason, models=models, edits={k: dict(v) for k, v in current.items()})
     return RunContext(job=job, spec=spec, engine_reason=reason, models=models, configs=configs, cameras=cameras,
                       ranges=ranges, manifest=manifest, version=__version__, progress=progress, log=log)
