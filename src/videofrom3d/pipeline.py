@@ -500,6 +500,8 @@ class _Run:
         from videofrom3d.prepare.arcs import PrepareConfig
 
         _config(PrepareConfig, self.job, "prepare")
+        from videofrom3d.prepare.edge_mode import edges_for_job  # HED or lines, decided before any work
+        self.edge_choice = edges_for_job(self.job, self.engine, self.models)
         self._noise_config()  # prepare computes the noise for either engine when asked
         if self.engine == "preview":
             self._preview_config()
@@ -621,6 +623,7 @@ class _Run:
             key = digest_json({
                 **self._common("prepare"), "scene": scene_digest, "cameras": [c.to_dict() for c in cams],
                 "size": [job.width, job.height], "config": cfg_dict, "index": k, "first_frame": a,
+                "edges": self.edge_choice.record(),
             })
             item = f"arc{k:03d}"
             if self.manifest.is_current("prepare", item, key, folder, verify=True, exclude=ARC_EXTRAS):
@@ -632,7 +635,10 @@ class _Run:
 
                 if self._renderer is None:
                     self._renderer = make_renderer(scene(), backend=cfg.backend)
-                arc = prepare_arc(self._renderer, scene(), cams, cfg, index=k, first_frame=a)
+                from videofrom3d.prepare.arcs import make_hed_detector
+
+                self._hed = getattr(self, "_hed", None) or make_hed_detector(self.edge_choice)
+                arc = prepare_arc(self._renderer, scene(), cams, cfg, index=k, first_frame=a, hed=self._hed)
                 arc.save(folder)
                 if cfg.preview:
                     write_arc_preview(arc, folder / "preview.mp4", fps=job.fps)
@@ -644,6 +650,11 @@ class _Run:
             if need_noise:
                 self._noise(k, noise_cfg, res, preview=cfg.preview)
             res.outputs.append(folder)
+        if rec.get("edges") != self.edge_choice.record():
+            rec["edges"] = self.edge_choice.record()
+            self.manifest.save()
+        if self.edge_choice.notice:
+            self.log(self.edge_choice.notice)
         if scene_info is None:
             lo, hi = scene().bounds
             rec["scene"] = {"digest": scene_digest, "extent": float(np.linalg.norm(np.asarray(hi) - np.asarray(lo)))}

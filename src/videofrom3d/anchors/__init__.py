@@ -17,6 +17,8 @@ __all__ = [
     "AnchorGenerator",
     "AnchorGuide",
     "anchor_prompt",
+    "anchor_size",
+    "erode_px_at",
     "compose_prompt",
     "generate_anchors",
     "load_anchor_generator",
