@@ -186,3 +186,31 @@ def test_anchor_view_inputs_are_rendered_at_the_anchor_size(renderer, tmp_path):
     back = AnchorViews.load(views.save(tmp_path / "anchor_views.npz"))
     assert np.abs(back.edge_end - views.edge_end).max() <= 0.5 / 255 + 1e-6
     assert np.array_equal(back.flow_end_to_start_valid, views.flow_end_to_start_valid)
+
+
+# ------------------------------------------------------------------------------------------ the run
+
+
+def test_diffusion_run_without_hed_stops_before_any_work(tmp_path, capsys, monkeypatch):
+    from test_pipeline_jobs import make_job
+    from videofrom3d.cli import main
+    from videofrom3d.models import MODELS
+
+    root = tmp_path / "models"
+    for key in ("flux", "controlnet_hed", "cogvideox", "ggi"):  # every weight but HED "found"
+        (root / MODELS[key].repo_id).mkdir(parents=True)
+        (root / MODELS[key].repo_id / MODELS[key].marker).write_text("{}")
+    monkeypatch.setenv("VIDEOFROM3D_MODELS", str(root))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    job = make_job(tmp_path)
+    assert main(["render", str(job), "--engine", "diffusion", "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "ControlNetHED.pth" in err[0] and 'edges = "lines"' in err[0]
+    assert not (tmp_path / "work").exists()
+    # the preview engine falls back to drawn lines and says so; the manifest and doctor name the choice
+    assert main(["prepare", str(job), "--engine", "preview", "--no-noise"]) == 0
+    assert "edge maps are drawn lines" in capsys.readouterr().out
+    manifest = __import__("json").loads((tmp_path / "work" / "manifest.json").read_text())
+    assert manifest["stages"]["prepare"]["edges"] == {"mode": "lines", "hed": None, "weights": None}
+    assert main(["doctor", "--json"]) == 0
+    assert "drawn lines" in __import__("json").loads(capsys.readouterr().out)["edges"]

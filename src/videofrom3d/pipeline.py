@@ -459,6 +459,8 @@ class _Run:
         self.n_anchors = self.n_arcs + 1
         self._check_options()
         self._check_weights(until)
+        from videofrom3d.prepare.edge_mode import edges_for_job  # HED or lines, decided before any work
+        self.edge_choice = edges_for_job(job, self.engine if until != "prepare" else "preview", self.models)
         reseeds, images = _normalise_edits(reseed_anchor, anchor_images)
         size = (job.width, job.height)
         new_images = []
@@ -500,8 +502,6 @@ class _Run:
         from videofrom3d.prepare.arcs import PrepareConfig
 
         _config(PrepareConfig, self.job, "prepare")
-        from videofrom3d.prepare.edge_mode import edges_for_job  # HED or lines, decided before any work
-        self.edge_choice = edges_for_job(self.job, self.engine, self.models)
         self._noise_config()  # prepare computes the noise for either engine when asked
         if self.engine == "preview":
             self._preview_config()
