@@ -300,15 +300,9 @@ def test_load_flux_components_accepts_the_xlabs_file(tmp_path):
     state = _xflux_controlnet_state(hidden=hidden, heads=TINY_CONTROLNET["num_attention_heads"], ctx=32, vec=32,
                                     in_ch=TINY_CONTROLNET["in_channels"])
     save_file(state, str(tmp_path / XLABS_FILE))
-    import videofrom3d.anchors.xlabs as xl
-
-    orig = xl.convert_xlabs_controlnet
-    xl.convert_xlabs_controlnet = lambda s, axes=None: orig(s, axes or TINY_CONTROLNET["axes_dims_rope"])
-    try:
-        loaded = load_flux_components(str(tmp_path / "flux"), str(tmp_path / XLABS_FILE), device="cpu",
-                                      dtype="float32", text=False)
-    finally:
-        xl.convert_xlabs_controlnet = orig
+    # the rope axes are not in the file: they come from the FLUX transformer's config
+    loaded = load_flux_components(str(tmp_path / "flux"), str(tmp_path / XLABS_FILE), device="cpu",
+                                  dtype="float32", text=False)
     assert torch.equal(loaded.controlnet.state_dict()["transformer_blocks.0.attn.to_out.0.weight"],
                        state["double_blocks.0.img_attn.proj.weight"])
 

@@ -156,10 +156,11 @@ def load_flux_components(
              mode, fp8)
     from videofrom3d.anchors.xlabs import load_xlabs_controlnet, xlabs_file
 
+    transformer = FluxTransformer2DModel.from_pretrained(flux_dir, subfolder="transformer", **common)
     comps = FluxComponents(
-        transformer=FluxTransformer2DModel.from_pretrained(flux_dir, subfolder="transformer", **common),
-        controlnet=(load_xlabs_controlnet(cn_path, dt) if xlabs_file(cn_path)  # the authors' x-flux file
-                    else FluxControlNetModel.from_pretrained(cn_dir, **common)),
+        transformer=transformer,
+        controlnet=(load_xlabs_controlnet(cn_path, dt, transformer.config.axes_dims_rope)  # the authors' x-flux file
+                    if xlabs_file(cn_path) else FluxControlNetModel.from_pretrained(cn_dir, **common)),
         vae=AutoencoderKL.from_pretrained(flux_dir, subfolder="vae", **common),
         scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(flux_dir, subfolder="scheduler",
                                                                   local_files_only=True),

@@ -53,8 +53,8 @@ def is_xlabs_controlnet(keys) -> bool:
 
 def convert_xlabs_controlnet(state: dict, axes_dims_rope: tuple[int, ...] | None = None) -> tuple[dict, dict]:
     """x-flux ``ControlNetFlux`` state dict -> (FluxControlNetModel config, its state dict). Every input key is
-    used (a leftover raises ``ValueError`` naming it). ``axes_dims_rope`` defaults to FLUX's (16, 56, 56)
-    when the head size is 128 (it is not stored in the file)."""
+    used (a leftover raises ``ValueError`` naming it). ``axes_dims_rope`` (not stored in the file; the FLUX
+    transformer's config has it) defaults to FLUX's (16, 56, 56) when the head size is 128."""
     src = dict(state)
     out = {}
 
