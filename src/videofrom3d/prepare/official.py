@@ -5,8 +5,10 @@ Layout of ``OUT/`` (file names are **global, 1-based** frame numbers; consecutiv
 boundary frame, which is written in both):
 
 - ``arcK/hed/NNNN.png``  edge maps, 1080x720 8-bit, three equal channels (white lines on black)
-- ``arcK/corres/NNNN.png``  at the 12 latent-aligned frames ``floor(linspace(start, end, 13))[1:]``: for
-  each pixel of frame NNNN its position in the previous latent-aligned frame; 360x240, 16-bit, stored so
+- ``arcK/corres/NNNN.png``  at the frames the warped noise keeps (``noise_warp.keyframe_indices``: local 4, 8,
+  ..., 44, 45 for N = 45), so ``corres/`` and ``noises.npy`` describe the same frames (the authors' files sit
+  at ``floor(linspace(start, end, 13))[1:]``, which their unreleased warper used; see the README's fidelity
+  table): for each pixel of frame NNNN its position in the previous kept frame; 360x240, 16-bit, stored so
   that ``cv2.imread(..., IMREAD_UNCHANGED)`` gives BGR with x = R / 65536 * W, y = (65535 - G) / 65536 * H,
   B = 65535 where valid (0 elsewhere)
 - ``arcK/corres_end.png``  the same for the arc's end view -> its start view (f_{N->0}, used by SAG)
@@ -23,7 +25,7 @@ import numpy as np
 from videofrom3d.io.atomic import atomic_path
 from videofrom3d.prepare.arcs import PrepareConfig, PreparedArc
 from videofrom3d.prepare.flow import geometric_flow, write_correspondence
-from videofrom3d.prepare.noise_warp import to_official_layout
+from videofrom3d.prepare.noise_warp import keyframe_indices, to_official_layout
 
 HED_SIZE = (1080, 720)
 CORRES_SIZE = (360, 240)
@@ -77,8 +79,8 @@ def export_official(
                 e8 = (np.clip(e, 0, 1) * 255 + 0.5).astype(np.uint8)
                 name = f"{arc.first_frame + i + 1:04d}.png"
                 cv2.imwrite(str(tmp / "hed" / name), np.repeat(e8[..., None], 3, axis=-1))
-            # correspondences at the latent-aligned frames, each into the previous one, and end -> start
-            local = latent_aligned_frames(0, n - 1)
+            # correspondences at the frames the noise keeps, each into the previous one, and end -> start
+            local = list(dict.fromkeys(keyframe_indices(n - 1)))
             small_cams = {i: arc.cameras[i].resized(*corres_size) for i in set(local) | {0, n - 1}}
             small = {i: renderer.render(c) for i, c in small_cams.items()}
             for prev, k in zip(local[:-1], local[1:]):
