@@ -214,3 +214,26 @@ def test_diffusion_run_without_hed_stops_before_any_work(tmp_path, capsys, monke
     assert manifest["stages"]["prepare"]["edges"] == {"mode": "lines", "hed": None, "weights": None}
     assert main(["doctor", "--json"]) == 0
     assert "drawn lines" in __import__("json").loads(capsys.readouterr().out)["edges"]
+
+
+@pytest.mark.torch
+def test_sag_encodes_the_warped_anchor_with_a_seeded_posterior_sample():
+    """x-flux's AE.encode samples the posterior (review item 10): ours too, from the anchor's seed."""
+    torch = pytest.importorskip("torch")
+    from videofrom3d.anchors.components import tiny_flux_components
+    from videofrom3d.anchors.generate import AnchorGenerator, AnchorGuide, encode_image, latent_posterior
+
+    comps = tiny_flux_components(seed=0)
+    img = np.random.default_rng(0).random((32, 48, 3)).astype(np.float32)
+    mean, std = latent_posterior(comps, img)
+    z = encode_image(comps, img, torch.Generator().manual_seed(8))
+    assert torch.allclose(z, mean + std * torch.randn(mean.shape, generator=torch.Generator().manual_seed(8)))
+    assert not torch.allclose(z, mean) and torch.equal(encode_image(comps, img), mean)
+    guide = AnchorGuide(img, np.ones((32, 48), bool))
+    edge = np.zeros((32, 48), np.float32)
+    outs = {}
+    for mode in ("sample", "mode"):
+        gen = AnchorGenerator(comps, AnchorConfig(steps=2, replace_steps=2, true_cfg=1.0, max_sequence_length=16,
+                                                  encode_mode=mode), prompts=["a"])
+        outs[mode] = [gen.generate_latents(edge, "a", 7, guide) for _ in range(2)]
+    assert torch.equal(*outs["sample"]) and not torch.equal(outs["sample"][0], outs["mode"][0])

@@ -41,6 +41,8 @@ class AnchorConfig:
     replace_steps: int = 12  # paper 3.2 / official num_replacement: steps i < 12 (step 0 is a no-op) -> 11 effective
     mask_erode_px: int = 24  # at 720 px height, scaled with the anchor's (official: 5x5 dilation x12 at 1072x720)
     size: tuple[int, int] | None = None  # (W, H) of the anchors; None = anchor_size(job size), official 1.5x
+    encode_mode: Literal["sample", "mode"] = "sample"  # warped anchor's VAE posterior: a sample (x-flux AE.encode;
+    # drawn from the anchor's seed here) or its mean
     schedule: Literal["official", "diffusers"] = "official"  # sigma shift; see anchors.sampling
     style: int = 0  # which [[style]] identifier the anchors use
     no_replace_anchors: tuple[int, ...] = ()  # anchors generated without SAG (their style changes on purpose)
@@ -55,6 +57,8 @@ class AnchorConfig:
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"[anchors].steps must be >= 1, got {self.steps}")
+        if self.encode_mode not in ("sample", "mode"):
+            raise ValueError(f'[anchors].encode_mode must be "sample" or "mode", got {self.encode_mode!r}')
         if self.replace_steps < 0:
             raise ValueError(f"[anchors].replace_steps must be >= 0, got {self.replace_steps}")
         if self.mask_erode_px < 0:
@@ -193,7 +197,8 @@ class AnchorGenerator:
             neg_embeds, neg_pooled = self.text.encode(cfg.negative_prompt)
         z_obs = mask = None
         if guide is not None and cfg.replace_steps > 0:
-            z_obs = encode_image(c, guide.warped_previous)
+            gen = torch.Generator("cpu").manual_seed(int(seed) + 1) if cfg.encode_mode == "sample" else None
+            z_obs = encode_image(c, guide.warped_previous, gen)
             mask = latent_mask(guide.observed_mask, c.vae_scale_factor).to(c.device)
         sigmas, timesteps = flux_sigmas(c.scheduler, cfg.steps, h, w, cfg.schedule, device=c.device)
         with c.on_device(c.transformer, c.controlnet):
@@ -231,10 +236,15 @@ def latent_posterior(comps, image: np.ndarray):
     return ((dist.mean.float() - shift) * scale).cpu(), (dist.std.float() * scale).cpu()
 
 
-def encode_image(comps, image: np.ndarray):
-    """(H, W, 3) f32 [0, 1] -> (1, C, h, w) normalised VAE latents on ``comps.device`` (the posterior mean,
-    deterministic; the official script samples it)."""
-    return latent_posterior(comps, image)[0].to(comps.device)
+def encode_image(comps, image: np.ndarray, generator=None):
+    """(H, W, 3) f32 [0, 1] -> (1, C, h, w) normalised VAE latents on ``comps.device``: a posterior sample drawn
+    from ``generator`` (a CPU torch generator; x-flux's ``AE.encode`` samples), or the mean when None."""
+    import torch
+
+    mean, std = latent_posterior(comps, image)
+    if generator is not None:
+        mean = mean + std * torch.randn(mean.shape, generator=generator)
+    return mean.to(comps.device)
 
 
 def decode_latents(comps, latents) -> np.ndarray:
