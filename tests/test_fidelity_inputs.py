@@ -237,3 +237,21 @@ def test_sag_encodes_the_warped_anchor_with_a_seeded_posterior_sample():
                                                   encode_mode=mode), prompts=["a"])
         outs[mode] = [gen.generate_latents(edge, "a", 7, guide) for _ in range(2)]
     assert torch.equal(*outs["sample"]) and not torch.equal(outs["sample"][0], outs["mode"][0])
+
+
+def test_export_official_makes_its_edge_maps_the_same_way(renderer, tmp_path):
+    import cv2
+
+    from videofrom3d.prepare.official import export_official
+
+    cams = _cams(3)
+    arc = prepare_arc(renderer, None, cams, PrepareConfig(edges="lines"))
+    calls = []
+
+    def fake_hed(image):
+        calls.append(image.shape)
+        return np.full(image.shape[:2], 0.5, np.float32)
+
+    out = export_official([arc], renderer.scene, tmp_path / "off", renderer=renderer, hed_size=(144, 96), hed=fake_hed)
+    assert calls == [(96, 144, 3)] * 3  # HED ran on each re-rendered shaded frame
+    assert (cv2.imread(str(out / "arc0" / "hed" / "0002.png"))[..., 0] == 128).all()

@@ -704,7 +704,10 @@ class _Run:
         from videofrom3d.prepare.official import export_official
 
         arcs = [PreparedArc.load(self.arc_folder(k)) for k in range(self.n_arcs)]
-        export_official(arcs, scene, out, cfg, renderer=self._renderer)
+        from videofrom3d.prepare.arcs import make_hed_detector
+
+        hed = getattr(self, "_hed", None) or make_hed_detector(self.edge_choice)
+        export_official(arcs, scene, out, cfg, renderer=self._renderer, hed=hed)
         return out
 
     # ----------------------------------------------------------------------------------------- align

@@ -44,16 +44,18 @@ def export_official(
     renderer=None,
     hed_size: tuple[int, int] = HED_SIZE,
     corres_size: tuple[int, int] = CORRES_SIZE,
+    hed=None,
 ) -> Path:
     """Write ``arcs`` (``PreparedArc`` from :func:`videofrom3d.prepare.prepare_arc`) in the authors' layout.
 
     The scene is re-rendered at ``hed_size`` for the edge maps (unless the arcs already have that size) and
     at ``corres_size`` for the correspondences, with the edge options of ``cfg``. ``renderer`` (built by
     ``make_renderer(scene, cfg.backend)`` when None) can be passed to reuse one. Each arc folder is written
-    to a temp name and renamed. Returns ``out_dir``."""
+    to a temp name and renamed. ``hed``: the edge detector the arcs were made with (None: drawn lines), so
+    re-rendered edge maps are made the same way. Returns ``out_dir``."""
     import cv2
 
-    from videofrom3d.prepare.edges import edge_map, topology_for
+    from videofrom3d.prepare.edges import edge_map, hed_edge_map, topology_for
     from videofrom3d.prepare.gbuffer import make_renderer
 
     cfg = cfg or PrepareConfig()
@@ -76,6 +78,9 @@ def export_official(
                     s = cfg.supersample
                     render_cam = cam.resized(hed_size[0] * s, hed_size[1] * s)
                     e = edge_map(renderer.render(render_cam), render_cam, topo, ecfg, size=hed_size)
+                    if hed is not None:
+                        small = cam.resized(*hed_size)
+                        e = hed_edge_map(renderer.render(small), small, e, hed)
                 e8 = (np.clip(e, 0, 1) * 255 + 0.5).astype(np.uint8)
                 name = f"{arc.first_frame + i + 1:04d}.png"
                 cv2.imwrite(str(tmp / "hed" / name), np.repeat(e8[..., None], 3, axis=-1))
