@@ -186,6 +186,79 @@ def test_lpips_golden_value(tmp_path):
 LPIPS_FIXED = 0.13313277065753937  # lpips 0.1.4, alex v0.1 heads, the seeded trunk above
 
 
+# ------------------------------------------------------------------------------------------ MUSIQ
+
+
+@pytest.fixture
+def pyiqa_musiq(monkeypatch):
+    """``pyiqa.archs.musiq_arch`` on its own: bare package objects for ``pyiqa``, ``pyiqa.archs``, ``pyiqa.utils``
+    and ``pyiqa.data`` (their ``__init__`` files import every metric), a stand-in ``torchvision.transforms``
+    (imported by arch_util, unused by MUSIQ). pyiqa is PolyForm-Noncommercial, so the suite does not install it;
+    a developer runs this with pyiqa 0.1.16 on the path (README, fidelity section)."""
+    spec = importlib.util.find_spec("pyiqa")
+    if spec is None:
+        pytest.skip("pyiqa is not installed (a developer check: pip install --no-deps pyiqa==0.1.16)")
+    root = list(spec.submodule_search_locations)[0]
+    for k in [k for k in sys.modules if k == "pyiqa" or k.startswith("pyiqa.")]:
+        monkeypatch.delitem(sys.modules, k)
+    for name in ("pyiqa", "pyiqa.archs", "pyiqa.utils", "pyiqa.data"):
+        pkg = types.ModuleType(name)
+        pkg.__path__ = [str(Path(root, *name.split(".")[1:]))]
+        monkeypatch.setitem(sys.modules, name, pkg)
+    if importlib.util.find_spec("torchvision") is None or "torchvision" in sys.modules:
+        tv = types.ModuleType("torchvision")
+        tv.transforms = types.ModuleType("torchvision.transforms")
+        monkeypatch.setitem(sys.modules, "torchvision", tv)
+        monkeypatch.setitem(sys.modules, "torchvision.transforms", tv.transforms)
+    return importlib.import_module("pyiqa.archs.musiq_arch")
+
+
+def _random_musiq_checkpoint(path, seed=0):
+    """A 2-layer MUSIQ state dict (the released models' widths) from numpy's seeded generator, saved as pyiqa's
+    plain-state-dict ``.pth``; returns the path."""
+    from videofrom3d.eval.musiq import MUSIQ, MusiqConfig
+
+    rng = np.random.default_rng(seed)
+    state = {}
+    for k, v in MUSIQ(MusiqConfig(num_layers=2)).state_dict().items():
+        noise = rng.normal(0, 0.05, tuple(v.shape)).astype(np.float32)
+        base = 1.0 if (k.endswith(".weight") and v.ndim == 1) else 0.0  # norm scales near 1
+        state[k] = torch.from_numpy(base + noise)
+    torch.save(state, path)
+    return path
+
+
+def _musiq_input():
+    return torch.from_numpy(_image(96, 128, seed=4).astype(np.float32) / 255).permute(2, 0, 1)[None]
+
+
+MUSIQ_FIXED = 0.25174233317375183  # pyiqa 0.1.16 MUSIQ on the seeded 2-layer checkpoint
+
+
+def test_musiq_matches_pyiqa(pyiqa_musiq, tmp_path):
+    from videofrom3d.eval.musiq import load_musiq
+
+    path = _random_musiq_checkpoint(tmp_path / "musiq_spaq_ckpt-358bb6af.pth")  # pyiqa's file name and layout
+    ref = pyiqa_musiq.MUSIQ(pretrained=False, num_class=1, num_layers=2).eval()
+    ref.load_state_dict(torch.load(path, weights_only=True), strict=True)
+    ours = load_musiq(path)
+    x = _musiq_input()
+    with torch.no_grad():
+        want, got, other = ref(x).flatten(), ours(x).flatten(), ref(x.flip(-1) * 0.5).flatten()
+    assert torch.allclose(got, want, rtol=1e-4, atol=1e-4), (got, want)
+    assert (other - want).abs().max() > 100 * (got - want).abs().max()  # the score depends on the image
+    print("MUSIQ golden", float(want[0]))
+
+
+def test_musiq_golden_value(tmp_path):
+    """The fixed-image score pyiqa 0.1.16 gives on the seeded checkpoint (test above); runs without pyiqa."""
+    from videofrom3d.eval.musiq import load_musiq
+
+    with torch.no_grad():
+        value = float(load_musiq(_random_musiq_checkpoint(tmp_path / "musiq_spaq.pth"))(_musiq_input())[0])
+    assert value == pytest.approx(MUSIQ_FIXED, rel=1e-4)
+
+
 # ------------------------------------------------------------------------------------------ SSIM
 
 
