@@ -4,4 +4,7 @@
 # pytest (e.g. `bash scripts/test.sh -m slow`).
 set -eu
 python -m pip install -q -e '.[diffusion,test]'
+# reference implementations for tests/test_reference_weights.py, without their dependencies (they would pull
+# torchvision and timm; the tests import only the parts they need)
+python -m pip install -q --no-deps controlnet-aux==0.0.10 lpips==0.1.4
 HF_HUB_OFFLINE=1 python -m pytest -n 2 -q "$@"

@@ -80,12 +80,7 @@ def test_network_layout_and_weight_loading(no_hed):
     det2.detect_resolution = 128
     out2 = det2(_square())
     assert np.allclose(out, out2, atol=1e-6)
-    # edges = sigmoid(mean of the five side outputs, resized): check against a direct computation
-    x = torch.from_numpy(np.ascontiguousarray(
-        __import__("cv2").resize(_square(), (192, 128), interpolation=__import__("cv2").INTER_CUBIC))).clip(0, 1)
-    sides = det.network(x.permute(2, 0, 1)[None] * 255)
-    assert [s.shape[-1] for s in sides] == [192, 96, 48, 24, 12]
-    maps = [__import__("cv2").resize(s[0, 0].numpy(), (96, 64)) for s in sides]
-    from scipy.special import expit
-
-    assert np.allclose(out, expit(np.mean(maps, axis=0)), atol=1e-5)
+    # the full preprocessing and postprocessing is checked against controlnet_aux itself in
+    # tests/test_reference_weights.py; here only the side-output shapes at the detect size
+    x = torch.zeros(1, 3, 128, 192)
+    assert [s.shape[-1] for s in det.network(x)] == [192, 96, 48, 24, 12]

@@ -39,6 +39,7 @@ def test_render_diffusion_tiny_random_end_to_end(tmp_path, capsys):
     manifest = json.loads((work / "manifest.json").read_text())
     assert manifest["runs"][-1]["engine"] == "diffusion" and manifest["runs"][-1]["models"] == "tiny-random"
     assert manifest["stages"]["inbetween"]["items"]["caption"]["output"]  # the tiny captioner's prompt
+    assert manifest["stages"]["prepare"]["edges"]["hed"] == "tiny-random"  # the HED code path ran
     before = tree_digests(work)
 
     # a re-run reuses every stage (no model is even loaded) and changes no byte
@@ -47,9 +48,12 @@ def test_render_diffusion_tiny_random_end_to_end(tmp_path, capsys):
     assert all(not v for v in manifest["runs"][-1]["redone"].values())
     assert tree_digests(work) == before
 
-    # the preview engine can render the same work folder afterwards: prepare and its noise are reused
+    # the preview engine can render the same work folder afterwards; without HED weights its edge maps are
+    # the drawn lines, not the tiny random HED's, so prepare is redone (with real HED weights both engines
+    # use HED and prepare is reused)
     assert main(["render", str(job), "--engine", "preview", "--quiet"]) == 0
     manifest = json.loads((work / "manifest.json").read_text())
     redone = manifest["runs"][-1]["redone"]
-    assert redone["prepare"] == [] and redone["align"] == ["preview"]
+    assert redone["prepare"] == ["arc000"] and redone["align"] == ["preview"]
+    assert manifest["stages"]["prepare"]["edges"]["mode"] == "lines"
     assert (work / "align" / "lora.safetensors").is_file()

@@ -127,7 +127,19 @@ def report() -> dict:
         "models_root": os.environ.get("VIDEOFROM3D_MODELS", ""),
         "models": model_report(),
         "engine": {"auto": engine, "why": why},
+        "edges": edge_report(engine),
     }
+
+
+def edge_report(engine: str) -> str:
+    """What ``[prepare] edges = "auto"`` gives with ``engine`` and real models on this machine, in words."""
+    from videofrom3d.prepare.edge_mode import MissingHEDError, choose_edge_mode, find_hed
+
+    try:
+        choice = choose_edge_mode("auto", engine, "real", find_hed())
+    except MissingHEDError as e:
+        return f"a {engine} render would stop: {e}"
+    return choice.describe() + (f" ({choice.notice})" if choice.notice else "")
 
 
 def format_report(r: dict) -> str:
@@ -163,6 +175,7 @@ def format_report(r: dict) -> str:
         f"{found} of {len(r['models'])} models found. FLUX.1-dev weights are under a non-commercial licence (accept "
         "it on the model page before downloading); CogVideoX's transformer under the CogVideoX licence.",
         f"`videofrom3d render --engine auto` would use: {r['engine']['auto']} ({r['engine']['why']})",
+        f"edge maps ([prepare] edges = \"auto\"): {r['edges']}",
         "The preview engine needs no weights: `videofrom3d demo` works now; `--models tiny-random` smoke-tests the "
         "diffusion code path without weights (needs the diffusion extra).",
     ]

@@ -65,7 +65,7 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "hed", "lllyasviel/Annotators", "ControlNetHED.pth", "Apache-2.0", "~29 MB",
-            "align: HED edges of the style crops (classical soft-edge fallback without it)",
+            "prepare: edge maps = HED of the shaded render (drawn lines without it); align: HED of the style crops",
         ),
         ModelSpec(
             "depth", "Intel/dpt-hybrid-midas", "config.json", "Apache-2.0", "~0.5 GB", "eval: PSNR-D",

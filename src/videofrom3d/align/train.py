@@ -62,7 +62,7 @@ class AlignConfig:
     guidance: float = 1.0  # guidance embedding while training (official)
     checkpoint_every: int = 100  # resumable checkpoints (official: every 100)
     gradient_checkpointing: bool = True  # on GPU only
-    edge_detector: Literal["auto", "network", "classical"] = "auto"  # HED; auto falls back (with a warning)
+    edge_detector: Literal["auto", "network", "classical"] = "auto"  # HED (official); see prepare.edge_mode
     max_sequence_length: int = 512  # T5 tokens
     seed: int | None = None  # None = the job's seed
     device: str = "auto"
@@ -149,9 +149,15 @@ def train_style_lora(job, cfg: AlignConfig | None = None, out_dir: str | Path | 
     hashes = [file_sha256(s.image) for s in job.styles]
     seed = job.seed if cfg.seed is None else cfg.seed
     model_desc = models if isinstance(models, str) else getattr(models, "source", "custom")
+    from videofrom3d.prepare.edge_mode import align_edge_detector, find_hed
+
+    hed_weights = find_hed(job.model("hed"))
+    detector = align_edge_detector(cfg.edge_detector, model_desc if model_desc in ("real", "tiny-random") else "custom",
+                                   hed_weights)  # before any work: a real run never falls back silently
     fingerprint = digest_json(
         {"cfg": dataclasses.asdict(cfg), "identifiers": identifiers, "images": hashes, "seed": seed,
-         "models": [model_desc, job.model("flux"), job.model("controlnet_hed")]})
+         "models": [model_desc, job.model("flux"), job.model("controlnet_hed")],
+         "edges": [detector, str(hed_weights) if detector == "network" else None]})
     if final.is_file() and _metadata_fingerprint(final) == fingerprint:
         log.info("alignment LoRA %s is up to date", final)
         return final
@@ -161,7 +167,7 @@ def train_style_lora(job, cfg: AlignConfig | None = None, out_dir: str | Path | 
     transformer, controlnet = comps.transformer, comps.controlnet
     _attach_trainable_lora(comps, cfg)
 
-    samples, text = prepare_training_data(comps, job, cfg)
+    samples, text = prepare_training_data(comps, job, cfg, detector)
     schedule = torch.from_numpy(training_timesteps(cfg.shift_mu)).float()
     lora_params = [p for m in (transformer, controlnet) for p in m.parameters() if p.requires_grad]
     dit_params = [p for p in transformer.parameters() if p.requires_grad]
@@ -213,16 +219,18 @@ def train_style_lora(job, cfg: AlignConfig | None = None, out_dir: str | Path | 
     return final
 
 
-def prepare_training_data(comps, job, cfg: AlignConfig):
+def prepare_training_data(comps, job, cfg: AlignConfig, detector: str | None = None):
     """Per style image and crop aspect: (control (1, 3, H, W) in [-1, 1], latent mean, latent std), and the
-    prompt encoder with every identifier encoded (text encoders released afterwards)."""
+    prompt encoder with every identifier encoded (text encoders released afterwards). ``detector``: the
+    control-image mode from :func:`videofrom3d.prepare.edge_mode.align_edge_detector` (default: the
+    config's, the weights from the job's ``[models].hed``)."""
     from videofrom3d.anchors.components import PromptEncoder
     from videofrom3d.io.images import read_image
 
     text = PromptEncoder(comps, cfg.max_sequence_length)
     text.encode_all([s.identifier_prompt for s in job.styles])
     text.release()
-    detector = _edge_detector(cfg, comps.device)
+    detector = _edge_detector(detector or cfg.edge_detector, comps.device, job.model("hed"))
     samples = []
     for style in job.styles:
         img = read_image(style.image)
@@ -311,10 +319,10 @@ def _attach_trainable_lora(comps, cfg: AlignConfig) -> None:
                 p.requires_grad_(False)
 
 
-def _edge_detector(cfg: AlignConfig, device):
+def _edge_detector(mode: str, device, weights=None):
     from videofrom3d.annotators.hed import make_edge_detector
 
-    return make_edge_detector(cfg.edge_detector, device=str(device) if device.type == "cuda" else "cpu")
+    return make_edge_detector(mode, weights, device=str(device) if device.type == "cuda" else "cpu")
 
 
 def _encode_sample(comps, crop: np.ndarray, edges: np.ndarray):

@@ -16,6 +16,8 @@ import importlib
 __all__ = [
     "AnchorConfig",
     "AnchorGenerator",
+    "anchor_size",
+    "erode_px_at",
     "load_anchor_generator",
     "make_anchor_guide",
     "replacement_rule",

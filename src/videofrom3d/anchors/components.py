@@ -5,7 +5,9 @@ the Hugging Face cache layout ``models--org--name/snapshots/<rev>/``) and read a
 never contacted. ``black-forest-labs/FLUX.1-dev`` is a diffusers folder (``model_index.json``, ``transformer/``,
 ``vae/``, ``text_encoder/`` = CLIP-L, ``text_encoder_2/`` = T5-v1.1-XXL, ``tokenizer*/``, ``scheduler/``);
 ``XLabs-AI/flux-controlnet-hed-diffusers`` is one :class:`~diffusers.FluxControlNetModel` (2 double blocks,
-pixel-space hint block, residuals repeated over the 19 double blocks).
+pixel-space hint block, residuals repeated over the 19 double blocks); ``[models].controlnet_hed`` may also
+name the file the authors load, ``XLabs-AI/flux-controlnet-hed-v3/flux-hed-controlnet-v3.safetensors``
+(x-flux layout, converted on load by :mod:`videofrom3d.anchors.xlabs`).
 
 Memory modes (``memory=``), so that FLUX-dev (12B parameters, 24 GB in bf16) fits smaller GPUs:
 
@@ -146,9 +148,13 @@ def load_flux_components(
     common = {"torch_dtype": dt, "use_safetensors": True, "local_files_only": True}
     log.info("loading FLUX from %s and the HED ControlNet from %s (%s, memory=%s, fp8=%s)", flux_dir, cn_dir, dt,
              mode, fp8)
+    from videofrom3d.anchors.xlabs import load_xlabs_controlnet, xlabs_file
+
+    transformer = FluxTransformer2DModel.from_pretrained(flux_dir, subfolder="transformer", **common)
     comps = FluxComponents(
-        transformer=FluxTransformer2DModel.from_pretrained(flux_dir, subfolder="transformer", **common),
-        controlnet=FluxControlNetModel.from_pretrained(cn_dir, **common),
+        transformer=transformer,
+        controlnet=(load_xlabs_controlnet(cn_path, dt, transformer.config.axes_dims_rope)  # the authors' x-flux file
+                    if xlabs_file(cn_path) else FluxControlNetModel.from_pretrained(cn_dir, **common)),
         vae=AutoencoderKL.from_pretrained(flux_dir, subfolder="vae", **common),
         scheduler=FlowMatchEulerDiscreteScheduler.from_pretrained(flux_dir, subfolder="scheduler",
                                                                   local_files_only=True),

@@ -3,10 +3,12 @@ guidance (SAG) so that anchor k agrees with anchor k-1 wherever the geometry sho
 
 Anchor 0 is rendered from the first edge map of arc 0; anchor k >= 1 from the last edge map of arc k-1, with
 anchor k-1 warped into that view by the prepare stage's exact ``flow_end_to_start`` (visible pixels only),
-the observed mask eroded by ``mask_erode_px``, VAE-encoded and substituted into the early latents (Eq. 1).
-Improvements over the official script: every draw is seeded, each distinct prompt is encoded once (text
-encoders freed before sampling), the previous anchor is passed in memory, and the mask is eroded in the
-image then min-pooled to latent cells (a cell is replaced only if all its pixels were observed).
+the observed mask eroded by ``mask_erode_px`` (given at 720 px height, scaled with the anchor height) and
+sampled to the latent grid by nearest neighbour, as the authors do; VAE-encoded and substituted into the early
+latents (Eq. 1). Anchors are made at :func:`anchor_size` (the authors' 1.5x the job size, 1072x720 for
+720x480) and resized for the inbetween stage. Improvements over the official script: every draw is seeded,
+each distinct prompt is encoded once (text encoders freed before sampling), the previous anchor is passed in
+memory.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ class AnchorConfig:
     negative_prompt: str = ""  # official: empty negative
     controlnet_scale: float = 0.8  # HED ControlNet residual weight, all steps (official run)
     replace_steps: int = 12  # paper 3.2 / official num_replacement: steps i < 12 (step 0 is a no-op) -> 11 effective
-    mask_erode_px: int = 24  # official: unobserved mask dilated by a 5x5 kernel 12 times (~24 px)
+    mask_erode_px: int = 24  # at 720 px height, scaled with the anchor's (official: 5x5 dilation x12 at 1072x720)
+    size: tuple[int, int] | None = None  # (W, H) of the anchors; None = anchor_size(job size), official 1.5x
+    encode_mode: Literal["sample", "mode"] = "sample"  # warped anchor's VAE posterior: a sample (x-flux AE.encode;
+    # drawn from the anchor's seed here) or its mean
     schedule: Literal["official", "diffusers"] = "official"  # sigma shift; see anchors.sampling
     style: int = 0  # which [[style]] identifier the anchors use
     no_replace_anchors: tuple[int, ...] = ()  # anchors generated without SAG (their style changes on purpose)
@@ -55,10 +60,34 @@ class AnchorConfig:
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"[anchors].steps must be >= 1, got {self.steps}")
+        if self.encode_mode not in ("sample", "mode"):
+            raise ValueError(f'[anchors].encode_mode must be "sample" or "mode", got {self.encode_mode!r}')
         if self.replace_steps < 0:
             raise ValueError(f"[anchors].replace_steps must be >= 0, got {self.replace_steps}")
         if self.mask_erode_px < 0:
             raise ValueError(f"[anchors].mask_erode_px must be >= 0, got {self.mask_erode_px}")
+        if self.size is not None:
+            if len(self.size) != 2 or any(int(v) != v or v < 16 or v % 16 for v in self.size):
+                raise ValueError(f"[anchors].size must be [width, height], multiples of 16 (FLUX's 2x2 latent "
+                                 f"patches), got {list(self.size)}")
+            object.__setattr__(self, "size", (int(self.size[0]), int(self.size[1])))
+
+
+def anchor_size(job_size: tuple[int, int], override: tuple[int, int] | None = None,
+                scale: float = 1.5, multiple: int = 16) -> tuple[int, int]:
+    """(W, H) FLUX generates anchors at: ``override`` when given, else ``scale`` x the job's (W, H) floored to
+    ``multiple``. The authors render edge maps at 1.5x (1080x720 for a 720x480 video) and floor them to 16 for
+    FLUX: 1072x720 (research/official-code.md section 2)."""
+    if override is not None:
+        return int(override[0]), int(override[1])
+    w, h = job_size
+    return (max(multiple, int(w * scale) // multiple * multiple), max(multiple, int(h * scale) // multiple * multiple))
+
+
+def erode_px_at(height: int, px_at_720: int = 24) -> int:
+    """The mask erosion in pixels for an anchor ``height`` px tall: ``px_at_720`` scaled with the height (the
+    authors' 24 px were measured on 720 px anchors)."""
+    return int(round(px_at_720 * height / 720))
 
 
 def job_prompts(job, cfg: AnchorConfig) -> list[str]:
@@ -73,11 +102,19 @@ def replacement_rule(cfg: AnchorConfig) -> ReplacementRule:
     return ReplacementRule(cfg.replace_steps, tuple(cfg.no_replace_anchors), cfg.replace_on_prompt_change)
 
 
-def make_anchor_guide(previous_anchor: np.ndarray, arc, erode_px: int = 24) -> AnchorGuide:
+def make_anchor_guide(previous_anchor: np.ndarray, arc, erode_px: int = 24, flow=None) -> AnchorGuide:
     """Warp anchor k-1 (the start view of ``arc``) into its end view (anchor k) with the arc's exact
-    ``flow_end_to_start`` and visibility; the observed mask is eroded by ``erode_px`` (square kernel)."""
-    warped, observed = backward_warp(previous_anchor, arc.flow_end_to_start, arc.flow_end_to_start_valid)
-    return AnchorGuide(np.clip(warped, 0, 1).astype(np.float32), erode_mask(observed, erode_px))
+    ``flow_end_to_start`` and visibility; the observed mask is eroded by ``erode_px`` at 720 px height
+    (square kernel), scaled with the anchor height. ``flow``: ``(flow_end_to_start, valid)`` at the anchor
+    size (:func:`videofrom3d.prepare.anchor_inputs.anchor_view_inputs`) in place of the arc's; either way its
+    size must be the previous anchor's."""
+    flow_e2s, valid = flow if flow is not None else (arc.flow_end_to_start, arc.flow_end_to_start_valid)
+    if flow_e2s.shape[:2] != previous_anchor.shape[:2]:
+        raise ValueError(f"end->start flow is {flow_e2s.shape[1]}x{flow_e2s.shape[0]} but the previous anchor "
+                         f"{previous_anchor.shape[1]}x{previous_anchor.shape[0]}; make the flow at the anchor size")
+    warped, observed = backward_warp(previous_anchor, flow_e2s, valid)
+    px = erode_px_at(previous_anchor.shape[0], erode_px)
+    return AnchorGuide(np.clip(warped, 0, 1).astype(np.float32), erode_mask(observed, px))
 
 
 def erode_mask(mask: np.ndarray, px: int) -> np.ndarray:
@@ -146,7 +183,8 @@ class AnchorGenerator:
             neg_embeds, neg_pooled = self.text.encode(cfg.negative_prompt)
         z_obs = mask = None
         if guide is not None and cfg.replace_steps > 0:
-            z_obs = encode_image(c, guide.warped_previous)
+            gen = torch.Generator("cpu").manual_seed(int(seed) + 1) if cfg.encode_mode == "sample" else None
+            z_obs = encode_image(c, guide.warped_previous, gen)
             mask = latent_mask(guide.observed_mask, c.vae_scale_factor).to(c.device)
         sigmas, timesteps = flux_sigmas(c.scheduler, cfg.steps, h, w, cfg.schedule, device=c.device)
         with c.on_device(c.transformer, c.controlnet):
@@ -184,10 +222,15 @@ def latent_posterior(comps, image: np.ndarray):
     return ((dist.mean.float() - shift) * scale).cpu(), (dist.std.float() * scale).cpu()
 
 
-def encode_image(comps, image: np.ndarray):
-    """(H, W, 3) f32 [0, 1] -> (1, C, h, w) normalised VAE latents on ``comps.device`` (the posterior mean,
-    deterministic; the official script samples it)."""
-    return latent_posterior(comps, image)[0].to(comps.device)
+def encode_image(comps, image: np.ndarray, generator=None):
+    """(H, W, 3) f32 [0, 1] -> (1, C, h, w) normalised VAE latents on ``comps.device``: a posterior sample drawn
+    from ``generator`` (a CPU torch generator; x-flux's ``AE.encode`` samples), or the mean when None."""
+    import torch
+
+    mean, std = latent_posterior(comps, image)
+    if generator is not None:
+        mean = mean + std * torch.randn(mean.shape, generator=generator)
+    return mean.to(comps.device)
 
 
 def decode_image(comps, latents) -> np.ndarray:
@@ -202,11 +245,14 @@ def decode_image(comps, latents) -> np.ndarray:
 
 
 def latent_mask(observed: np.ndarray, factor: int):
-    """(H, W) bool -> (1, 1, H/f, W/f) bool: a latent cell counts as observed only if all its pixels are."""
+    """(H, W) bool -> (1, 1, H/f, W/f) bool by nearest sampling (torch's ``nearest``: cell (i, j) takes pixel
+    (i*f, j*f)), as the authors resize their mask to the latent grid; the erosion before it keeps the seam
+    away from unobserved content."""
     import torch
 
-    unobserved = torch.from_numpy(~np.asarray(observed, dtype=bool)).float()[None, None]
-    return torch.nn.functional.max_pool2d(unobserved, factor) < 0.5
+    m = torch.from_numpy(np.asarray(observed, dtype=bool)).float()[None, None]
+    h, w = m.shape[-2] // factor, m.shape[-1] // factor
+    return torch.nn.functional.interpolate(m, size=(h, w), mode="nearest") > 0.5
 
 
 def load_anchor_generator(job, cfg: AnchorConfig | None = None, models: Any = "real",

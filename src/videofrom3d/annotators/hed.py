@@ -27,14 +27,16 @@ from videofrom3d.models import MissingModelError, candidate_paths
 
 log = logging.getLogger(__name__)
 
-STAGES = ((3, 64, 2), (64, 128, 2), (128, 256, 3), (256, 512, 3), (512, 512, 3))  # (in, out, conv layers)
+WIDTHS = (64, 128, 256, 512, 512)  # output channels of the five stages
+LAYERS = (2, 2, 3, 3, 3)  # 3x3 conv layers per stage
 WEIGHT_NAMES = ("ControlNetHED.safetensors", "ControlNetHED.pth")
 
 _WARNED = False
 
 
-def build_hed_network():
-    """The ControlNetHED_Apache2 architecture (random weights)."""
+def build_hed_network(widths: tuple[int, ...] = WIDTHS):
+    """The ControlNetHED_Apache2 architecture (random weights); ``widths`` narrower than the real
+    (64, 128, 256, 512, 512) give the tiny random HED of tests and ``--models tiny-random``."""
     import torch
     from torch import nn
 
@@ -57,19 +59,34 @@ def build_hed_network():
         def __init__(self):
             super().__init__()
             self.norm = nn.Parameter(torch.zeros(1, 3, 1, 1))
-            for i, (c_in, c_out, layers) in enumerate(STAGES, start=1):
+            c_in = 3
+            for i, (c_out, layers) in enumerate(zip(widths, LAYERS), start=1):
                 setattr(self, f"block{i}", Stage(c_in, c_out, layers))
+                c_in = c_out
 
         def forward(self, rgb255):
             """(B, 3, H, W) RGB in 0..255 -> five (B, 1, H/2^k, W/2^k) side logits."""
             x = rgb255 - self.norm
             sides = []
-            for i in range(1, len(STAGES) + 1):
+            for i in range(1, len(LAYERS) + 1):
                 x, side = getattr(self, f"block{i}")(x, pool=i > 1)
                 sides.append(side)
             return sides
 
     return HEDNetwork()
+
+
+def tiny_hed_network(seed: int = 0):
+    """A HED with 4 channels per stage and seeded random weights (eval mode): the code path, not the look."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        net = build_hed_network((4, 4, 4, 4, 4))
+        with torch.no_grad():
+            for p in net.parameters():
+                p.normal_(0.0, 0.5)
+    return net.eval().requires_grad_(False)
 
 
 def find_hed_weights(override: str | Path | None = None) -> Path:
@@ -103,9 +120,11 @@ def load_hed_network(path: str | Path | None = None, device: str = "cpu"):
 
 
 class HEDDetector:
-    """``detector(image (H, W, 3) f32 [0, 1]) -> (H, W) f32 [0, 1]`` soft edges. The image is resized so its
-    short side is ``detect_resolution`` (sides rounded to multiples of 64, as the annotator does), run, and the
-    result resized back."""
+    """``detector(image (H, W, 3) f32 [0, 1]) -> (H, W) f32 [0, 1]`` soft edges, step for step as
+    ``controlnet_aux.HEDdetector(image, detect_resolution, output_type="np")`` and a resize back (the
+    authors' annotator): the image is quantised to uint8, resized so its short side is ``detect_resolution``
+    (sides rounded to multiples of 64; Lanczos up, area down), run; the side outputs are resized to that size,
+    averaged, passed through a sigmoid, quantised to uint8 and resized bilinearly to (W, H)."""
 
     def __init__(self, network=None, detect_resolution: int = 512, device: str = "cpu"):
         self.network = network
@@ -116,15 +135,22 @@ class HEDDetector:
         import torch
 
         img = np.asarray(image, dtype=np.float32)
+        if img.ndim == 2:
+            img = np.repeat(img[..., None], 3, axis=2)
         h, w = img.shape[:2]
+        rgb8 = (np.clip(img, 0, 1) * 255.0 + 0.5).astype(np.uint8)
         scale = self.detect_resolution / min(h, w)
-        dh, dw = (max(64, int(round(s * scale / 64)) * 64) for s in (h, w))
-        small = cv2.resize(img, (dw, dh), interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
-        x = torch.from_numpy(np.clip(small, 0, 1) * 255.0).permute(2, 0, 1)[None].to(self.device)
+        dh, dw = (int(np.round(s * scale / 64.0)) * 64 for s in (h, w))
+        small = cv2.resize(rgb8, (dw, dh), interpolation=cv2.INTER_LANCZOS4 if scale > 1 else cv2.INTER_AREA)
+        x = torch.from_numpy(small).float().permute(2, 0, 1)[None].to(self.device)
         with torch.no_grad():
             sides = self.network(x)
-        maps = [cv2.resize(s[0, 0].float().cpu().numpy(), (w, h), interpolation=cv2.INTER_LINEAR) for s in sides]
-        return (0.5 + 0.5 * np.tanh(0.5 * np.mean(maps, axis=0))).astype(np.float32)  # sigmoid, no overflow
+        maps = [cv2.resize(s[0, 0].float().cpu().numpy(), (dw, dh), interpolation=cv2.INTER_LINEAR) for s in sides]
+        edge = 0.5 + 0.5 * np.tanh(0.5 * np.mean(maps, axis=0, dtype=np.float64))  # sigmoid, no overflow
+        edge8 = (edge * 255.0).clip(0, 255).astype(np.uint8)
+        if (dw, dh) != (w, h):
+            edge8 = cv2.resize(edge8, (w, h), interpolation=cv2.INTER_LINEAR)
+        return edge8.astype(np.float32) / 255.0
 
 
 def classical_soft_edges(image: np.ndarray, scales: tuple[float, ...] = (1.0, 2.0), width_px: float = 1.0) -> np.ndarray:
@@ -151,11 +177,15 @@ def classical_soft_edges(image: np.ndarray, scales: tuple[float, ...] = (1.0, 2.
 
 
 def make_edge_detector(mode: str = "auto", weights: str | Path | None = None, device: str = "cpu"):
-    """A callable image -> soft edges. ``mode``: ``"network"`` (HED weights required), ``"classical"``, or
-    ``"auto"`` (the network when its weights are found, else the classical fallback with a warning)."""
+    """A callable image -> soft edges. ``mode``: ``"network"`` (HED weights required), ``"classical"``,
+    ``"tiny-random"`` (:func:`tiny_hed_network`), or ``"auto"`` (the network when its weights are found,
+    else the classical fallback with a warning; the pipeline decides with
+    :func:`videofrom3d.prepare.edge_mode.align_edge_detector` so a real run never falls back silently)."""
     global _WARNED
-    if mode not in ("auto", "network", "classical"):
-        raise ValueError(f'edge detector mode must be "auto", "network" or "classical", got {mode!r}')
+    if mode not in ("auto", "network", "classical", "tiny-random"):
+        raise ValueError(f'edge detector mode must be "auto", "network", "classical" or "tiny-random", got {mode!r}')
+    if mode == "tiny-random":
+        return HEDDetector(tiny_hed_network().to(device), device=device)
     if mode != "classical":
         try:
             return HEDDetector(load_hed_network(weights, device), device=device)

@@ -67,6 +67,7 @@ class RunContext:
     digests: dict[str, str] = field(default_factory=dict)
     anchor_base: list[str] = field(default_factory=list)
     scene_extent: float = 0.0
+    edge_choice: Any = None  # prepare.edge_mode.EdgeChoice: HED or drawn lines, decided by the plan
     _arcs: OrderedDict = field(default_factory=OrderedDict)
     _stage_objects: dict[str, Any] = field(default_factory=dict)
 

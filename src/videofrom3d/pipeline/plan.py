@@ -112,6 +112,10 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
         spec.check(job, models, until, configs)
     except EngineError as e:
         raise PipelineError(str(e)) from None
+    from videofrom3d.prepare.edge_mode import edges_for_job
+
+    # HED or drawn lines, decided before any work (prepare alone never needs HED: it may precede a preview)
+    edge_choice = edges_for_job(job, spec.name if until != "prepare" else "preview", models)
     checked = check_edits(*edits[:2], edits[2], len(ranges) + 1, (job.width, job.height), log)
     # everything checked: now the work folder may change
     work = WorkFolder(job.work_dir)
@@ -127,7 +131,8 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
                               "unit_scale": job.scene.unit_scale}
     manifest.begin_run(engine=engine, engine_reason=reason, models=models, edits={k: dict(v) for k, v in current.items()})
     return RunContext(job=job, spec=spec, engine_reason=reason, models=models, configs=configs, cameras=cameras,
-                      ranges=ranges, manifest=manifest, version=__version__, progress=progress, log=log)
+                      ranges=ranges, manifest=manifest, version=__version__, progress=progress, log=log,
+                      edge_choice=edge_choice)
 
 
 def remove_stale_temporaries(work: WorkFolder) -> None:

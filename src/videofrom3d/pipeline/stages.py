@@ -39,9 +39,9 @@ def _scene_files(path: Path) -> list[Path]:
 class _SceneOnce:
     """The scene and its G-buffer renderer, loaded on the first arc that must be prepared."""
 
-    def __init__(self, job, backend: str):
-        self.job, self.backend = job, backend
-        self._scene = self._renderer = None
+    def __init__(self, job, backend: str, edge_choice):
+        self.job, self.backend, self.edge_choice = job, backend, edge_choice
+        self._scene = self._renderer = self._hed = None
 
     def scene(self):
         if self._scene is None:
@@ -58,6 +58,14 @@ class _SceneOnce:
             self._renderer = make_renderer(self.scene(), backend=self.backend)
         return self._renderer
 
+    def hed(self):
+        """The HED detector the edge choice asks for (None for drawn lines)."""
+        if self._hed is None:
+            from videofrom3d.prepare.arcs import make_hed_detector
+
+            self._hed = make_hed_detector(self.edge_choice)
+        return self._hed
+
 
 def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageResult:
     """Edge maps, G-buffers and exact flows of every arc (paper 3.1), and its warped noise when needed."""
@@ -65,7 +73,7 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
     need_noise = (ctx.spec.needs_noise if with_noise is None else bool(with_noise)) or export_official is not None
     scene_digest = digest_json([digest_file(p) for p in _scene_files(Path(job.scene.path))]
                                + [job.scene.up, job.scene.unit_scale])
-    loaded = _SceneOnce(job, cfg.backend)
+    loaded = _SceneOnce(job, cfg.backend, ctx.edge_choice)
     cfg_dict = json_ready(_asdict(cfg))
     cfg_dict.pop("preview", None)  # the preview mp4 is a by-product, not an input of later stages
     for k in ctx.bar(range(ctx.n_arcs), "prepare", total=ctx.n_arcs):
@@ -74,13 +82,14 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
         key = digest_json({
             **ctx.common("prepare"), "scene": scene_digest, "cameras": [c.to_dict() for c in cams],
             "size": [job.width, job.height], "config": cfg_dict, "index": k, "first_frame": a,
+            "edges": ctx.edge_choice.record(),
         })
 
         def make(k=k, a=a, cams=cams):
             from videofrom3d.prepare import prepare_arc
             from videofrom3d.prepare.arcs import write_arc_preview
 
-            arc = prepare_arc(loaded.renderer(), loaded.scene(), cams, cfg, index=k, first_frame=a)
+            arc = prepare_arc(loaded.renderer(), loaded.scene(), cams, cfg, index=k, first_frame=a, hed=loaded.hed())
             arc.save(ctx.work.arc(k))
             if cfg.preview:
                 write_arc_preview(arc, ctx.work.arc_preview(k), fps=job.fps)
@@ -92,6 +101,11 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
             res.add(f"noise{k:03d}", _noise(ctx, k, preview=cfg.preview))
         res.outputs.append(ctx.work.arc(k))
     ctx.scene_extent = _scene_extent(ctx, scene_digest, loaded)
+    if ctx.manifest.stage("prepare").get("edges") != ctx.edge_choice.record():
+        ctx.manifest.stage("prepare")["edges"] = ctx.edge_choice.record()  # doctor and the report say which
+        ctx.manifest.save()
+    if ctx.edge_choice.notice:
+        ctx.log(ctx.edge_choice.notice)
     ctx.prune("prepare", "arc", ctx.n_arcs, ctx.work.arc)
     ctx.prune("prepare", "noise", ctx.n_arcs, ctx.work.noise)
     if export_official is not None:
@@ -99,7 +113,7 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
         from videofrom3d.prepare.official import export_official as export
 
         arcs = [PreparedArc.load(ctx.work.arc(k)) for k in range(ctx.n_arcs)]
-        export(arcs, loaded.scene(), Path(export_official), cfg, renderer=loaded._renderer)
+        export(arcs, loaded.scene(), Path(export_official), cfg, renderer=loaded._renderer, hed=loaded.hed())
         res.outputs.append(Path(export_official))
     return res
 

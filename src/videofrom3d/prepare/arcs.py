@@ -224,7 +224,7 @@ class PrepareConfig:
     line_scale: float = 1.0  # multiplies every width and softness
     supersample: int = 1  # odd factor: edges drawn at s x the size and area-averaged down
     depth_tolerance: float = 0.005  # flow visibility: relative plane distance, plus one pixel footprint
-    hed: bool = False  # also run a real HED network over the lines when its weights are present
+    edges: Literal["auto", "hed", "lines"] = "auto"  # HED of the shaded render as the authors; see prepare.edge_mode
     preview: bool = True  # write preview.mp4 (edges | depth | flow) and noise.mp4 per arc
 
     def __post_init__(self) -> None:
@@ -308,6 +308,7 @@ def prepare_arc(
     first_frame: int = 0,
     noise_fn=None,
     timings: dict | None = None,
+    hed=None,
 ) -> PreparedArc:
     """G-buffers, edge maps, exact flows (and warped noise through ``noise_fn``) of one arc (paper 3.1).
 
@@ -315,14 +316,20 @@ def prepare_arc(
     ``cameras`` are the arc's F = N+1 frames (global frames ``first_frame`` .. ``first_frame + F - 1``).
     ``noise_fn(flow_forward, flow_forward_valid) -> (13, 16, 60, 90)`` computes the warped noise (the
     pipeline binds :func:`videofrom3d.prepare.noise_warp.warped_noise_for_arc` with its config and seed).
-    Warns (naming the frames) when a camera sees nothing or sits inside a closed mesh; raises before any
-    work when a camera has NaN values. ``timings``, when given, receives seconds per step."""
+    ``hed``: an edge detector ((H, W, 3) [0, 1] -> (H, W)); given, each edge map is HED of the normal-shaded
+    render with the lines on top (the authors' h_i, :func:`videofrom3d.prepare.edges.hed_edge_map`), else the
+    drawn lines (``cfg.edges`` = "hed" then is an error: :func:`videofrom3d.prepare.edge_mode.choose_edge_mode`
+    decides, :func:`make_hed_detector` builds it). Warns (naming the frames) when a camera sees nothing or
+    sits inside a closed mesh; raises before any work when a camera has NaN values. ``timings``, when given,
+    receives seconds per step."""
     import time
     import warnings
 
-    from videofrom3d.prepare.edges import edge_map, topology_for
+    from videofrom3d.prepare.edges import edge_map, hed_edge_map, topology_for
 
     cfg = cfg or PrepareConfig()
+    if cfg.edges == "hed" and hed is None:
+        raise ValueError('[prepare] edges = "hed" needs a HED detector: pass hed=make_hed_detector(choice)')
     cameras = tuple(cameras)
     check_cameras(cameras, first_frame)
     if len(cameras) < 2:
@@ -351,7 +358,8 @@ def prepare_arc(
     render_cams = [c if s == 1 else c.resized(w * s, h * s) for c in cameras]
 
     def edges_job(i, big):
-        edge_maps[i] = edge_map(big, render_cams[i], topo, ecfg, size=(w, h))
+        lines = edge_map(big, render_cams[i], topo, ecfg, size=(w, h))
+        edge_maps[i] = lines if hed is None else hed_edge_map(gbuffers[i], cameras[i], lines, hed)
 
     def flow_job(i):
         fwd[i], fwd_valid[i] = geometric_flow(gbuffers[i], cameras[i], gbuffers[i + 1], cameras[i + 1], cfg.depth_tolerance)
@@ -363,15 +371,6 @@ def prepare_arc(
 
     for msg in view_warnings(gbuffers, cameras, first_frame):
         warnings.warn(f"arc {index}: {msg}", stacklevel=2)
-
-    if cfg.hed:
-        from videofrom3d.prepare.edges import hed_pass
-
-        t0 = time.perf_counter()
-        hed = hed_pass(edge_maps)
-        if hed is not None:
-            edge_maps = hed
-        t["hed"] = time.perf_counter() - t0
 
     noise = None
     if noise_fn is not None:
@@ -442,6 +441,20 @@ def _render_overlapped(renderer, render_cams, gbuffers, s: int, edges_job, flow_
     t["flows"] = t.get("flows", 0.0) + busy["flows"]
     t["wall"] = t.get("wall", 0.0) + time.perf_counter() - t_start
     return end_result
+
+
+def make_hed_detector(choice, device: str = "auto"):
+    """The HED detector an :class:`~videofrom3d.prepare.edge_mode.EdgeChoice` asks for, or None for lines
+    (needs torch; CUDA when ``device="auto"`` finds a GPU)."""
+    if choice.mode != "hed":
+        return None
+    from videofrom3d.annotators.hed import make_edge_detector
+    from videofrom3d.models import resolve_device
+
+    dev = str(resolve_device(device))
+    if choice.hed == "tiny-random":
+        return make_edge_detector("tiny-random", device=dev)
+    return make_edge_detector("network", weights=choice.weights, device=dev)
 
 
 def _subsample_into(gb, s: int, out) -> None:

@@ -288,17 +288,25 @@ def debug_image(masks: dict) -> np.ndarray:
     return out
 
 
-def hed_pass(edge_maps: np.ndarray) -> np.ndarray | None:
-    """Run a real HED network over the maps when torch, the HED module and its weights exist, else None.
+def normal_shading(gb: GBuffer, cam: Camera) -> np.ndarray:
+    """(H, W, 3) float32 normal-matcap shading of a G-buffer, black where nothing was hit: the view-space
+    normal (turned toward the camera) as colour, Blender axes (x right, y up, z toward the viewer), RGB =
+    ((x + 1) / 2, (y + 1) / 2, z). Stands in for the authors' Workbench matcap ``check_normal+y.exr``, a
+    normal-coloured matcap (research/geometry.md 1.1); the exact .exr is Blender's and not bundled."""
+    n = gb.normal @ cam.world_to_cam[:3, :3].T  # OpenCV camera axes: x right, y down, z forward
+    n = np.where(n[..., 2:3] > 0, -n, n)  # face the camera
+    rgb = np.stack([(n[..., 0] + 1) / 2, (1 - n[..., 1]) / 2, -n[..., 2]], axis=-1)
+    return np.where(gb.hit[..., None], np.clip(rgb, 0, 1), 0.0).astype(np.float32)
 
-    ``edge_maps`` (F, H, W) float32 -> (F, H, W) float32 HED output (as the authors ran HED over their
-    Line Art strokes), or None."""
-    try:
-        from videofrom3d.annotators.hed import make_edge_detector  # the annotators area; needs torch
-        from videofrom3d.models import MissingModelError
 
-        detector = make_edge_detector("network")
-    except (ImportError, MissingModelError, FileNotFoundError, OSError):
-        return None
-    out = [np.asarray(detector(np.repeat(e[..., None], 3, axis=-1)), np.float32).reshape(e.shape) for e in edge_maps]
-    return np.stack(out)
+def hed_input(gb: GBuffer, cam: Camera, lines: np.ndarray) -> np.ndarray:
+    """The image the authors run HED on: :func:`normal_shading` with the white ``lines`` (H, W) in [0, 1]
+    drawn over it (alpha = line intensity)."""
+    a = np.clip(lines, 0, 1)[..., None]
+    return (normal_shading(gb, cam) * (1 - a) + a).astype(np.float32)
+
+
+def hed_edge_map(gb: GBuffer, cam: Camera, lines: np.ndarray, detector) -> np.ndarray:
+    """(H, W) float32 HED edges of :func:`hed_input` (h_i as the authors make it); ``detector`` maps an
+    (H, W, 3) image in [0, 1] to (H, W) edges (:class:`videofrom3d.annotators.hed.HEDDetector`)."""
+    return np.asarray(detector(hed_input(gb, cam, lines)), np.float32).reshape(lines.shape)

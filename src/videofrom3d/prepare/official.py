@@ -5,8 +5,10 @@ Layout of ``OUT/`` (file names are **global, 1-based** frame numbers; consecutiv
 boundary frame, which is written in both):
 
 - ``arcK/hed/NNNN.png``  edge maps, 1080x720 8-bit, three equal channels (white lines on black)
-- ``arcK/corres/NNNN.png``  at the 12 latent-aligned frames ``floor(linspace(start, end, 13))[1:]``: for
-  each pixel of frame NNNN its position in the previous latent-aligned frame; 360x240, 16-bit, stored so
+- ``arcK/corres/NNNN.png``  at the frames the warped noise keeps (``noise_warp.keyframe_indices``: local 4, 8,
+  ..., 44, 45 for N = 45), so ``corres/`` and ``noises.npy`` describe the same frames (the authors' files sit
+  at ``floor(linspace(start, end, 13))[1:]``, which their unreleased warper used; see the README's fidelity
+  table): for each pixel of frame NNNN its position in the previous kept frame; 360x240, 16-bit, stored so
   that ``cv2.imread(..., IMREAD_UNCHANGED)`` gives BGR with x = R / 65536 * W, y = (65535 - G) / 65536 * H,
   B = 65535 where valid (0 elsewhere)
 - ``arcK/corres_end.png``  the same for the arc's end view -> its start view (f_{N->0}, used by SAG)
@@ -23,7 +25,7 @@ import numpy as np
 from videofrom3d.io.atomic import atomic_path
 from videofrom3d.prepare.arcs import PrepareConfig, PreparedArc
 from videofrom3d.prepare.flow import geometric_flow, write_correspondence
-from videofrom3d.prepare.noise_warp import to_official_layout
+from videofrom3d.prepare.noise_warp import keyframe_indices, to_official_layout
 
 HED_SIZE = (1080, 720)
 CORRES_SIZE = (360, 240)
@@ -42,16 +44,18 @@ def export_official(
     renderer=None,
     hed_size: tuple[int, int] = HED_SIZE,
     corres_size: tuple[int, int] = CORRES_SIZE,
+    hed=None,
 ) -> Path:
     """Write ``arcs`` (``PreparedArc`` from :func:`videofrom3d.prepare.prepare_arc`) in the authors' layout.
 
     The scene is re-rendered at ``hed_size`` for the edge maps (unless the arcs already have that size) and
     at ``corres_size`` for the correspondences, with the edge options of ``cfg``. ``renderer`` (built by
     ``make_renderer(scene, cfg.backend)`` when None) can be passed to reuse one. Each arc folder is written
-    to a temp name and renamed. Returns ``out_dir``."""
+    to a temp name and renamed. ``hed``: the edge detector the arcs were made with (None: drawn lines), so
+    re-rendered edge maps are made the same way. Returns ``out_dir``."""
     import cv2
 
-    from videofrom3d.prepare.edges import edge_map, topology_for
+    from videofrom3d.prepare.edges import edge_map, hed_edge_map, topology_for
     from videofrom3d.prepare.gbuffer import make_renderer
 
     cfg = cfg or PrepareConfig()
@@ -74,11 +78,14 @@ def export_official(
                     s = cfg.supersample
                     render_cam = cam.resized(hed_size[0] * s, hed_size[1] * s)
                     e = edge_map(renderer.render(render_cam), render_cam, topo, ecfg, size=hed_size)
+                    if hed is not None:
+                        small = cam.resized(*hed_size)
+                        e = hed_edge_map(renderer.render(small), small, e, hed)
                 e8 = (np.clip(e, 0, 1) * 255 + 0.5).astype(np.uint8)
                 name = f"{arc.first_frame + i + 1:04d}.png"
                 cv2.imwrite(str(tmp / "hed" / name), np.repeat(e8[..., None], 3, axis=-1))
-            # correspondences at the latent-aligned frames, each into the previous one, and end -> start
-            local = latent_aligned_frames(0, n - 1)
+            # correspondences at the frames the noise keeps, each into the previous one, and end -> start
+            local = list(dict.fromkeys(keyframe_indices(n - 1)))
             small_cams = {i: arc.cameras[i].resized(*corres_size) for i in set(local) | {0, n - 1}}
             small = {i: renderer.render(c) for i, c in small_cams.items()}
             for prev, k in zip(local[:-1], local[1:]):
