@@ -14,7 +14,8 @@ from bpy_env import BPY_PYTHON, ROOT, bpy_env, require_bpy
 from videofrom3d.cli import main
 from videofrom3d.scene.blender_camera import read_blender_camera
 from videofrom3d.scene.camera import BLENDER_TO_GLTF_WORLD, Camera, blender_intrinsics, load_cameras, project
-from videofrom3d.scene.trajectory import TrajectoryError, cameras_from_poses, load_trajectory
+from videofrom3d.scene.trajectory import TrajectoryError, cameras_from_poses
+from videofrom3d.scene.trajectory_formats import load_trajectory
 
 FIXTURES = ROOT / "tests" / "fixtures" / "blender"
 CASES = ("track_to", "vertical_aspect")

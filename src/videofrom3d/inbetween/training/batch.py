@@ -15,10 +15,10 @@ import torch
 
 from videofrom3d.inbetween.conditioning import (
     edge_latents,
-    encode_video,
     endpoint_latents,
     images_to_video_tensor,
     pad_to_valid_length,
+    vae_encode_video,
 )
 
 
@@ -43,7 +43,7 @@ def encode_clip(vae, item: dict, generator: torch.Generator, endpoint_noise: tup
     edges = np.asarray(item["edges"], dtype=np.float32) / 255.0
     p = next(vae.parameters())
     dev = torch.device(device) if device is not None else p.device
-    x0 = encode_video(vae, images_to_video_tensor(pad_to_valid_length(frames), dev, p.dtype), generator)
+    x0 = vae_encode_video(vae, images_to_video_tensor(pad_to_valid_length(frames), dev, p.dtype), generator)
     t_count = x0.shape[1]
     mean, std = endpoint_noise
     ends = []

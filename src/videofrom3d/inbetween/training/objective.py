@@ -16,7 +16,7 @@ import torch
 
 def mix_noise(warped: torch.Tensor, fresh: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
     """``(alpha * fresh + (1 - alpha) * warped) / sqrt(alpha^2 + (1 - alpha)^2)`` per sample (variance
-    preserving; alpha of shape (B,)). The same blend as ``prepare.noise_warp.degrade``."""
+    preserving; alpha of shape (B,)). The same blend as ``prepare.noise_warp.degrade_noise``."""
     a = alpha.reshape(-1, *([1] * (warped.ndim - 1))).to(warped.dtype)
     return (a * fresh + (1 - a) * warped) / torch.sqrt(a**2 + (1 - a) ** 2)
 
