@@ -143,13 +143,14 @@ class AnchorGenerator:
         self.text.release()
         self.replacement = replacement_rule(cfg)
 
-    def guide(self, previous_anchor: np.ndarray, arc) -> AnchorGuide:
+    def guide(self, previous_anchor: np.ndarray, arc, flow=None) -> AnchorGuide:
         """Anchor k-1 warped into ``arc``'s end view, its mask eroded by ``[anchors] mask_erode_px``."""
-        return make_anchor_guide(previous_anchor, arc, self.cfg.mask_erode_px)
+        return make_anchor_guide(previous_anchor, arc, self.cfg.mask_erode_px, flow=flow)
 
-    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None = None) -> np.ndarray:
+    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None = None,
+                      edge_map: np.ndarray | None = None) -> np.ndarray:
         """The anchor at local ``frame`` of the prepared ``arc`` (the engine interface)."""
-        return self.generate(arc.edge_maps[frame], prompt, seed, guide=guide)
+        return self.generate(arc.edge_maps[frame] if edge_map is None else edge_map, prompt, seed, guide=guide)
 
     def generate(self, edge_map: np.ndarray, prompt: str, seed: int, guide: AnchorGuide | None = None,
                  arc: Any = None, step_callback=None) -> np.ndarray:
