@@ -48,6 +48,7 @@ A job file (paths are relative to the job file)::
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import os
 import tomllib
@@ -59,8 +60,13 @@ from typing import Any
 
 from videofrom3d.errors import VideoFrom3DError
 
-STAGE_TABLES = ("prepare", "noise", "align", "anchors", "inbetween", "preview", "eval")
-_TOP_KEYS = {"name", "seed", "out", "fps", "scene", "trajectory", "size", "arcs", "style", "anchor_prompts", "models"}
+# The job file's own keys and tables: the one list a new top-level key or table joins (its keys: _table_keys).
+# Stage tables ([prepare], [anchors], ...) and their keys come from the config classes the engines parse
+# (videofrom3d.engines.stage_tables), so a new config field is a job key at once.
+JOB_KEYS = ("name", "seed", "out", "fps")
+JOB_TABLES = ("scene", "trajectory", "size", "arcs", "style", "anchor_prompts", "models")
+TRAJECTORY_KEYS = ("path", "generator", "camera", "frames", "timing")
+MIN_FRAMES = 2  # every frame count (a job's, a flag's, an export's): a path needs a start and an end
 
 
 class JobError(VideoFrom3DError, ValueError):
@@ -146,11 +152,11 @@ def load_job(path: str | os.PathLike) -> Job:
 
 
 def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None) -> Job:
+    """A checked :class:`Job` from a parsed job file: every table and key known (:func:`job_schema`), every
+    value of the right type and range; the first problem is a :class:`JobError` naming the file and the key."""
     err = _key_error(source)
-    unknown = set(doc) - _TOP_KEYS - set(STAGE_TABLES)
-    if unknown:
-        where = f"{source}: " if source else ""
-        raise JobError(f"{where}unknown key(s) {sorted(unknown)}; known: {sorted(_TOP_KEYS | set(STAGE_TABLES))}")
+    where = f"{source}: " if source else ""
+    check_keys(doc, where)
 
     def resolve(p: str) -> Path:
         q = Path(os.path.expanduser(p))
@@ -178,29 +184,15 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
         traj = {"path": traj}
     if not isinstance(traj, dict) or (("path" in traj) == ("generator" in traj)):
         raise err("trajectory", 'a table with either path = "camera.json" or generator = "orbit"|"flythrough"', traj)
-    reserved = {"path", "generator", "camera", "frames", "timing"}
+    reserved = set(TRAJECTORY_KEYS)
     timing = traj.get("timing", "auto")
     if timing not in ("auto", "keys", "constant-speed"):
         raise err("trajectory.timing", '"auto", "keys" or "constant-speed"', timing)
     frames = traj.get("frames")
-    if frames is not None and (not isinstance(frames, int) or frames < 2):
-        raise err("trajectory.frames", "an integer >= 2", frames)
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < MIN_FRAMES):
+        raise err("trajectory.frames", f"an integer >= {MIN_FRAMES}", frames)
     if "generator" in traj and traj["generator"] not in ("orbit", "flythrough"):
         raise err("trajectory.generator", '"orbit" or "flythrough"', traj["generator"])
-    if "generator" in traj:
-        import inspect
-
-        from videofrom3d.scene.trajectory import GENERATORS
-
-        known = set(inspect.signature(GENERATORS[traj["generator"]]).parameters) - {"size", "frames"}
-        unknown_params = set(traj) - reserved - known
-        if unknown_params:
-            raise err(
-                f"trajectory.{sorted(unknown_params)[0]}",
-                f"one of the {traj['generator']} keys {sorted(known | {'frames', 'timing'})}",
-            )
-    elif set(traj) - reserved:
-        raise err(f"trajectory.{sorted(set(traj) - reserved)[0]}", "absent next to path (keys: path, camera, frames, timing)")
     traj_spec = TrajectorySpec(
         path=resolve(str(traj["path"])) if "path" in traj else None,
         generator=traj.get("generator"),
@@ -247,10 +239,14 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
         raise err("models", 'a table of strings, e.g. flux = "/models/FLUX.1-dev"', models)
 
     stage_options = []
-    for stage in STAGE_TABLES:
+    for stage, cls in stage_tables().items():
         if stage in doc:
             if not isinstance(doc[stage], dict):
                 raise err(stage, "a table of options", doc[stage])
+            try:  # types and ranges now; the plan parses the table again with the job's defaults
+                config_from_options(cls, doc[stage], stage)
+            except ValueError as e:
+                raise JobError(f"{where}{e}") from None
             stage_options.append((stage, tuple(sorted((k, _freeze(v)) for k, v in doc[stage].items()))))
 
     out = doc.get("out")
@@ -270,6 +266,88 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
         stage_options=tuple(stage_options),
         source=source,
     )
+
+
+def stage_tables() -> dict[str, type]:
+    """Stage table name -> the frozen config class that parses it (from the engines)."""
+    from videofrom3d.engines import stage_tables as tables
+
+    return tables()
+
+
+def _table_keys(table: str, value: Any) -> tuple[str, ...] | None:
+    """The keys the job's own ``table`` knows (None: keyed by anchor index, checked with the values)."""
+    if table == "scene":
+        return tuple(f.name for f in dataclasses.fields(SceneSpec))
+    if table == "trajectory":
+        from videofrom3d.scene.trajectory import GENERATORS
+
+        gen = GENERATORS.get(value.get("generator")) if isinstance(value, dict) else None
+        import inspect
+
+        extra = tuple(p for p in inspect.signature(gen).parameters if p not in ("size", "frames")) if gen else ()
+        return TRAJECTORY_KEYS + extra
+    if table == "size":
+        return ("width", "height")
+    if table == "arcs":
+        return ("frames_per_arc",)
+    if table == "style":
+        return ("image", "identifier")
+    if table == "models":
+        from videofrom3d.models import MODELS
+
+        return tuple(MODELS)
+    return None
+
+
+def job_schema() -> dict[str, tuple[str, ...] | None]:
+    """Every table of a job file -> its known keys ("" = the top level; None = keyed by anchor index). The
+    trajectory's generator keys depend on the generator: here those of every generator."""
+    from videofrom3d.scene.trajectory import GENERATORS
+
+    schema: dict[str, tuple[str, ...] | None] = {"": JOB_KEYS + JOB_TABLES + tuple(stage_tables())}
+    for table in JOB_TABLES:
+        schema[table] = _table_keys(table, {})
+    schema["trajectory"] = tuple(dict.fromkeys(k for g in GENERATORS for k in _table_keys("trajectory", {"generator": g})))
+    for table, cls in stage_tables().items():
+        schema[table] = tuple(f.name for f in dataclasses.fields(cls))
+    return schema
+
+
+def unknown_key(where: str, table: str, key: str, known) -> JobError:
+    """``job.toml: [size] widht: unknown key; did you mean 'width'?`` (else the known keys)."""
+    known = sorted(known)
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+    place = f"{table} {key}" if table else str(key)
+    return JobError(f"{where}{place}: unknown {'key' if table else 'key or table'}; {hint}")
+
+
+def check_keys(doc: dict, where: str = "") -> None:
+    """Every top-level key and every key of the job's tables and stage tables known, else a one-line
+    :class:`JobError` with a "did you mean" (values are checked by :func:`job_from_dict`)."""
+    stages = stage_tables()
+    top = JOB_KEYS + JOB_TABLES + tuple(stages)
+    for key in doc:
+        if key not in top:
+            raise unknown_key(where, "", key, top)
+    for table, value in doc.items():
+        if table == "style":
+            items = value if isinstance(value, list) else [value]
+            labels = ["[[style]]"] if len(items) == 1 else [f"[[style]] #{i + 1}" for i in range(len(items))]
+            tables = list(zip(labels, items, strict=True))
+        else:
+            tables = [(f"[{table}]", value)]
+        for label, t in tables:
+            if not isinstance(t, dict):
+                continue  # shorthand (scene = "town.glb") or a wrong type: the value checks say which
+            known = tuple(f.name for f in dataclasses.fields(stages[table])) if table in stages \
+                else _table_keys(table, t)
+            if known is None:
+                continue
+            for key in t:
+                if key not in known:
+                    raise unknown_key(where, label, key, known)
 
 
 def override_job(job: Job, **changes: Any) -> Job:
@@ -405,9 +483,9 @@ def config_from_options(cls: type, options: dict[str, Any], section: str):
 
     Unknown keys and wrong types raise :class:`JobError` naming ``[section].key``; tuples accept lists."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(options) - set(fields)
-    if unknown:
-        raise JobError(f"[{section}] unknown option(s) {sorted(unknown)}; known: {sorted(fields)}")
+    for key in options:
+        if key not in fields:
+            raise unknown_key("", f"[{section}]", key, fields)
     hints = typing.get_type_hints(cls)
     values = {}
     for key, value in options.items():
