@@ -317,7 +317,8 @@ def job_schema() -> dict[str, tuple[str, ...] | None]:
 def unknown_key(where: str, table: str, key: str, known) -> JobError:
     """``job.toml: [size] widht: unknown key; did you mean 'width'?`` (else the known keys)."""
     known = sorted(known)
-    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6)
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6) or \
+        [k for k in known if k.startswith(str(key)) or str(key).startswith(k)][:1]
     hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
     place = f"{table} {key}" if table else str(key)
     return JobError(f"{where}{place}: unknown {'key' if table else 'key or table'}; {hint}")
@@ -398,7 +399,7 @@ def job_trajectory(job: Job):
         extra = spec.param_dict()
         if extra:
             raise JobError(f"{_where(job)}[trajectory] unknown key(s) {sorted(extra)} next to path; known: path, camera, frames, timing")
-        return load_trajectory(spec.path, camera=spec.camera, size=size)
+        return checked_length(load_trajectory(spec.path, camera=spec.camera, size=size))
     fn = tr.GENERATORS[spec.generator]
     params = {k: _thaw(v) for k, v in spec.param_dict().items()}
     accepted = set(inspect.signature(fn).parameters) - {"size", "frames"}
@@ -448,10 +449,12 @@ def job_cameras(job: Job) -> list:
         origin = "[trajectory] frames" if spec.frames is not None else f"the camera path {traj.source}"
         note(
             f"{origin} gives {count} frames, but arcs of {n}+1 frames with shared ends need K*{n}+1; "
-            f"resampled to {valid} frames ({(valid - 1) // n} arcs). Set [trajectory] frames = {valid} "
+            f"resampled to {valid} frames ({plural((valid - 1) // n, 'arc')}). Set [trajectory] frames = {valid} "
             "(or another K*N+1) to choose."
         )
         count = valid
+    elif spec.frames is not None:
+        _note_resampled(traj, count, "[trajectory] frames")
     if traj.per_frame and count == len(traj) and spec.timing in ("auto", "keys"):
         return traj.cameras(job.width, job.height)
     return traj.resample(count, spec.timing).cameras(job.width, job.height)
@@ -582,34 +585,64 @@ def _integer(v: Any, key: str, err, minimum: int | None = None) -> int:
 
 
 def export_trajectory(
-    source: str | os.PathLike, output: str | os.PathLike, frames: int | None = None, size: str | None = None
+    source: str | os.PathLike, output: str | os.PathLike, frames: int | None = None, size: str | None = None,
+    camera: str | None = None,
 ) -> Path:
     """Write per-frame cameras ``{"width", "height", "frames": [{"K", "world_to_cam"}]}`` (OpenCV) for a job
     file (the cameras the pipeline uses) or any supported trajectory file (per-frame formats frame by frame,
-    keyframes at their natural count); ``frames`` resamples to exactly that many, ``size`` is "WxH"."""
+    keyframes at their natural count); ``frames`` (>= 2) resamples to exactly that many, ``size`` is "WxH",
+    ``camera`` picks one camera of a file that holds several (it overrides the job's)."""
     from videofrom3d.scene.camera import save_cameras
     from videofrom3d.scene.trajectory import TrajectoryError
     from videofrom3d.scene.trajectory_formats import load_trajectory
 
     source = Path(source)
     wh = parse_size(size) if size else None
-    if frames is not None and frames < 1:
-        raise TrajectoryError(f"--frames must be positive, got {frames}")
+    if frames is not None and frames < MIN_FRAMES:
+        raise TrajectoryError(f"--frames must be at least {MIN_FRAMES} (a start and an end), got {frames}")
     if source.suffix.lower() == ".toml":
         job = load_job(source)
         if wh is not None:
-            job = dataclasses.replace(job, width=wh[0], height=wh[1])
+            job = override_job(job, width=wh[0], height=wh[1])
+        if camera is not None:
+            job = dataclasses.replace(job, trajectory=dataclasses.replace(job.trajectory, camera=camera))
         if frames is None:
             cams = job_cameras(job)
         else:
-            cams = job_trajectory(job).resample(frames, job.trajectory.timing).cameras(job.width, job.height)
+            traj = job_trajectory(job)
+            _note_resampled(traj, frames, "--frames")
+            cams = traj.resample(frames, job.trajectory.timing).cameras(job.width, job.height)
     else:
-        traj = load_trajectory(source, size=wh)
+        traj = checked_length(load_trajectory(source, camera=camera, size=wh))
         w, h = wh or (traj.width, traj.height)
         if frames is not None:
+            _note_resampled(traj, frames, "--frames")
             cams = traj.resample(frames).cameras(w, h)
         elif traj.per_frame:
             cams = traj.cameras(w, h)
         else:
             cams = traj.resample(traj.natural_frames()).cameras(w, h)
     return save_cameras(output, cams)
+
+
+def checked_length(traj):
+    """``traj`` when it holds at least :data:`MIN_FRAMES` cameras, else a one-line TrajectoryError."""
+    from videofrom3d.scene.trajectory import TrajectoryError
+
+    if len(traj) < MIN_FRAMES:
+        raise TrajectoryError(f"{traj.source or 'the camera path'}: {plural(len(traj), 'camera')}; a camera path "
+                              f"needs at least {MIN_FRAMES} (a start and an end)")
+    return traj
+
+
+def _note_resampled(traj, frames: int, why: str) -> None:
+    """The note every resampling of a per-frame list prints: both counts and what asked for it."""
+    from videofrom3d.scene.trajectory import note
+
+    if traj.per_frame and frames != len(traj):
+        note(f"{traj.source or 'the camera path'}: {plural(len(traj), 'frame')} resampled to {frames} ({why})")
+
+
+def plural(n: int, word: str) -> str:
+    """``plural(1, "arc")`` -> "1 arc", ``plural(3, "arc")`` -> "3 arcs"."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

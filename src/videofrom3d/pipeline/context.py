@@ -68,6 +68,7 @@ class RunContext:
     anchor_base: list[str] = field(default_factory=list)
     scene_extent: float = 0.0
     edge_choice: Any = None  # prepare.edge_mode.EdgeChoice: HED or drawn lines, decided by the plan
+    scene: Any = None  # the Scene the plan loaded and checked (prepare reuses it)
     _arcs: OrderedDict = field(default_factory=OrderedDict)
     _stage_objects: dict[str, Any] = field(default_factory=dict)
 

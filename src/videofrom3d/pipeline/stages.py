@@ -39,9 +39,9 @@ def _scene_files(path: Path) -> list[Path]:
 class _SceneOnce:
     """The scene and its G-buffer renderer, loaded on the first arc that must be prepared."""
 
-    def __init__(self, job, backend: str, edge_choice):
+    def __init__(self, job, backend: str, edge_choice, scene=None):
         self.job, self.backend, self.edge_choice = job, backend, edge_choice
-        self._scene = self._renderer = self._hed = None
+        self._scene, self._renderer, self._hed = scene, None, None
 
     def scene(self):
         if self._scene is None:
@@ -73,7 +73,7 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
     need_noise = (ctx.spec.needs_noise if with_noise is None else bool(with_noise)) or export_official is not None
     scene_digest = digest_json([digest_file(p) for p in _scene_files(Path(job.scene.path))]
                                + [job.scene.up, job.scene.unit_scale])
-    loaded = _SceneOnce(job, cfg.backend, ctx.edge_choice)
+    loaded = _SceneOnce(job, cfg.backend, ctx.edge_choice, ctx.scene)
     cfg_dict = json_ready(_asdict(cfg))
     cfg_dict.pop("preview", None)  # the preview mp4 is a by-product, not an input of later stages
     for k in ctx.bar(range(ctx.n_arcs), "prepare", total=ctx.n_arcs):
