@@ -358,6 +358,8 @@ def override_job(job: Job, **changes: Any) -> Job:
     err = _key_error(None)
     _frame_size(new.width, new.height, err)
     _integer(new.seed, "seed", err, minimum=0)
+    if new.trajectory.frames is not None:
+        _integer(new.trajectory.frames, "trajectory.frames", err, minimum=MIN_FRAMES)
     return new
 
 

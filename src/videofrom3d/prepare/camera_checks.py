@@ -26,24 +26,24 @@ KINDS = {
 def view_flags(depth: np.ndarray, normal: np.ndarray, hit: np.ndarray, ray_dirs: np.ndarray,
                close: float) -> dict[str, bool]:
     """One view's problems. (H, W) depth along +z (0 = miss), (H, W, 3) world normals, (H, W) hit, (H, W, 3)
-    world ray directions, ``close`` in scene units -> {"inside", "close", "empty"}: bool. A pixel sees the back
+    world ray directions, ``close`` in scene units -> {"inside", "close", "empty"}: bool ("close" counts front
+    faces only). A pixel sees the back
     of a face when its normal points along the ray (counter-clockwise faces face outwards)."""
     pixels = hit.size
     back = hit & (np.einsum("hwc,hwc->hw", normal, ray_dirs) > 0)
-    near = hit & (depth < close)
+    near = hit & ~back & (depth < close)  # inside geometry is its own kind
     return {
-        "inside": back.sum() > MOSTLY * pixels,
-        "close": near.sum() > MOSTLY * pixels,
-        "empty": hit.sum() < EMPTY_HIT_FRACTION * pixels,
+        "inside": bool(back.sum() > MOSTLY * pixels),
+        "close": bool(near.sum() > MOSTLY * pixels),
+        "empty": bool(hit.sum() < EMPTY_HIT_FRACTION * pixels),
     }
 
 
 def ray_directions(cam) -> np.ndarray:
     """(H, W, 3) world directions of the rays through ``cam``'s pixel centres (OpenCV camera, +z forward)."""
-    u, v = np.meshgrid(np.arange(cam.width) + 0.5, np.arange(cam.height) + 0.5)
-    pix = np.stack([u, v, np.ones_like(u)], -1)
-    d_cam = pix @ np.linalg.inv(cam.K).T
-    return d_cam @ cam.world_to_cam[:3, :3]  # R^T d for each ray
+    from videofrom3d.scene.camera import camera_rays
+
+    return camera_rays(cam) @ cam.world_to_cam[:3, :3].astype(np.float32)  # R^T d for each ray
 
 
 def small(cam, width: int = CHECK_WIDTH):

@@ -83,7 +83,7 @@ def make_scene(
     f = f.astype(np.int64)
     if not np.isfinite(v).all():
         bad = int((~np.isfinite(v).all(axis=1)).sum())
-        raise SceneError(f"{name}: {bad} vertices have NaN or inf coordinates")
+        raise SceneError(f"{name}: {bad} {'vertex has' if bad == 1 else 'vertices have'} NaN or inf coordinates")
     if f.min() < 0 or f.max() >= len(v):
         raise SceneError(
             f"{name}: face indices out of range (min {f.min()}, max {f.max()}, {len(v)} vertices)"
@@ -96,7 +96,9 @@ def make_scene(
     scale = max(float(np.ptp(v, axis=0).max()), 1e-12)
     degenerate = (f[:, 0] == f[:, 1]) | (f[:, 1] == f[:, 2]) | (f[:, 0] == f[:, 2]) | (area2 <= 1e-14 * scale**2)
     if degenerate.any():
-        warnings.warn(f"{name}: dropped {int(degenerate.sum())} degenerate faces", VideoFrom3DWarning, stacklevel=2)
+        count = int(degenerate.sum())
+        warnings.warn(f"{name}: dropped {count} degenerate face{'' if count == 1 else 's'}", VideoFrom3DWarning,
+                      stacklevel=2)
         f, obj = f[~degenerate], obj[~degenerate]
         if len(f) == 0:
             raise SceneError(f"{name}: the scene has no triangles (all faces are degenerate)")
