@@ -112,9 +112,10 @@ def _styles_from_flags(args):
 
 
 def cmd_scene_info(args) -> int:
-    from videofrom3d.scene.mesh import load_scene
+    from videofrom3d.scene.mesh import load_scene, warn_scale
 
     scene = load_scene(args.file, up=args.up, unit_scale=args.unit_scale)
+    warn_scale(scene)
     info = scene.info()
     if args.json:
         print(json.dumps(info))

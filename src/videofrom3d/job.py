@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import json
 import os
 import tomllib
@@ -404,6 +405,13 @@ def job_trajectory(job: Job):
         return checked_length(load_trajectory(spec.path, camera=spec.camera, size=size))
     fn = tr.GENERATORS[spec.generator]
     params = {k: _thaw(v) for k, v in spec.param_dict().items()}
+    if Path(job.scene.path).is_file():  # keys left out come from the scene's bounds (else the generator's own)
+        derived = {k: v for k, v in tr.generator_defaults(spec.generator, _scene_bounds(job)).items()
+                   if k not in params}
+        if derived:
+            shown = ", ".join(f"{k} = {_short(v)}" for k, v in derived.items())
+            tr.note(f"{spec.generator} from the scene's bounds: {shown} (scene units; set them in [trajectory])")
+        params = {**derived, **params}
     accepted = set(inspect.signature(fn).parameters) - {"size", "frames"}
     unknown = set(params) - accepted
     if unknown:
@@ -420,6 +428,24 @@ def job_trajectory(job: Job):
         return fn(**params, frames=frames, size=size)
     except TypeError as e:
         raise JobError(f"{_where(job)}[trajectory] {spec.generator}: {e}") from e
+
+
+def _scene_bounds(job: Job):
+    p = Path(job.scene.path)
+    return _bounds_of(str(p.resolve()), p.stat().st_mtime_ns, job.scene.up, job.scene.unit_scale)
+
+
+@functools.lru_cache(maxsize=4)
+def _bounds_of(path: str, mtime_ns: int, up: str, unit_scale: float):
+    from videofrom3d.scene.mesh import load_scene
+
+    return load_scene(path, up=up, unit_scale=unit_scale).bounds
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_short(x) for x in v) + "]"
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def arc_frame_count(count: int, frames_per_arc: int) -> int:

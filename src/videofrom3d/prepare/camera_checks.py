@@ -27,8 +27,8 @@ def view_flags(depth: np.ndarray, normal: np.ndarray, hit: np.ndarray, ray_dirs:
                close: float) -> dict[str, bool]:
     """One view's problems. (H, W) depth along +z (0 = miss), (H, W, 3) world normals, (H, W) hit, (H, W, 3)
     world ray directions, ``close`` in scene units -> {"inside", "close", "empty"}: bool ("close" counts front
-    faces only). A pixel sees the back
-    of a face when its normal points along the ray (counter-clockwise faces face outwards)."""
+    faces only). A pixel sees the back of a face when its normal points along the ray (counter-clockwise faces
+    face outwards)."""
     pixels = hit.size
     back = hit & (np.einsum("hwc,hwc->hw", normal, ray_dirs) > 0)
     near = hit & ~back & (depth < close)  # inside geometry is its own kind
