@@ -111,3 +111,35 @@ def test_scale_hint():
     assert line == ("the scene is 1472 x 7.36 x 1472 units (x, y, z), which as metres is unusually large; if it is "
                     "in centimetres, set [scene] unit_scale = 0.01 (scene info: --unit-scale 0.01)")
     assert scale_warning(scene_of(GROUND)) is None
+
+
+def test_trajectory_preview_warns_and_shows_every_anchor_view(tmp_path, capsys, monkeypatch):
+    """13 frames in arcs of 4 (anchors at frames 0, 4, 8, 12): frames 4-5 inside the pillar, 8 at the sky."""
+    from videofrom3d.cli import main
+    from videofrom3d.scene import plot
+    from videofrom3d.scene.camera import save_cameras
+
+    scene = scene_of(GROUND, WALL, PILLAR)
+    trimesh.Trimesh(scene.vertices, scene.faces, process=False).export(tmp_path / "scene.obj")
+    cams = [cam((0, 1.6, 15 - i), (0, 1.5, 0)) for i in range(13)]
+    cams[4], cams[5] = cam((8, 1.5, 8), (8, 1.5, 0)), cam((8, 1.5, 8), (9, 1.5, 0))
+    cams[8] = cam((0, 1.6, 12), (0, 50, 11.9))
+    save_cameras(tmp_path / "cams.json", cams)
+    (tmp_path / "job.toml").write_text('[scene]\npath = "scene.obj"\n[trajectory]\npath = "cams.json"\n'
+                                       "[size]\nwidth = 96\nheight = 64\n[arcs]\nframes_per_arc = 4\n")
+    shown = {}
+    real = plot.trajectory_picture
+
+    def spy(*a, views=None, **kw):
+        shown["views"] = [(label, flagged) for label, _, flagged in views]
+        return real(*a, views=views, **kw)
+
+    monkeypatch.setattr(plot, "trajectory_picture", spy)
+    assert main(["trajectory", "preview", str(tmp_path / "job.toml"), "-o", str(tmp_path / "p.png")]) == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err == ["videofrom3d: warning: camera inside closed geometry (the view is mostly the back of faces) at "
+                   "2 frames: 4-5",
+                   "videofrom3d: warning: view mostly empty (geometry in under 20% of it) at 1 frame: 8"]
+    assert shown["views"] == [("anchor 0 (frame 0)", False), ("anchor 1 (frame 4): inside", True),
+                              ("anchor 2 (frame 8): empty", True), ("anchor 3 (frame 12)", False)]
+    assert (tmp_path / "p.png").is_file()
