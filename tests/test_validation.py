@@ -296,3 +296,20 @@ def test_generator_defaults_come_from_the_scene_bounds(tmp_path, capsys):
     assert np.allclose(centres[:, 1], lo[1] + EYE_HEIGHT)  # eye height above the ground, across the footprint
     assert np.isclose(np.ptp(centres[:, 0]) if hi[0] - lo[0] >= hi[2] - lo[2] else np.ptp(centres[:, 2]),
                       max(hi[0] - lo[0], hi[2] - lo[2]))
+
+
+def test_export_camera_picks_one_of_several(tmp_path, capsys):
+    from test_trajectory import build_animated_glb
+    from videofrom3d.scene.camera import load_cameras
+    from videofrom3d.scene.trajectory_formats import load_trajectory
+
+    build_animated_glb(tmp_path / "anim.glb")  # two cameras: "shot" and "cubic cam"
+    assert run("trajectory", "export", tmp_path / "anim.glb", "-o", tmp_path / "x.json") == 2
+    assert "2 cameras; pick one with [trajectory] camera = NAME" in capsys.readouterr().err
+    assert not (tmp_path / "x.json").exists()
+    assert run("trajectory", "export", tmp_path / "anim.glb", "-o", tmp_path / "x.json", "--camera", "shot",
+               "--size", "720x480") == 0
+    cams = load_cameras(tmp_path / "x.json")
+    want = load_trajectory(tmp_path / "anim.glb", camera="shot", size=(720, 480))
+    assert len(cams) == want.natural_frames() >= 2
+    assert np.allclose(cams[-1].world_to_cam, want.resample(len(cams)).cameras(720, 480)[-1].world_to_cam)
