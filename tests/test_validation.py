@@ -123,7 +123,7 @@ BAD_INPUTS = [
     ("--frames 1", lambda d: ["--frames", 1], "render", "[trajectory.frames] must be an integer >= 2, got 1",
      "{dir}/work"),
     ("--size 4096x4096 over memory", lambda d: ["--size", "4096x4096"], "render",
-     "4096x4096 with arcs of 7 frames needs about 5.25 GiB of memory per arc, 1.00 GiB available; use a smaller "
+     "4096x4096 with arcs of 7 frames needs about 7.00 GiB of memory per arc, 1.00 GiB available; use a smaller "
      "--size (or [size]), or --force to try anyway", "{dir}/work"),
     ("preview -o read-only", lambda d: ["-o", read_only_folder(d) / "path.png"], "trajectory preview",
      "cannot write the output folder {ro}: Permission denied", "{ro}/path.png"),
@@ -162,7 +162,7 @@ def test_huge_size_is_refused_under_an_address_space_limit(tmp_path):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src"), "OPENBLAS_NUM_THREADS": "1"}
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode == 2, p.stderr
-    assert re.fullmatch(r"videofrom3d: error: 4096x4096 with arcs of 46 frames needs about 34\.50 GiB of memory "
+    assert re.fullmatch(r"videofrom3d: error: 4096x4096 with arcs of 46 frames needs about 46\.00 GiB of memory "
                         r"per arc, \d\.\d\d GiB available; use a smaller --size \(or \[size\]\), or --force to try "
                         r"anyway\n", p.stderr), p.stderr
     assert not (tmp_path / "work").exists()
@@ -313,3 +313,11 @@ def test_export_camera_picks_one_of_several(tmp_path, capsys):
     want = load_trajectory(tmp_path / "anim.glb", camera="shot", size=(720, 480))
     assert len(cams) == want.natural_frames() >= 2
     assert np.allclose(cams[-1].world_to_cam, want.resample(len(cams)).cameras(720, 480)[-1].world_to_cam)
+
+
+def test_frames_flag_and_the_resampling_note(tmp_path, capsys):
+    job = make_job(tmp_path)  # 19 per-frame cameras, arcs of 6
+    assert run("prepare", job, "--frames", 13, "--engine", "preview", "--quiet", "--no-noise") == 0
+    assert sorted(p.name for p in (tmp_path / "work" / "prepare").iterdir()) == ["arc000", "arc001"]
+    err = capsys.readouterr().err
+    assert err == f"videofrom3d: note: {tmp_path / 'cams.json'}: 19 frames resampled to 13 ([trajectory] frames)\n"
