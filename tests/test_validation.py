@@ -174,9 +174,9 @@ def test_force_goes_on_with_a_warning(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(preflight, "available_memory", lambda: 2**20)
     job = make_job(tmp_path)
     assert run("prepare", job, "--engine", "preview", "--quiet", "--no-noise", "--force") == 0
-    out = capsys.readouterr().out
-    assert "videofrom3d: warning: 128x96 with arcs of 7 frames needs about 0.00 GiB of memory per arc, 0.00 GiB " \
-           "available; going on (--force)" in out
+    err = capsys.readouterr().err
+    assert err == "videofrom3d: warning: 128x96 with arcs of 7 frames needs about 5.2 MiB of memory per arc, " \
+                  "1.0 MiB available; going on (--force)\n"
     assert (tmp_path / "work" / "manifest.json").exists()
 
 

@@ -117,7 +117,7 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
     noise = with_noise if with_noise is not None else spec.needs_noise
     estimate = preflight.estimate_resources(job.width, job.height, job.frames_per_arc, len(ranges),
                                             configs["noise"] if noise else None, job.work_dir)
-    preflight.check_resources(estimate, job.width, job.height, job.frames_per_arc, force, log)
+    preflight.check_resources(estimate, job.width, job.height, job.frames_per_arc, force)
     try:
         spec.check(job, models, until, configs)
     except EngineError as e:

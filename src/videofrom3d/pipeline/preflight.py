@@ -8,9 +8,11 @@ import os
 import resource
 import shutil
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
+from videofrom3d.errors import VideoFrom3DWarning
 from videofrom3d.pipeline.edits import PipelineError
 
 # Bytes per pixel per frame held while one arc is prepared: edge map, depth, object id (4 each), world normals
@@ -45,6 +47,9 @@ class ResourceEstimate:
 
 
 def gib(n: int) -> str:
+    """Bytes for a person: "5.3 MiB", "8.62 GiB", "412 GiB"."""
+    if n < 2**30:
+        return f"{n / 2**20:.1f} MiB"
     return f"{n / 2**30:.2f} GiB" if n < 100 * 2**30 else f"{n / 2**30:.0f} GiB"
 
 
@@ -86,15 +91,15 @@ def _mapped_bytes() -> int:
         return 0
 
 
-def check_resources(estimate: ResourceEstimate, width: int, height: int, frames_per_arc: int, force: bool,
-                    log) -> None:
-    """Refuse (one line with the numbers) when the estimate exceeds the machine, unless ``force``."""
+def check_resources(estimate: ResourceEstimate, width: int, height: int, frames_per_arc: int,
+                    force: bool) -> None:
+    """Refuse (one line with the numbers) when the estimate exceeds the machine; ``force``: warn instead."""
     problems = estimate.problems()
     if not problems:
         return
     what = f"{width}x{height} with arcs of {frames_per_arc + 1} frames needs " + "; ".join(problems)
     if force:
-        log(f"videofrom3d: warning: {what}; going on (--force)")
+        warnings.warn(f"{what}; going on (--force)", VideoFrom3DWarning, stacklevel=2)
         return
     raise PipelineError(f"{what}; use a smaller --size (or [size]), or --force to try anyway")
 
