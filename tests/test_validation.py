@@ -15,7 +15,7 @@ import pytest
 
 from test_pipeline_jobs import make_job
 from videofrom3d.cli import main
-from videofrom3d.job import job_schema
+from videofrom3d.job import job_schema, stage_tables
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 
@@ -261,8 +261,7 @@ def test_readme_job_table_matches_the_schema():
         else:  # stage tables and [models]: named; their keys are the config classes' fields
             assert table in readme, table
     stage_row = next(line for line in README.read_text().splitlines() if line.startswith("| `[prepare]`"))
-    assert re.findall(r"`\[(\w+)\]`", stage_row) == [t for t in schema if t in ("prepare", "noise", "align",
-                                                                                "anchors", "inbetween", "preview")]
+    assert re.findall(r"`\[(\w+)\]`", stage_row) == list(stage_tables())
     models_row = next(line for line in README.read_text().splitlines() if line.startswith("| `[models]`"))
     assert re.findall(r"`(\w+)`", models_row.split("|")[3]) == list(schema["models"])
 
