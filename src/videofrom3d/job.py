@@ -246,7 +246,11 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
                 raise err(stage, "a table of options", doc[stage])
             try:  # types and ranges now; the plan parses the table again with the job's defaults
                 config_from_options(cls, doc[stage], stage)
+            except JobError as e:
+                raise JobError(f"{where}{e}") from None
             except ValueError as e:
+                if isinstance(e, VideoFrom3DError):  # a stage's own error type (e.g. InbetweenError) stays
+                    raise
                 raise JobError(f"{where}{e}") from None
             stage_options.append((stage, tuple(sorted((k, _freeze(v)) for k, v in doc[stage].items()))))
 
