@@ -404,8 +404,8 @@ def job_trajectory(job: Job):
     size = (job.width, job.height)
     if spec.generator is None:
         extra = spec.param_dict()
-        if extra:
-            raise JobError(f"{_where(job)}[trajectory] unknown key(s) {sorted(extra)} next to path; known: path, camera, frames, timing")
+        if extra:  # a Job made in code skips job_from_dict's key check
+            raise unknown_key(_where(job), "[trajectory]", sorted(extra)[0], TRAJECTORY_KEYS)
         return checked_length(load_trajectory(spec.path, camera=spec.camera, size=size))
     fn = tr.GENERATORS[spec.generator]
     params = {k: _thaw(v) for k, v in spec.param_dict().items()}
@@ -419,10 +419,7 @@ def job_trajectory(job: Job):
     accepted = set(inspect.signature(fn).parameters) - {"size", "frames"}
     unknown = set(params) - accepted
     if unknown:
-        raise JobError(
-            f"{_where(job)}[trajectory] unknown key(s) {sorted(unknown)} for generator {spec.generator!r}; "
-            f"known: {sorted(accepted)}"
-        )
+        raise unknown_key(_where(job), "[trajectory]", sorted(unknown)[0], (*TRAJECTORY_KEYS, *accepted))
     hints = typing.get_type_hints(fn)
     for key, value in params.items():  # typed keys get the same checks (and messages) as stage options
         if key in hints:
