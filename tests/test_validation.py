@@ -320,3 +320,24 @@ def test_frames_flag_and_the_resampling_note(tmp_path, capsys):
     assert sorted(p.name for p in (tmp_path / "work" / "prepare").iterdir()) == ["arc000", "arc001"]
     err = capsys.readouterr().err
     assert err == f"videofrom3d: note: {tmp_path / 'cams.json'}: 19 frames resampled to 13 ([trajectory] frames)\n"
+
+
+def test_camera_checks_warn_on_every_run_and_render_once(tmp_path, capsys, monkeypatch):
+    from videofrom3d.prepare import camera_checks
+    from videofrom3d.scene.camera import Camera, intrinsics_from_fov, look_at, save_cameras
+
+    job = make_job(tmp_path)
+    K = intrinsics_from_fov(128, 96, fov_y_deg=50)
+    cams = [Camera(K, look_at((x, 2, 20), (x, 50 if 3 <= i <= 4 else 1, 19.9 if 3 <= i <= 4 else 0)), 128, 96)
+            for i, x in enumerate(np.linspace(-6, 6, 19))]
+    save_cameras(tmp_path / "cams.json", cams)
+    warning = "videofrom3d: warning: view mostly empty (geometry in under 20% of it) at 2 frames: 3-4"
+    assert run("prepare", job, "--engine", "preview", "--quiet", "--no-noise") == 0
+    assert capsys.readouterr().err.splitlines() == [warning]
+
+    def no_render(*a, **kw):
+        raise AssertionError("the checks of the same scene and cameras are read from the manifest")
+
+    monkeypatch.setattr(camera_checks, "check_cameras_in_scene", no_render)
+    assert run("prepare", job, "--engine", "preview", "--quiet", "--no-noise") == 0
+    assert capsys.readouterr().err.splitlines() == [warning]

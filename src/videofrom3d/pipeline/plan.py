@@ -99,7 +99,7 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
     from videofrom3d.job import job_cameras
     from videofrom3d.pipeline import preflight
     from videofrom3d.prepare.arcs import arc_ranges, check_cameras
-    from videofrom3d.prepare.camera_checks import warn_cameras
+    from videofrom3d.prepare.camera_checks import checks_key, warn_cameras
     from videofrom3d.scene.mesh import load_scene, warn_scale
 
     check_scene_and_styles(job)
@@ -127,7 +127,8 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
     # HED or drawn lines, decided before any work (prepare alone never needs HED: it may precede a preview)
     edge_choice = edges_for_job(job, spec.name if until != "prepare" else "preview", models)
     checked = check_edits(*edits[:2], edits[2], len(ranges) + 1, (job.width, job.height), log)
-    warn_cameras(scene, cameras)
+    camera_key = checks_key(scene, cameras)
+    found = warn_cameras(scene, cameras, found=_cached_camera_checks(WorkFolder(job.work_dir), camera_key))
     # everything checked: now the work folder may change
     work = WorkFolder(job.work_dir)
     work.root.mkdir(parents=True, exist_ok=True)
@@ -140,10 +141,22 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
     # what `videofrom3d report WORK` draws the geometry from
     manifest.data["scene"] = {"path": str(Path(job.scene.path).resolve()), "up": job.scene.up,
                               "unit_scale": job.scene.unit_scale}
+    manifest.data["camera_checks"] = {"key": camera_key, "found": found}  # a re-run warns without re-rendering
     manifest.begin_run(engine=engine, engine_reason=reason, models=models, edits={k: dict(v) for k, v in current.items()})
     return RunContext(job=job, spec=spec, engine_reason=reason, models=models, configs=configs, cameras=cameras,
                       ranges=ranges, manifest=manifest, version=__version__, progress=progress, log=log,
                       edge_choice=edge_choice, scene=scene)
+
+
+def _cached_camera_checks(work: WorkFolder, key: str) -> dict | None:
+    """The camera checks an earlier run recorded for the same scene and cameras (read only; None if none)."""
+    import json
+
+    try:
+        rec = json.loads(work.manifest.read_text()).get("camera_checks") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {k: list(v) for k, v in rec["found"].items()} if rec.get("key") == key else None
 
 
 def remove_stale_temporaries(work: WorkFolder) -> None:

@@ -10,6 +10,7 @@ have, so a killed run resumes to the same bytes.
 from __future__ import annotations
 
 import shutil
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -89,7 +90,10 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
             from videofrom3d.prepare import prepare_arc
             from videofrom3d.prepare.arcs import write_arc_preview
 
-            arc = prepare_arc(loaded.renderer(), loaded.scene(), cams, cfg, index=k, first_frame=a, hed=loaded.hed())
+            with warnings.catch_warnings():  # the plan's camera checks named every frame, one line per kind
+                warnings.filterwarnings("ignore", message=r"arc \d+: camera (sees nothing|is inside)")
+                arc = prepare_arc(loaded.renderer(), loaded.scene(), cams, cfg, index=k, first_frame=a,
+                                  hed=loaded.hed())
             arc.save(ctx.work.arc(k))
             if cfg.preview:
                 write_arc_preview(arc, ctx.work.arc_preview(k), fps=job.fps)

@@ -104,9 +104,29 @@ def camera_warnings(found: dict[str, list[int]], scene) -> list[str]:
             for k, v in found.items()]
 
 
-def warn_cameras(scene, cameras: Sequence, renderer=None) -> dict[str, list[int]]:
-    """Run the checks and warn (:class:`VideoFrom3DWarning`) once per kind; returns what was found."""
-    found = check_cameras_in_scene(scene, cameras, renderer=renderer)
+CHECKS_REVISION = 1  # bump when a threshold or the test changes, so cached results are redone
+
+
+def checks_key(scene, cameras: Sequence) -> str:
+    """What the checks' result depends on: the geometry, every camera and the checks' revision."""
+    import hashlib
+
+    h = hashlib.blake2b(digest_size=16)
+    for a in (scene.vertices, scene.faces):
+        h.update(np.ascontiguousarray(a).tobytes())
+    for c in cameras:
+        h.update(np.ascontiguousarray(c.K, np.float64).tobytes())
+        h.update(np.ascontiguousarray(c.world_to_cam, np.float64).tobytes())
+        h.update(f"{c.width}x{c.height}".encode())
+    h.update(f"rev{CHECKS_REVISION}".encode())
+    return h.hexdigest()
+
+
+def warn_cameras(scene, cameras: Sequence, renderer=None, found: dict | None = None) -> dict[str, list[int]]:
+    """Run the checks (unless ``found`` holds an earlier result for the same key) and warn
+    (:class:`VideoFrom3DWarning`) once per kind; returns what was found."""
+    if found is None:
+        found = check_cameras_in_scene(scene, cameras, renderer=renderer)
     for line in camera_warnings(found, scene):
         warnings.warn(line, VideoFrom3DWarning, stacklevel=2)
     return found
