@@ -69,14 +69,21 @@ def estimate_resources(width: int, height: int, frames_per_arc: int, arcs: int, 
 
 
 def available_memory() -> int | None:
-    """Bytes this process may still allocate: the smaller of the kernel's MemAvailable and the address-space
-    limit (``ulimit -v``, RLIMIT_AS) less what is mapped now; None when neither is known."""
+    """Bytes this process may still allocate: the smallest of the kernel's MemAvailable, a container's
+    cgroup (v2) limit less its use, and the address-space limit (``ulimit -v``, RLIMIT_AS) less what is
+    mapped now; None when none is known."""
     limits = []
     try:
         for line in Path("/proc/meminfo").read_text().splitlines():
             if line.startswith("MemAvailable:"):
                 limits.append(int(line.split()[1]) * 1024)
     except OSError:
+        pass
+    try:
+        cap = Path("/sys/fs/cgroup/memory.max").read_text().strip()
+        if cap != "max":
+            limits.append(max(0, int(cap) - int(Path("/sys/fs/cgroup/memory.current").read_text())))
+    except (OSError, ValueError):
         pass
     soft, _ = resource.getrlimit(resource.RLIMIT_AS)
     if soft != resource.RLIM_INFINITY:
