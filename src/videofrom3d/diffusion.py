@@ -140,17 +140,21 @@ def missing_weights(job=None) -> list[str]:
     return missing
 
 
-def _configs(job) -> dict:
+def _tables() -> dict[str, type]:
     from videofrom3d.align import AlignConfig
     from videofrom3d.anchors import AnchorConfig
     from videofrom3d.inbetween import InbetweenConfig
+
+    return {"align": AlignConfig, "anchors": AnchorConfig, "inbetween": InbetweenConfig}
+
+
+def _configs(job) -> dict:
     from videofrom3d.job import stage_config
 
     if not job.styles:
         raise EngineError("the diffusion engine needs a style image: add [[style]] image = ... and "
                           "identifier = ... to the job (or --style IMAGE --identifier TEXT)")
-    return {"align": stage_config(AlignConfig, job, "align"), "anchors": stage_config(AnchorConfig, job, "anchors"),
-            "inbetween": stage_config(InbetweenConfig, job, "inbetween")}
+    return {table: stage_config(cls, job, table) for table, cls in ENGINE.tables.items()}
 
 
 def _check(job, models: str, until: str, configs: dict) -> None:
@@ -189,4 +193,5 @@ ENGINE = EngineSpec(
     inbetween=CogVideoXInbetween,
     needs_noise=True,
     check=_check,
+    tables=_tables(),
 )
