@@ -52,6 +52,8 @@ TYPOS = [
      "{job}: [[style]] identifer: unknown key; did you mean 'identifier'?"),
     ("anchor_prompts", lambda t: t + '[anchor_prompts]\ntwo = "snow"\n',
      "{job}: [anchor_prompts.two] must be keyed by an anchor index (integer), got 'two'"),
+    ("anchor_styles", lambda t: t + "[anchor_styles]\ntwo = 0\n",
+     "{job}: [anchor_styles.two] must be keyed by an anchor index (integer), got 'two'"),
     ("models", lambda t: t + '[models]\nflx = "/models/flux"\n', "{job}: [models] flx: unknown key; did you mean 'flux'?"),
     ("prepare", lambda t: _insert(t, "[prepare]", "crease_angel = 30"),
      "{job}: [prepare] crease_angel: unknown key; did you mean 'crease_angle_deg'?"),
