@@ -220,6 +220,26 @@ class _TorchOps:
         return float(a.to(self.torch.float64).sum())
 
 
+Kernel = Literal["auto", "compiled", "vectorised"]
+"""The numpy backend's implementation: "compiled" is the numba kernel (:mod:`noise_kernel`, ~10x faster),
+"vectorised" the numpy code below (no numba needed; kept as the readable reference of the fast path and for
+the benchmark), "auto" the compiled one when numba imports. Both give the same bytes."""
+
+
+def _compiled(kernel: str) -> bool:
+    if kernel not in ("auto", "compiled", "vectorised"):
+        raise ValueError(f"kernel must be auto, compiled or vectorised, got {kernel!r}")
+    if kernel == "vectorised":
+        return False
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        if kernel == "compiled":
+            raise
+        return False
+    return True
+
+
 def _is_torch(a) -> bool:
     return type(a).__module__.startswith("torch")
 
@@ -352,7 +372,7 @@ def _round_disp(flow_xy, xp_torch: bool):
     return np.clip(np.floor(f + 0.5), -(2**30), 2**30).astype(np.int64)
 
 
-def warp_noise_step(state: WarpState, flow, valid=None, generator=None) -> WarpState:
+def warp_noise_step(state: WarpState, flow, valid=None, generator=None, kernel: Kernel = "auto") -> WarpState:
     """Warp ``state`` one frame forward along ``flow`` (H, W, 2) on the state's own grid, in cells.
 
     ``flow[y, x] = (dx, dy)`` is the *forward* flow from the current frame to the next: the content of cell
@@ -362,7 +382,8 @@ def warp_noise_step(state: WarpState, flow, valid=None, generator=None) -> WarpS
     ``Generator`` on the state's device for torch state; None draws from an unseeded one.
 
     numpy state -> numpy state, torch state -> torch state on the same device. See the module docstring for
-    the algorithm; the result is i.i.d. N(0, 1) whenever the input is.
+    the algorithm; the result is i.i.d. N(0, 1) whenever the input is. ``kernel`` (numpy state): see
+    :data:`Kernel`; both give the same bytes.
     """
     noise, weight = state
     height, width, channels = noise.shape
@@ -383,6 +404,14 @@ def warp_noise_step(state: WarpState, flow, valid=None, generator=None) -> WarpS
         finite = np.isfinite(flow).all(axis=-1)
         ok = finite if valid is None else finite & np.asarray(valid, dtype=bool)
     disp = _round_disp(flow, is_t)
+    if not is_t and _compiled(kernel):
+        from videofrom3d.prepare.noise_kernel import LazyWarper
+
+        warper = LazyWarper(height, width, channels, spare=height * width)
+        warper.load(np.asarray(noise, np.float32).reshape(-1, channels), np.asarray(weight).reshape(-1))
+        warper.step(disp[..., 1], disp[..., 0], ok, 1, ops.gen)
+        return WarpState(warper.dense().reshape(height, width, channels).copy(),
+                         warper.weight.reshape(height, width).copy())
     rows, cols = _cell_coords(ops.name, height, width, noise.device if is_t else None)
     out_noise = ops.empty_like(noise).reshape(-1, channels)
     out_weight = ops.empty_like(weight).reshape(-1)
@@ -457,6 +486,7 @@ def warped_noise_for_arc(
     cfg: NoiseConfig | None = None,
     seed: int = 0,
     valid: np.ndarray | None = None,
+    kernel: Kernel = "auto",
 ) -> np.ndarray:
     """Warped noise of one arc: (latent_frames, C, h, w) float32, (13, 16, 60, 90) by default.
 
@@ -464,7 +494,8 @@ def warped_noise_for_arc(
     resolution, in video pixels (``flows[i][y, x] = (dx, dy)``); ``valid`` (F-1, H, W) bool, visible in both
     frames (None: all finite flow is valid). On the fine grid (``cfg.grid_factor`` x H by x W) each cell takes
     the flow of the video pixel that contains it, times the grid factor (nearest upsampling), and the warper
-    uses it forward (see :func:`warp_noise_step`). The same ``seed`` gives the same bytes (numpy backend).
+    uses it forward (see :func:`warp_noise_step`). The same ``seed`` gives the same bytes (numpy backend,
+    either ``kernel``).
     """
     cfg = cfg or NoiseConfig()
     flows = np.asarray(flows)
@@ -489,6 +520,8 @@ def warped_noise_for_arc(
 
     rng = np.random.default_rng(seed)
     c = cfg.latent_channels
+    if _compiled(kernel):
+        return _arc_compiled(flows, valid, keys, cfg, rng, height, width)
     state = init_state(height, width, c, rng)
     noise, weight = state.noise.reshape(-1, c), state.weight.reshape(-1)
     rows, cols = _cell_coords("numpy", height, width)
@@ -510,6 +543,30 @@ def warped_noise_for_arc(
     buffers = (noise, weight, np.empty_like(noise), np.empty_like(weight), rows, cols,
                np.zeros(height * width, dtype=np.int64))
     return _warp_arc(_NumpyOps(rng), buffers, fine_displacement, frames_per_arc, keys, height, width, out)
+
+
+def _arc_compiled(flows, valid, keys, cfg, rng, height, width):
+    from videofrom3d.prepare.noise_kernel import LazyWarper
+
+    c, g = cfg.latent_channels, cfg.grid_factor
+    out = np.empty((cfg.latent_frames, c) + tuple(cfg.latent_size), dtype=np.float32)
+    warper = LazyWarper.reused(height, width, c).draw(rng)
+
+    def record(frame: int) -> None:
+        for k, key in enumerate(keys):
+            if key == frame:
+                warper.latent(cfg.latent_size, out=out[k])
+
+    record(0)
+    for i in range(flows.shape[0]):
+        flow = flows[i]
+        ok = np.isfinite(flow).all(axis=-1)
+        if valid is not None:
+            ok &= np.asarray(valid[i], dtype=bool)
+        disp = _round_disp(flow * g, False)
+        warper.step(disp[..., 1], disp[..., 0], ok, g, rng)
+        record(i + 1)
+    return out
 
 
 def _arc_torch(flows, valid, keys, cfg, seed, height, width):
