@@ -676,8 +676,10 @@ class _Run:
             res.reused.append(item)
         else:
             t0 = time.perf_counter()
-            with np.load(self.arc_folder(k) / "flow.npz") as f:
-                flows, valid = f["forward"], f["forward_valid"]
+            from videofrom3d.prepare.arcs import load_flows
+
+            f = load_flows(self.arc_folder(k), end_to_start=False)
+            flows, valid = f["forward"], f["forward_valid"]
             noise = warped_noise_for_arc(flows, self.job.frames_per_arc, cfg, seed, valid=valid)
             with atomic_path(path) as tmp:
                 np.save(tmp, np.asarray(noise, np.float32).astype(np.float16))
