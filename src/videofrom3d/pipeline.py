@@ -649,6 +649,10 @@ class _Run:
             rec["scene"] = {"digest": scene_digest, "extent": float(np.linalg.norm(np.asarray(hi) - np.asarray(lo)))}
             self.manifest.save()
         self.scene_extent = float(rec["scene"]["extent"])
+        if need_noise:
+            from videofrom3d.prepare.noise_warp import release_buffers
+
+            release_buffers()  # the noise kernel keeps its buffers from arc to arc
         self._prune("prepare", "arc", self.n_arcs, self.arc_folder)
         self._prune("prepare", "noise", self.n_arcs, lambda k: self.arc_folder(k) / "noise.npy")
         if export_official is not None:

@@ -21,7 +21,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from numba import njit
+from numba import njit, prange
 
 _TINY = np.float32(1e-30)  # a use's weight never underflows to 0 (see noise_warp step 3)
 
@@ -43,10 +43,11 @@ def _target(p, height, width, g, dy, dx, ok):
 
 
 @njit(cache=True, nogil=True)
-def _contract_expand(dy, dx, ok, g, arrivals, copies, gather_src, gather_dst, fresh):
+def _contract_expand(dy, dx, ok, g, arrivals, copies, copied, gather_src, gather_dst, fresh):
     """Steps 1 and 2 (counts only). ``dy``/``dx`` (h, w) int64 displacement in cells and ``ok`` (h, w) bool
     per video pixel (each covers g x g cells). Fills ``arrivals`` (N,) uint8 (saturating at 2), ``copies``
-    (N,) int32 gather copies per source (all 0 on entry), the gather list (target order) and ``fresh``: disocclusions whose
+    (N,) int32 gather copies per source and ``copied`` (N,) uint8, whether it has any (both all 0 on
+    entry; a flag array is 4x less to read in the plain pass), the gather list (target order) and ``fresh``: disocclusions whose
     own flow is invalid or whose source is off the grid from the front, those whose source's flow is
     invalid from the back (both in target order). Returns (n_gather, n_fresh_front, n_fresh_back,
     n_multi, bound): targets with >= 2 arrivals, and an upper bound on the targets that need a new row."""
@@ -80,7 +81,7 @@ def _contract_expand(dy, dx, ok, g, arrivals, copies, gather_src, gather_dst, fr
     n_gather = 0
     n_front = 0
     n_back = 0
-    copied = 0
+    n_copied = 0
     for y in range(height):
         vy = y // g
         for x in range(width):
@@ -99,7 +100,8 @@ def _contract_expand(dy, dx, ok, g, arrivals, copies, gather_src, gather_dst, fr
                         gather_dst[n_gather] = q
                         n_gather += 1
                         if copies[s] == 0:
-                            copied += 1
+                            n_copied += 1
+                            copied[s] = 1
                         copies[s] += 1
                         kind = 0
                     else:
@@ -110,12 +112,12 @@ def _contract_expand(dy, dx, ok, g, arrivals, copies, gather_src, gather_dst, fr
             elif kind == 2:
                 n_back += 1
                 fresh[n - n_back] = q
-    return n_gather, n_front, n_back, n_multi, (n - ones) + copied
+    return n_gather, n_front, n_back, n_multi, (n - ones) + n_copied
 
 
 @njit(cache=True, nogil=True)
-def _move_plain(dy, dx, ok, g, arrivals, copies, idx, weight, new_idx, new_weight, scat_src, scat_dst,
-                gather_src, n_gather):
+def _move_plain(dy, dx, ok, g, arrivals, copies, copied, idx, weight, new_idx, new_weight, scat_src,
+                scat_dst, gather_src, n_gather):
     """The common case of step 1: a particle that is its target's only arrival and its source's only use
     moves unchanged (its store index and weight). The other particles go to the scatter list (source
     order). Returns (n_scatter, n_shared): the list's length and the number of uses with >= 2 uses of
@@ -138,14 +140,14 @@ def _move_plain(dy, dx, ok, g, arrivals, copies, idx, weight, new_idx, new_weigh
                 if tx >= 0 and tx < width:
                     t = ty * width + tx
                     p = y * width + x
-                    if arrivals[t] == 1 and copies[p] == 0:
+                    if arrivals[t] == 1 and copied[p] == 0:
                         new_idx[t] = idx[p]
                         new_weight[t] = weight[p]
                     else:
                         scat_src[n_scat] = p
                         scat_dst[n_scat] = t
                         n_scat += 1
-                        if copies[p] > 0:
+                        if copied[p]:
                             n_shared += 1
     for u in range(n_gather):
         s = gather_src[u]
@@ -155,12 +157,12 @@ def _move_plain(dy, dx, ok, g, arrivals, copies, idx, weight, new_idx, new_weigh
 
 
 @njit(cache=True, nogil=True)
-def _special_uses(dy, dx, ok, g, arrivals, copies, store, idx, weight, new_idx, new_weight, scat_src,
+def _special_uses(dy, dx, ok, g, arrivals, copies, copied, store, idx, weight, new_idx, new_weight, scat_src,
                   scat_dst, n_scat, gather_src, gather_dst, n_gather, z, slot, row, use_n, group_sum,
                   group_n, group_src, zbar, merge_sum, merge_ww, merge_w, merge_dst):
     """Steps 3 and 4 for the listed uses: re-Gaussianise shared sources with the rows of ``z`` (in use
     order: scatter list, then gather list), write single uses and density merges to new store rows from
-    ``row`` on. ``slot`` (N,) int32 is scratch, all -1 on entry and on return; ``copies`` is reset to 0.
+    ``row`` on. ``slot`` (N,) int32 is scratch, all -1 on entry and on return; ``copies``/``copied`` are reset to 0.
     The other trailing arrays are scratch large enough for the step. Returns the next free row."""
     h, w = dy.shape
     height, width = h * g, w * g
@@ -255,6 +257,7 @@ def _special_uses(dy, dx, ok, g, arrivals, copies, store, idx, weight, new_idx, 
         slot[group_src[k]] = -1
     for u in range(n_gather):
         copies[gather_src[u]] = 0
+        copied[gather_src[u]] = 0
     return row
 
 
@@ -285,25 +288,25 @@ def _set_fresh_weight(fresh, n_front, n_back, new_weight, value):
         new_weight[fresh[n - 1 - i]] = value
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _gather_rows(store, idx, out):
     """out[q] = store[idx[q]] for every cell: the dense noise."""
     channels = store.shape[1]
-    for q in range(idx.shape[0]):
+    for q in prange(idx.shape[0]):
         r = idx[q]
         for c in range(channels):
             out[q, c] = store[r, c]
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _downsample_rows(store, idx, height, width, h, w, out):
     """``noise_warp.downsample_to_latent`` of the noise ``store[idx]`` (H x W cells) into ``out`` (C, h, w),
     without gathering it: float32 sums over the b rows of each block in row order, then float64 sums over
     its b columns, / b, the order numpy's two reductions there add in (bit-identical)."""
     channels = store.shape[1]
     b = height // h
-    acc32 = np.empty((width, channels), np.float32)
-    for i in range(h):
+    for i in prange(h):  # latent rows are independent; within one the sums keep numpy's order
+        acc32 = np.empty((width, channels), np.float32)
         for j in range(b):
             base = (i * b + j) * width
             for x in range(width):
@@ -342,6 +345,7 @@ class LazyWarper:
         self.new_weight = np.empty(n, np.float32)
         self.arrivals = np.empty(n, np.uint8)
         self.copies = np.zeros(n, np.int32)
+        self.copied = np.zeros(n, np.uint8)
         self.slot = np.full(n, -1, np.int32)
         self._scratch: dict[str, np.ndarray] = {}
         for name in ("gather_src", "gather_dst", "scat_src", "scat_dst", "fresh"):
@@ -424,12 +428,12 @@ class LazyWarper:
         if dy.shape[0] * g != self.height or dy.shape[1] * g != self.width:
             raise ValueError(f"displacement {dy.shape} x {g} does not cover the {self.height}x{self.width} grid")
         n_gather, n_front, n_back, n_multi, bound = _contract_expand(
-            dy, dx, ok, g, self.arrivals, self.copies, self.gather_src, self.gather_dst, self.fresh
+            dy, dx, ok, g, self.arrivals, self.copies, self.copied, self.gather_src, self.gather_dst, self.fresh
         )
         self._ensure_space(bound)
         n_scat, n_shared = _move_plain(
-            dy, dx, ok, g, self.arrivals, self.copies, self.idx, self.weight, self.new_idx, self.new_weight,
-            self.scat_src, self.scat_dst, self.gather_src, n_gather,
+            dy, dx, ok, g, self.arrivals, self.copies, self.copied, self.idx, self.weight, self.new_idx,
+            self.new_weight, self.scat_src, self.scat_dst, self.gather_src, n_gather,
         )
         channels = self.store.shape[1]
         n_uses = n_scat + n_gather
@@ -437,7 +441,7 @@ class LazyWarper:
         z = self._buffer("z", (n_shared, channels), np.float32)
         rng.standard_normal(out=z, dtype=np.float32)
         row = _special_uses(
-            dy, dx, ok, g, self.arrivals, self.copies, self.store, self.idx, self.weight, self.new_idx,
+            dy, dx, ok, g, self.arrivals, self.copies, self.copied, self.store, self.idx, self.weight, self.new_idx,
             self.new_weight, self.scat_src, self.scat_dst, n_scat, self.gather_src, self.gather_dst, n_gather,
             z, self.slot, self.row, self._buffer("use_n", (n_uses,), np.int64),
             self._buffer("group_sum", (groups, channels), np.float64), self._buffer("group_n", (groups,), np.float64),

@@ -43,6 +43,14 @@ frame is again i.i.d. N(0, 1) exactly, whatever the flow: the tests check this o
 camera path with occlusions. Motion under half a cell per step is lost to rounding (0.125 video px at the
 default grid), the reason for the fine grid.
 
+Three implementations give the same bytes for the same seed (numpy): a per-cell loop in
+``tests/reference_noise_warp.py`` (the definition: order of the random draws, float rounding), the
+vectorised code below (numpy, and torch for GPUs with torch's generator), and the compiled CPU kernel of
+:mod:`noise_kernel` (numba), the default. The random draws are the same in all three: shared uses'
+zero-sum noise (one (n_shared, C) draw), then fresh cells (one (n_fresh, C) draw) per step, so on a CPU the
+warp costs at least the time numpy takes to draw them (~8 ns a value; scenes with sky draw fresh noise for
+every sky cell at every step).
+
 The arc
 =======
 A 46-frame arc (N = 45) gives 45 warps. The latent frames take the warped state at frames
@@ -79,6 +87,7 @@ __all__ = [
     "from_official_layout",
     "init_state",
     "keyframe_indices",
+    "release_buffers",
     "to_official_layout",
     "warp_noise_step",
     "warped_noise_for_arc",
@@ -543,6 +552,16 @@ def warped_noise_for_arc(
     buffers = (noise, weight, np.empty_like(noise), np.empty_like(weight), rows, cols,
                np.zeros(height * width, dtype=np.int64))
     return _warp_arc(_NumpyOps(rng), buffers, fine_displacement, frames_per_arc, keys, height, width, out)
+
+
+def release_buffers() -> None:
+    """Free the compiled kernel's buffers that :func:`warped_noise_for_arc` keeps for the next arc (~1.2 GB
+    at the paper's grid); call it when the job's last arc is done."""
+    import sys
+
+    kernel = sys.modules.get("videofrom3d.prepare.noise_kernel")
+    if kernel is not None:
+        kernel.release()
 
 
 def _arc_compiled(flows, valid, keys, cfg, rng, height, width):
