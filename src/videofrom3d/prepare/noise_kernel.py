@@ -19,6 +19,7 @@ left to numpy (its pairwise sum).
 from __future__ import annotations
 
 import math
+import threading
 
 import numpy as np
 from numba import njit, prange
@@ -373,15 +374,22 @@ class LazyWarper:
 
     @classmethod
     def reused(cls, height: int, width: int, channels: int) -> LazyWarper:
-        """A warper of this size, reusing the previous call's buffers when the size matches (the next arc
-        of a job): at the paper's grid they are ~1 GB, and faulting in fresh pages costs as much as the
-        warp on a loaded machine. :func:`release` frees them."""
-        global _REUSED
-        w = _REUSED
+        """A warper of this size, taking the buffers that the previous arc handed back with :meth:`keep`
+        when the size matches: at the paper's grid they are ~1.2 GB, and faulting in fresh pages costs
+        seconds on a loaded machine. Thread safe: a warper in use is never handed out twice."""
+        global _KEPT
+        with _LOCK:
+            w, _KEPT = _KEPT, None
         if w is None or (w.height, w.width, w.store.shape[1]) != (height, width, channels):
-            _REUSED = None  # free the old buffers before allocating new ones
-            w = _REUSED = cls(height, width, channels)
+            del w  # free the old buffers before allocating new ones
+            w = cls(height, width, channels)
         return w
+
+    def keep(self) -> None:
+        """Hand the buffers back for the next :meth:`reused` (:func:`release` frees them)."""
+        global _KEPT
+        with _LOCK:
+            _KEPT = self
 
     def dense(self) -> np.ndarray:
         """The noise as a dense (N, C) array (a view, valid until the next step)."""
@@ -470,9 +478,11 @@ class LazyWarper:
 
 
 def release() -> None:
-    """Free the buffers kept by :meth:`LazyWarper.reused`."""
-    global _REUSED
-    _REUSED = None
+    """Free the buffers kept by :meth:`LazyWarper.keep`."""
+    global _KEPT
+    with _LOCK:
+        _KEPT = None
 
 
-_REUSED: LazyWarper | None = None
+_KEPT: LazyWarper | None = None
+_LOCK = threading.Lock()

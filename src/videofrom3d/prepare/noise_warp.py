@@ -585,6 +585,7 @@ def _arc_compiled(flows, valid, keys, cfg, rng, height, width):
         disp = _round_disp(flow * g, False)
         warper.step(disp[..., 1], disp[..., 0], ok, g, rng)
         record(i + 1)
+    warper.keep()  # not on error: a warper whose step raised may hold half-written scratch state
     return out
 
 
