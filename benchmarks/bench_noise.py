@@ -80,6 +80,19 @@ def drift(flows: np.ndarray, valid: np.ndarray, grid_factor: int, block: int) ->
     return float(err.mean()), float(np.percentile(err, 95))
 
 
+def draw_seconds(count: int, chunk: int = 1 << 24) -> float:
+    """Seconds numpy takes to draw ``count`` float32 normals (into a reused buffer, as the kernel does)."""
+    rng = np.random.default_rng(0)
+    buf = np.empty(min(count, chunk), np.float32)
+    buf.fill(0)
+    t0 = time.perf_counter()
+    left = count
+    while left > 0:
+        rng.standard_normal(out=buf[: min(left, chunk)], dtype=np.float32)
+        left -= chunk
+    return time.perf_counter() - t0
+
+
 def stats(arcs: np.ndarray) -> dict:
     """Worst values over the 13 latent frames of (seeds, T, C, h, w)."""
     worst = {"mean": 0.0, "std": 0.0, "lag1": 0.0, "xch": 0.0}
@@ -148,6 +161,11 @@ def main(argv=None) -> int:
                                      for s in range(args.ensemble)])  # fmt: skip
                     var = last.var(axis=0).mean(axis=0)
                     row["ens"] = float(((var > 0.8) & (var < 1.2)).mean())
+                if kernel == "compiled":  # the normal draws every kernel must make, and numpy's time for them
+                    from videofrom3d.prepare import noise_kernel
+
+                    row["draws"] = noise_kernel._KEPT.drawn if noise_kernel._KEPT is not None else 0
+                    row["draw_s"] = draw_seconds(row["draws"])
                 row["drift"], row["drift95"] = drift(flows, valid, g, block)
                 rows.append(row)
                 print(row, file=sys.stderr, flush=True)
@@ -155,14 +173,17 @@ def main(argv=None) -> int:
     print(f"\none {len(flows) + 1}-frame arc at {args.width}x{args.height}, backend {args.backend} on "
           f"{args.device}, {args.seeds} seeds; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")  # fmt: skip
     head = (f"{'scene':<12} {'grid':>4} {'kernel':<10} {'cells':>9} {'s/arc':>7} {'min':>7} {'same':>4} "
-            f"{'|mean|':>7} {'|std-1|':>8} {'|lag1|':>7} {'xch':>5} {'ens':>5} {'drift':>6} {'drift95':>7}")  # fmt: skip
+            f"{'draws':>6} {'draw s':>6} {'|mean|':>7} {'|std-1|':>8} {'|lag1|':>7} {'xch':>5} {'ens':>5} {'drift':>6} "
+            f"{'drift95':>7}")  # fmt: skip
     print(head)
     for r in rows:
         ens = f"{r['ens']:5.3f}" if "ens" in r else f"{'-':>5}"
+        draws = f"{r['draws'] / 1e6:5.0f}M {r['draw_s']:6.2f}" if "draws" in r else f"{'-':>6} {'-':>6}"
         print(f"{r['scene']:<12} {r['grid']:>4} {r['kernel']:<10} {r['cells']:>9} {r['median_s']:7.2f} {r['min_s']:7.2f} "
-              f"{r['same']:>4} {r['mean']:7.4f} {r['std']:8.4f} {r['lag1']:7.4f} {r['xch']:5.2f} {ens} {r['drift']:6.3f} "
+              f"{r['same']:>4} {draws} {r['mean']:7.4f} {r['std']:8.4f} {r['lag1']:7.4f} {r['xch']:5.2f} {ens} {r['drift']:6.3f} "
               f"{r['drift95']:7.3f}")  # fmt: skip
-    print("s/arc: median over the seeds; same: bytes equal to the first kernel's for the same seeds")
+    print("s/arc: median over the seeds; same: bytes equal to the first kernel's for the same seeds; draws: normal")
+    print("values every kernel draws per arc (same draws = same bytes), draw s: numpy's time to draw them alone")
     print(
         "limits (issue 4): |mean| < 0.015, |std-1| < 0.01, |lag1| < 0.01, xch (RMS x sqrt(N)) < 1.5, "
         "ens >= 0.99; drift in latent pixels after 45 steps"

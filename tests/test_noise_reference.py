@@ -101,3 +101,31 @@ def test_compiled_kernel_compacts_and_grows_its_store():
     assert warper.store.shape[0] > 16 * 24 + 8  # it had to grow
     assert np.array_equal(warper.dense(), state.noise.reshape(-1, C))
     assert np.array_equal(warper.weight, state.weight.reshape(-1))
+
+
+def test_compiled_rounding_of_the_flow_equals_numpys():
+    from videofrom3d.prepare.noise_kernel import displacement
+    from videofrom3d.prepare.noise_warp import _round_disp
+
+    halves = np.array([k / 8 for k in range(-24, 24)], np.float32)
+    values = np.concatenate([halves, np.nextafter(halves, -np.inf), np.nextafter(halves, np.inf),
+                             [np.nan, np.inf, -np.inf, 3e38, -3e38, 1e9]]).astype(np.float32)  # fmt: skip
+    flow = np.stack([values, values[::-1]], axis=-1).reshape(6, -1, 2)
+    valid = np.ones(flow.shape[:2], bool)
+    valid[0, 0] = False
+    for g in (1, 3, 4):
+        dy, dx = np.empty(valid.shape, np.int64), np.empty(valid.shape, np.int64)
+        ok = np.empty(valid.shape, bool)
+        displacement(flow, valid, g, dy, dx, ok)
+        with np.errstate(over="ignore"):  # 3e38 * 3 and 4 overflow to inf, which rounds to 0
+            disp = _round_disp(flow * g, False)
+        assert np.array_equal(dx, disp[..., 0]) and np.array_equal(dy, disp[..., 1])
+        assert np.array_equal(ok, np.isfinite(flow).all(axis=-1) & valid)
+
+
+def test_float64_flows_take_numpys_rounding_and_agree():
+    flows, valid = zoom_flows(40, 24, 1.03, steps=8)
+    cfg = NoiseConfig(grid_factor=2, latent_size=(6, 10), latent_frames=3)
+    fast = warped_noise_for_arc(flows.astype(np.float64), 8, cfg, seed=1, valid=valid, kernel="compiled")
+    slow = warped_noise_for_arc(flows.astype(np.float64), 8, cfg, seed=1, valid=valid, kernel="vectorised")
+    assert np.array_equal(fast, slow)

@@ -22,9 +22,33 @@ import math
 import threading
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 _TINY = np.float32(1e-30)  # a use's weight never underflows to 0 (see noise_warp step 3)
+
+
+@njit(cache=True, nogil=True)
+def displacement(flow, valid, g, dy, dx, ok):
+    """Video-pixel flow (h, w, 2) = (dx, dy) float32 in pixels and ``valid`` (h, w) bool -> the displacement
+    in cells ``floor(g f + 0.5)`` (int64) and ``ok`` = valid and finite, exactly as ``noise_warp``'s
+    ``_round_disp(flow * g)`` (float32 product, float64 rounding; non-finite -> 0) does it."""
+    h, w = ok.shape
+    scale = np.float32(g)
+    for y in range(h):
+        for x in range(w):
+            fx = flow[y, x, 0]
+            fy = flow[y, x, 1]
+            ok[y, x] = valid[y, x] and math.isfinite(fx) and math.isfinite(fy)
+            dx[y, x] = _round_cell(np.float32(fx * scale))
+            dy[y, x] = _round_cell(np.float32(fy * scale))
+
+
+@njit(cache=True, nogil=True)
+def _round_cell(f):
+    if not math.isfinite(f):
+        return 0
+    r = np.floor(np.float64(f) + 0.5)
+    return int(min(max(r, -(2.0**30)), 2.0**30))
 
 
 @njit(cache=True, nogil=True)
@@ -289,25 +313,25 @@ def _set_fresh_weight(fresh, n_front, n_back, new_weight, value):
         new_weight[fresh[n - 1 - i]] = value
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _gather_rows(store, idx, out):
     """out[q] = store[idx[q]] for every cell: the dense noise."""
     channels = store.shape[1]
-    for q in prange(idx.shape[0]):
+    for q in range(idx.shape[0]):
         r = idx[q]
         for c in range(channels):
             out[q, c] = store[r, c]
 
 
-@njit(cache=True, nogil=True, parallel=True)
+@njit(cache=True, nogil=True)
 def _downsample_rows(store, idx, height, width, h, w, out):
     """``noise_warp.downsample_to_latent`` of the noise ``store[idx]`` (H x W cells) into ``out`` (C, h, w),
     without gathering it: float32 sums over the b rows of each block in row order, then float64 sums over
     its b columns, / b, the order numpy's two reductions there add in (bit-identical)."""
     channels = store.shape[1]
     b = height // h
-    for i in prange(h):  # latent rows are independent; within one the sums keep numpy's order
-        acc32 = np.empty((width, channels), np.float32)
+    acc32 = np.empty((width, channels), np.float32)
+    for i in range(h):
         for j in range(b):
             base = (i * b + j) * width
             for x in range(width):
@@ -342,6 +366,7 @@ class LazyWarper:
         self.new_idx = np.zeros(n, np.int32)  # never holds a merge marker (< -2) between steps
         self.row = n  # next free store row
         self.moved = False  # idx is not the identity / rows were appended
+        self.drawn = 0
         self.weight = np.ones(n, np.float32)
         self.new_weight = np.empty(n, np.float32)
         self.arrivals = np.empty(n, np.uint8)
@@ -363,10 +388,12 @@ class LazyWarper:
         """Start from N(0, 1) noise and unit weights, drawn like :func:`noise_warp.init_state`."""
         self._restart()
         rng.standard_normal(out=self.store[: self.n], dtype=np.float32)
+        self.drawn += self.store[: self.n].size
         self.weight[:] = 1.0
         return self
 
     def _restart(self) -> None:
+        self.drawn = 0  # normal values drawn since the start (the floor of the warp's cost)
         if self.moved:
             self.idx[:] = np.arange(self.n, dtype=np.int32)
         self.row = self.n
@@ -448,6 +475,7 @@ class LazyWarper:
         groups = n_shared // 2 + 1  # every group (a shared source) has >= 2 uses
         z = self._buffer("z", (n_shared, channels), np.float32)
         rng.standard_normal(out=z, dtype=np.float32)
+        self.drawn += z.size
         row = _special_uses(
             dy, dx, ok, g, self.arrivals, self.copies, self.copied, self.store, self.idx, self.weight, self.new_idx,
             self.new_weight, self.scat_src, self.scat_dst, n_scat, self.gather_src, self.gather_dst, n_gather,
@@ -461,6 +489,7 @@ class LazyWarper:
         n_fresh = n_front + n_back
         if n_fresh:
             rng.standard_normal(out=self.store[row : row + n_fresh], dtype=np.float32)
+            self.drawn += n_fresh * channels
             _place_fresh(self.fresh, n_front, n_back, self.new_idx, self.new_weight, row)
             row += n_fresh
             carried = self.n - n_fresh

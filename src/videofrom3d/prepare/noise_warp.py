@@ -565,7 +565,7 @@ def release_buffers() -> None:
 
 
 def _arc_compiled(flows, valid, keys, cfg, rng, height, width):
-    from videofrom3d.prepare.noise_kernel import LazyWarper
+    from videofrom3d.prepare.noise_kernel import LazyWarper, displacement
 
     c, g = cfg.latent_channels, cfg.grid_factor
     out = np.empty((cfg.latent_frames, c) + tuple(cfg.latent_size), dtype=np.float32)
@@ -577,13 +577,18 @@ def _arc_compiled(flows, valid, keys, cfg, rng, height, width):
                 warper.latent(cfg.latent_size, out=out[k])
 
     record(0)
+    vid_h, vid_w = flows.shape[1:3]
+    dy, dx = np.empty((vid_h, vid_w), np.int64), np.empty((vid_h, vid_w), np.int64)
+    ok, all_valid = np.empty((vid_h, vid_w), bool), np.ones((vid_h, vid_w), bool)
     for i in range(flows.shape[0]):
-        flow = flows[i]
-        ok = np.isfinite(flow).all(axis=-1)
-        if valid is not None:
-            ok &= np.asarray(valid[i], dtype=bool)
-        disp = _round_disp(flow * g, False)
-        warper.step(disp[..., 1], disp[..., 0], ok, g, rng)
+        vid_valid = all_valid if valid is None else np.asarray(valid[i], bool)
+        if flows.dtype == np.float32:  # the prepare stage's flows: the rounding compiled too
+            displacement(flows[i], vid_valid, g, dy, dx, ok)
+        else:  # float64 products round differently: numpy's path
+            disp = _round_disp(flows[i] * g, False)
+            dy[...], dx[...] = disp[..., 1], disp[..., 0]
+            ok[...] = np.isfinite(flows[i]).all(axis=-1) & vid_valid
+        warper.step(dy, dx, ok, g, rng)
         record(i + 1)
     warper.keep()  # not on error: a warper whose step raised may hold half-written scratch state
     return out
