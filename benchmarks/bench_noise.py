@@ -1,10 +1,13 @@
 """Seconds per arc and statistics of the warped noise (paper 3.3) at the paper's grid (4 x the video
 resolution: 1920 x 2880 for 720 x 480) and at 1/2 and 1/4 of it.
 
-    python benchmarks/bench_noise.py [--grids 4 2 1] [--seeds 2] [--scene camera_path town]
-                                     [--backend numpy|torch] [--device cpu|cuda] [--ensemble 0]
+    python benchmarks/bench_noise.py [--grids 4 2 1] [--seeds 3] [--scene camera_path town]
+                                     [--kernels compiled vectorised] [--backend numpy|torch]
+                                     [--device cpu|cuda] [--ensemble 0]
 
-For each grid factor, on one 46-frame 720 x 480 arc: seconds per arc (mean and min over the seeds), and over
+For each grid factor and numpy kernel (the compiled numba kernel and the vectorised numpy warper it
+replaced, in the same run), on one 46-frame 720 x 480 arc: seconds per arc (median and min over the seeds,
+one arc per seed, the warper's buffers warm), whether the kernels gave the same bytes, and over
 all 13 latent frames the worst |mean|, |std - 1|, lag-1 neighbour correlation (pooled over channels and
 seeds), the worst RMS of the 120 cross-channel correlations divided by 1/sqrt(N), and, with
 ``--ensemble E``, the fraction of latent pixels whose variance over E seeds (channel-averaged) lies in
@@ -77,6 +80,19 @@ def drift(flows: np.ndarray, valid: np.ndarray, grid_factor: int, block: int) ->
     return float(err.mean()), float(np.percentile(err, 95))
 
 
+def draw_seconds(count: int, chunk: int = 1 << 24) -> float:
+    """Seconds numpy takes to draw ``count`` float32 normals (into a reused buffer, as the kernel does)."""
+    rng = np.random.default_rng(0)
+    buf = np.empty(min(count, chunk), np.float32)
+    buf.fill(0)
+    t0 = time.perf_counter()
+    left = count
+    while left > 0:
+        rng.standard_normal(out=buf[: min(left, chunk)], dtype=np.float32)
+        left -= chunk
+    return time.perf_counter() - t0
+
+
 def stats(arcs: np.ndarray) -> dict:
     """Worst values over the 13 latent frames of (seeds, T, C, h, w)."""
     worst = {"mean": 0.0, "std": 0.0, "lag1": 0.0, "xch": 0.0}
@@ -98,7 +114,8 @@ def stats(arcs: np.ndarray) -> dict:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--grids", type=int, nargs="+", default=[4, 2, 1])
-    ap.add_argument("--seeds", type=int, default=2)
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--kernels", nargs="+", default=["compiled", "vectorised"], choices=["compiled", "vectorised"])
     ap.add_argument("--scene", nargs="+", default=["camera_path", "town"])
     ap.add_argument("--backend", default="numpy", choices=["numpy", "torch"])
     ap.add_argument("--device", default="cpu")
@@ -116,40 +133,60 @@ def main(argv=None) -> int:
         got = camera_path(args.width, args.height) if name == "camera_path" else town(args.width, args.height)
         if got is not None:
             scenes[name] = got
+    kernels = args.kernels if args.backend == "numpy" else ["torch"]
     rows = []
     for name, (flows, valid) in scenes.items():
         for g in args.grids:
             cfg = NoiseConfig(grid_factor=g, backend=args.backend, device=args.device,
                               latent_size=(args.height // 8, args.width // 8))  # fmt: skip
             block = g * 8
-            warm = dataclasses.replace(cfg, latent_frames=2)
-            warped_noise_for_arc(flows[:4], 4, warm, seed=99, valid=valid[:4])  # warm-up: kernels, allocator
-            times, arcs = [], []
-            for s in range(args.seeds):
-                t0 = time.perf_counter()
-                arcs.append(warped_noise_for_arc(flows, len(flows), cfg, seed=s, valid=valid))
-                times.append(time.perf_counter() - t0)
-            row = {"scene": name, "grid": g, "cells": flows.shape[1] * flows.shape[2] * g * g,
-                   "mean_s": float(np.mean(times)), "min_s": float(np.min(times)), **stats(np.stack(arcs))}  # fmt: skip
-            if args.ensemble:
-                last = np.stack([warped_noise_for_arc(flows, len(flows), cfg, seed=1000 + s, valid=valid)[-1]
-                                 for s in range(args.ensemble)])  # fmt: skip
-                var = last.var(axis=0).mean(axis=0)
-                row["ens"] = float(((var > 0.8) & (var < 1.2)).mean())
-            row["drift"], row["drift95"] = drift(flows, valid, g, block)
-            rows.append(row)
-            print(row, file=sys.stderr, flush=True)
+            first = None
+            for kernel in kernels:
+                kw = {} if kernel == "torch" else {"kernel": kernel}
+                warm = dataclasses.replace(cfg, latent_frames=2)
+                warped_noise_for_arc(flows[:4], 4, warm, seed=99, valid=valid[:4], **kw)  # compile, buffers
+                times, cpus, arcs = [], [], []
+                for s in range(args.seeds):
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    arcs.append(warped_noise_for_arc(flows, len(flows), cfg, seed=s, valid=valid, **kw))
+                    times.append(time.perf_counter() - t0)
+                    cpus.append(time.process_time() - c0)
+                arcs = np.stack(arcs)
+                same = "-" if first is None else ("yes" if np.array_equal(arcs, first) else "NO")
+                first = arcs if first is None else first
+                row = {"scene": name, "grid": g, "kernel": kernel, "cells": flows.shape[1] * flows.shape[2] * g * g,
+                       "median_s": float(np.median(times)), "min_s": float(np.min(times)),
+                       "cpu_s": float(np.median(cpus)), "same": same,
+                       **stats(arcs)}  # fmt: skip
+                if args.ensemble:
+                    last = np.stack([warped_noise_for_arc(flows, len(flows), cfg, seed=1000 + s, valid=valid, **kw)[-1]
+                                     for s in range(args.ensemble)])  # fmt: skip
+                    var = last.var(axis=0).mean(axis=0)
+                    row["ens"] = float(((var > 0.8) & (var < 1.2)).mean())
+                if kernel == "compiled":  # the normal draws every kernel must make, and numpy's time for them
+                    from videofrom3d.prepare import noise_kernel
+
+                    row["draws"] = noise_kernel._KEPT.drawn if noise_kernel._KEPT is not None else 0
+                    row["draw_s"] = draw_seconds(row["draws"])
+                row["drift"], row["drift95"] = drift(flows, valid, g, block)
+                rows.append(row)
+                print(row, file=sys.stderr, flush=True)
 
     print(f"\none {len(flows) + 1}-frame arc at {args.width}x{args.height}, backend {args.backend} on "
           f"{args.device}, {args.seeds} seeds; load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cpus")  # fmt: skip
-    head = (f"{'scene':<12} {'grid':>4} {'cells':>9} {'s/arc':>7} {'min':>7} {'|mean|':>7} {'|std-1|':>8} "
-            f"{'|lag1|':>7} {'xch':>5} {'ens':>5} {'drift':>6} {'drift95':>7}")  # fmt: skip
+    head = (f"{'scene':<12} {'grid':>4} {'kernel':<10} {'cells':>9} {'s/arc':>7} {'min':>7} {'cpu s':>7} {'same':>4} "
+            f"{'draws':>6} {'draw s':>6} {'|mean|':>7} {'|std-1|':>8} {'|lag1|':>7} {'xch':>5} {'ens':>5} {'drift':>6} "
+            f"{'drift95':>7}")  # fmt: skip
     print(head)
     for r in rows:
         ens = f"{r['ens']:5.3f}" if "ens" in r else f"{'-':>5}"
-        print(f"{r['scene']:<12} {r['grid']:>4} {r['cells']:>9} {r['mean_s']:7.2f} {r['min_s']:7.2f} "
-              f"{r['mean']:7.4f} {r['std']:8.4f} {r['lag1']:7.4f} {r['xch']:5.2f} {ens} {r['drift']:6.3f} "
+        draws = f"{r['draws'] / 1e6:5.0f}M {r['draw_s']:6.2f}" if "draws" in r else f"{'-':>6} {'-':>6}"
+        print(f"{r['scene']:<12} {r['grid']:>4} {r['kernel']:<10} {r['cells']:>9} {r['median_s']:7.2f} {r['min_s']:7.2f} "
+              f"{r['cpu_s']:7.2f} {r['same']:>4} {draws} {r['mean']:7.4f} {r['std']:8.4f} {r['lag1']:7.4f} {r['xch']:5.2f} {ens} {r['drift']:6.3f} "
               f"{r['drift95']:7.3f}")  # fmt: skip
+    print("s/arc: median wall seconds over the seeds; cpu s: process CPU seconds (less skewed by other load);")
+    print("same: bytes equal to the first kernel's for the same seeds; draws: normal values every kernel draws")
+    print("per arc (same draws = same bytes); draw s: numpy's time to draw that many alone")
     print(
         "limits (issue 4): |mean| < 0.015, |std-1| < 0.01, |lag1| < 0.01, xch (RMS x sqrt(N)) < 1.5, "
         "ens >= 0.99; drift in latent pixels after 45 steps"

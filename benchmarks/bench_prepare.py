@@ -2,16 +2,23 @@
 of the bundled example (examples/town) and of a generated scene of >= 100k triangles.
 
     python benchmarks/bench_prepare.py [--repeat 3] [--frames 46] [--backends moderngl embree]
+                                       [--whole-only]
 
 Steps: G-buffer (render + readback + per-face lookups), edges (pair classification + soft look), flows
 (45 consecutive + end->start, with visibility), writing (PreparedArc.save: 46 x 3 PNGs + 2 npz).
 Noise is excluded. Each number is the best of ``--repeat`` runs (the machine is shared; best-of filters
 other processes out); "cpu" is the process CPU time of the best run (llvmpipe renders on worker threads).
+
+Then the whole of ``videofrom3d prepare`` on the example's first arc (46 frames), everything it writes
+(arc folder, preview.mp4, warped noise and noise.mp4, manifest hashes), median of ``--repeat`` runs into a
+fresh work folder, per part, for today's code ("new": compiled noise kernel, compact flow/depth files) and
+the code it replaced ("old": the vectorised numpy warper, float32 npz files), in the same run.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import sys
@@ -142,12 +149,113 @@ def bench(name, scene, cameras, backend, repeat):
     }
 
 
+@contextlib.contextmanager
+def _timed(timers: dict, old: bool):
+    """Accumulate wall seconds per part of the prepare stage; ``old`` swaps in the replaced code paths."""
+    import videofrom3d.prepare as prep
+    from videofrom3d.io import compact
+    from videofrom3d.prepare import arcs, noise_warp
+
+    patches = [
+        (prep, "prepare_arc", "render+edges+flows"), (arcs.PreparedArc, "save", "write arc"),
+        (arcs, "write_arc_preview", "preview.mp4"), (arcs, "load_flows", "read flows"),
+        (noise_warp, "warped_noise_for_arc", "noise"), (noise_warp, "write_noise_preview", "noise.mp4"),
+    ]
+    pipeline = sys.modules.get("videofrom3d.pipeline")
+    for name in ("digest_path", "digest_file"):
+        if pipeline is not None and hasattr(pipeline, name):
+            patches.append((pipeline, name, "hashes"))
+    saved = []
+
+    def wrap(fn, part, **extra):
+        def timed(*a, **k):
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **{**k, **extra})
+            finally:
+                timers[part] = timers.get(part, 0.0) + time.perf_counter() - t0
+
+        return timed
+
+    for owner, name, part in patches:
+        fn = owner.__dict__[name]
+        saved.append((owner, name, fn))
+        extra = {"kernel": "vectorised"} if old and name == "warped_noise_for_arc" else {}
+        setattr(owner, name, wrap(fn, part, **extra))
+    if old:  # format 1: plain float32 / bool arrays, stored uncompressed
+        for name, fn in (("write_npz", lambda path, arrays, level=1: np.savez(path, **arrays)),
+                         ("encode_flow", lambda flow, prefix: {prefix: np.asarray(flow, np.float32)}),
+                         ("encode_mask", lambda mask, prefix: {prefix: np.asarray(mask, bool)}),
+                         ("encode_float_planes", lambda v, prefix: {prefix: np.asarray(v, np.float32)})):
+            saved.append((compact, name, compact.__dict__[name]))
+            setattr(compact, name, fn)
+    try:
+        yield
+    finally:
+        for owner, name, fn in reversed(saved):
+            setattr(owner, name, fn)
+
+
+def whole_prepare(repeat: int) -> list[dict] | None:
+    """``videofrom3d prepare`` of the example's first arc with noise and previews, new and old code paths,
+    alternating; per part the median over ``repeat`` runs (seconds, wall)."""
+    import dataclasses
+
+    from videofrom3d.job import TrajectorySpec, job_cameras, load_job
+    from videofrom3d.pipeline import render
+    from videofrom3d.scene.camera import save_cameras
+
+    job_path = ROOT / "examples" / "town" / "job.toml"
+    if not job_path.is_file():
+        return None
+    job = load_job(job_path)
+    tmp = Path(tempfile.mkdtemp(prefix="bench_prepare_whole_"))
+    try:
+        save_cameras(tmp / "first_arc.json", job_cameras(job)[: job.frames_per_arc + 1])
+        runs = {"new": [], "old": []}
+        for i in range(repeat + 1):  # the first round warms up (numba cache, renderer, allocator)
+            for variant in ("new", "old"):
+                work = tmp / f"work_{variant}_{i}"
+                one = dataclasses.replace(job, trajectory=TrajectorySpec(path=tmp / "first_arc.json"), out=work)
+                timers: dict[str, float] = {}
+                with _timed(timers, old=variant == "old"):
+                    t0 = time.perf_counter()
+                    render(one, until="prepare", engine="preview", with_noise=True, progress=False, log=lambda s: None)
+                    timers["total"] = time.perf_counter() - t0
+                timers["MB written"] = sum(f.stat().st_size for f in work.rglob("*") if f.is_file()) / 1e6
+                if i:
+                    runs[variant].append(timers)
+                shutil.rmtree(work, ignore_errors=True)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    out = []
+    for variant, rs in runs.items():
+        parts = {k: float(np.median([r.get(k, 0.0) for r in rs])) for k in rs[0]}
+        out.append({"variant": variant, **parts})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--frames", type=int, default=46)
     ap.add_argument("--backends", nargs="+", default=["moderngl", "embree"])
+    ap.add_argument("--whole-only", action="store_true", help="only the whole-prepare table")
     args = ap.parse_args(argv)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    whole = whole_prepare(args.repeat)
+    if whole is not None:
+        cols = ["render+edges+flows", "write arc", "preview.mp4", "hashes", "read flows", "noise", "noise.mp4",
+                "total", "MB written"]
+        print(f"\n`videofrom3d prepare` of one 46-frame 720x480 arc (the example's first), noise and previews "
+              f"included; wall seconds, median of {args.repeat}; {os.cpu_count()} cores, load average {load:.1f}")
+        print(f"{'code':<6} " + " ".join(f"{c:>18}" for c in cols))
+        for r in whole:
+            print(f"{r['variant']:<6} " + " ".join(f"{r.get(c, 0.0):18.2f}" for c in cols))
+        print("new: compiled noise kernel, compact flow/depth files; old: vectorised numpy warper, float32 npz.")
+        print("render+edges+flows overlap on threads; hashes: the manifest's digests of the written files.")
+    if args.whole_only:
+        return 0
 
     from videofrom3d.prepare.gbuffer import moderngl_available
 

@@ -236,7 +236,7 @@ def _register_stages(add) -> None:
 
     stages = {
         "prepare": ("edge maps, depth, exact flow (and warped noise) per arc; CPU, no weights (paper 3.1)",
-                    "Writes WORK/prepare/arcNNN/ including the warped noise (noise.npy, about 15-45 s per arc on\n"
+                    "Writes WORK/prepare/arcNNN/ including the warped noise (noise.npy, about 5-15 s per arc on\n"
                     "a 2-core CPU at the paper's grid; --no-noise skips it). `render` with the preview engine\n"
                     "skips the noise it does not read, unless --noise."),
         "align": ("the style: a LoRA on FLUX.1-dev + HED ControlNet (diffusion), or a palette (preview)",

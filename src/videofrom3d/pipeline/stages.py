@@ -112,6 +112,10 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
         ctx.manifest.save()
     if ctx.edge_choice.notice:
         ctx.log(ctx.edge_choice.notice)
+    if need_noise:
+        from videofrom3d.prepare.noise_warp import release_buffers
+
+        release_buffers()  # the noise kernel keeps its buffers from arc to arc
     ctx.prune("prepare", "arc", ctx.n_arcs, ctx.work.arc)
     ctx.prune("prepare", "noise", ctx.n_arcs, ctx.work.noise)
     ctx.prune("prepare", "views", ctx.n_arcs, ctx.work.anchor_views)
@@ -150,10 +154,11 @@ def _noise(ctx: RunContext, k: int, preview: bool) -> bool:
                        "seed": seed, "frames_per_arc": ctx.job.frames_per_arc})
 
     def make():
-        from videofrom3d.prepare.arcs import PreparedArc
+        from videofrom3d.prepare.arcs import load_flows
         from videofrom3d.prepare.noise_warp import warped_noise_for_arc, write_noise_preview
 
-        flows, valid = PreparedArc.load_forward_flow(ctx.work.arc(k))
+        f = load_flows(ctx.work.arc(k), end_to_start=False)
+        flows, valid = f["forward"], f["forward_valid"]
         noise = warped_noise_for_arc(flows, ctx.job.frames_per_arc, cfg, seed, valid=valid)
         with atomic_path(path) as tmp:
             np.save(tmp, np.asarray(noise, np.float32).astype(np.float16))

@@ -7,13 +7,15 @@ Layout of ``OUT/prepare/arcNNN/`` (stable; other stages and checks rely on it):
 - ``edges/NNNN.png``  8-bit edge maps, local frame index from 0000 (white lines on black)
 - ``normals/NNNN.png``  8-bit world normals as ``(n + 1) / 2``, black where nothing was hit
 - ``objects/NNNN.png``  16-bit object id + 1, 0 where nothing was hit
-- ``flow.npz``  ``forward`` (F-1, H, W, 2) float32 flow i -> i+1, ``forward_valid`` (F-1, H, W) bool,
-  ``end_to_start`` (H, W, 2) float32, ``end_to_start_valid`` (H, W) bool
-- ``depth.npz``  ``depth`` (F, H, W) float32 along +z, 0 where nothing was hit
+- ``flow.npz``  forward flows i -> i+1 (F-1, H, W, 2) at 1/64 px fixed point and their bit-packed
+  visibility; ``end_to_start`` (H, W, 2) float32 exact (anchors are warped by it) and its visibility
+  (coding: :mod:`videofrom3d.io.compact`; read with :func:`load_flows`)
+- ``depth.npz``  depth (F, H, W) float32 along +z, 0 where nothing was hit, byte planes (lossless)
 - ``noise.npy``  (13, 16, 60, 90) float16 warped noise before degradation (when computed)
 - ``preview.mp4``, ``noise.mp4``  for people, not read back: edges | depth | forward flow side by side
   (:func:`write_arc_preview`); noise channels 0-2 as RGB
-- ``arc.json``  index, global first frame, frame count, and what was computed
+- ``arc.json``  index, global first frame, frame count, what was computed, and the layout ``format``
+  (2; folders without it are format 1, float32 ``forward``/``depth`` arrays, and still read)
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from videofrom3d.io import compact
 from videofrom3d.io.atomic import atomic_path, atomic_write_text
 from videofrom3d.io.images import read_mask, to_uint8
 from videofrom3d.scene.camera import Camera, camera_rays, load_cameras, rotate_points, save_cameras
@@ -45,6 +48,30 @@ def arc_ranges(frame_count: int, frames_per_arc: int = 45) -> list[tuple[int, in
             f"use K*{n}+1 frames (e.g. {n + 1}, {2 * n + 1}, {3 * n + 1})"
         )
     return [(k * n, (k + 1) * n) for k in range((frame_count - 1) // n)]
+
+
+ARC_FORMAT = 2  # 1: float32 flow.npz / depth.npz; 2: compact coding (io/compact.py)
+
+
+def load_flows(folder: str | os.PathLike, end_to_start: bool = True) -> dict[str, np.ndarray]:
+    """The flows of a prepared arc folder (either format): ``forward``, ``forward_valid`` and, when asked,
+    ``end_to_start``, ``end_to_start_valid``, as float32 / bool arrays."""
+    path = Path(folder) / "flow.npz"
+    try:
+        with np.load(path) as f:
+            out = {"forward": compact.decode_flow(f, "forward"), "forward_valid": compact.decode_mask(f, "forward_valid")}
+            if end_to_start:
+                out["end_to_start"] = compact.decode_flow(f, "end_to_start")
+                out["end_to_start_valid"] = compact.decode_mask(f, "end_to_start_valid")
+    except (KeyError, ValueError, OSError) as e:
+        raise _stale(folder, f"flow.npz unreadable ({type(e).__name__}: {e})") from e
+    return out
+
+
+def _stale(folder, why: str):
+    from videofrom3d.errors import VideoFrom3DError
+
+    return VideoFrom3DError(f"{folder}: {why}; re-run `videofrom3d prepare` (delete the folder to force it)")
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,16 +130,15 @@ class PreparedArc:
                 _png(tmp / "objects" / f"{i:04d}.png", (self.object_ids[i] + 1).astype(np.uint16))
 
             def flows():
-                np.savez(
-                    tmp / "flow.npz",
-                    forward=self.flow_forward.astype(np.float32, copy=False),
-                    forward_valid=self.flow_forward_valid.astype(bool, copy=False),
-                    end_to_start=self.flow_end_to_start.astype(np.float32, copy=False),
-                    end_to_start_valid=self.flow_end_to_start_valid.astype(bool, copy=False),
-                )
+                compact.write_npz(tmp / "flow.npz", {
+                    **compact.encode_flow(self.flow_forward, "forward"),
+                    **compact.encode_mask(self.flow_forward_valid, "forward_valid"),
+                    "end_to_start": self.flow_end_to_start.astype(np.float32, copy=False),
+                    **compact.encode_mask(self.flow_end_to_start_valid, "end_to_start_valid"),
+                })
 
             def depth():
-                np.savez(tmp / "depth.npz", depth=self.depth.astype(np.float32, copy=False))
+                compact.write_npz(tmp / "depth.npz", compact.encode_float_planes(self.depth, "depth"))
 
             with ThreadPoolExecutor(max_workers=4) as pool:
                 jobs = [pool.submit(flows), pool.submit(depth)]
@@ -126,6 +152,7 @@ class PreparedArc:
                 "first_frame": self.first_frame,
                 "frame_count": self.frame_count,
                 "has_noise": self.warped_noise is not None,
+                "format": ARC_FORMAT,
             }
             atomic_write_text(tmp / "arc.json", json.dumps(meta, indent=1))
         return folder
@@ -137,16 +164,20 @@ class PreparedArc:
         if not meta_path.is_file():
             raise FileNotFoundError(f"{folder}: not a prepared arc (no arc.json); run `videofrom3d prepare`")
         meta = json.loads(meta_path.read_text())
+        if int(meta.get("format", 1)) > ARC_FORMAT:
+            raise _stale(folder, f"layout format {meta['format']} is newer than this videofrom3d reads ({ARC_FORMAT})")
         cameras = load_cameras(folder / "cameras.json")
         n = len(cameras)
         edges = np.stack([read_mask(folder / "edges" / f"{i:04d}.png") for i in range(n)])
         normals = np.stack([_read_normals(folder / "normals" / f"{i:04d}.png") for i in range(n)])
         objects = np.stack([_read_u16(folder / "objects" / f"{i:04d}.png") for i in range(n)]).astype(np.int32) - 1
         normals[objects < 0] = 0.0  # misses are stored black
-        with np.load(folder / "flow.npz") as f:
-            flows = {k: f[k] for k in f.files}
-        with np.load(folder / "depth.npz") as d:
-            depth = d["depth"]
+        flows = load_flows(folder)
+        try:
+            with np.load(folder / "depth.npz") as d:
+                depth = compact.decode_float_planes(d, "depth")
+        except (KeyError, ValueError, OSError) as e:
+            raise _stale(folder, f"depth.npz unreadable ({type(e).__name__}: {e})") from e
         noise_path = folder / "noise.npy"
         noise = np.load(noise_path) if with_noise and noise_path.is_file() else None
         return cls(
@@ -163,13 +194,6 @@ class PreparedArc:
             flow_end_to_start_valid=flows["end_to_start_valid"],
             warped_noise=noise,
         )
-
-    @staticmethod
-    def load_forward_flow(folder: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
-        """Only the consecutive flows of a saved arc: (N, H, W, 2) ``flow_forward`` and its (N, H, W) validity
-        (what the noise warper reads, without loading the rest of the arc)."""
-        with np.load(Path(folder) / "flow.npz") as f:
-            return f["forward"], f["forward_valid"]
 
 
 def _png(path: Path, arr: np.ndarray) -> None:

@@ -44,6 +44,14 @@ frame is again i.i.d. N(0, 1) exactly, whatever the flow: the tests check this o
 camera path with occlusions. Motion under half a cell per step is lost to rounding (0.125 video px at the
 default grid), the reason for the fine grid.
 
+Three implementations give the same bytes for the same seed (numpy): a per-cell loop in
+``tests/reference_noise_warp.py`` (the definition: order of the random draws, float rounding), the
+vectorised code below (numpy, and torch for GPUs with torch's generator), and the compiled CPU kernel of
+:mod:`noise_kernel` (numba), the default. The random draws are the same in all three: shared uses'
+zero-sum noise (one (n_shared, C) draw), then fresh cells (one (n_fresh, C) draw) per step, so on a CPU the
+warp costs at least the time numpy takes to draw them (~8 ns a value; scenes with sky draw fresh noise for
+every sky cell at every step).
+
 The arc
 =======
 A 46-frame arc (N = 45) gives 45 warps. The latent frames take the warped state at frames
@@ -80,6 +88,7 @@ __all__ = [
     "from_official_layout",
     "init_state",
     "keyframe_indices",
+    "release_buffers",
     "to_official_layout",
     "warp_noise_step",
     "warped_noise_for_arc",
@@ -221,6 +230,26 @@ class _TorchOps:
         return float(a.to(self.torch.float64).sum())
 
 
+Kernel = Literal["auto", "compiled", "vectorised"]
+"""The numpy backend's implementation: "compiled" is the numba kernel (:mod:`noise_kernel`, ~10x faster),
+"vectorised" the numpy code below (no numba needed; kept as the readable reference of the fast path and for
+the benchmark), "auto" the compiled one when numba imports. Both give the same bytes."""
+
+
+def _compiled(kernel: str) -> bool:
+    if kernel not in ("auto", "compiled", "vectorised"):
+        raise ValueError(f"kernel must be auto, compiled or vectorised, got {kernel!r}")
+    if kernel == "vectorised":
+        return False
+    try:
+        import numba  # noqa: F401
+    except ImportError:
+        if kernel == "compiled":
+            raise
+        return False
+    return True
+
+
 def _is_torch(a) -> bool:
     return type(a).__module__.startswith("torch")
 
@@ -353,7 +382,7 @@ def _round_disp(flow_xy, xp_torch: bool):
     return np.clip(np.floor(f + 0.5), -(2**30), 2**30).astype(np.int64)
 
 
-def warp_noise_step(state: WarpState, flow, valid=None, generator=None) -> WarpState:
+def warp_noise_step(state: WarpState, flow, valid=None, generator=None, kernel: Kernel = "auto") -> WarpState:
     """Warp ``state`` one frame forward along ``flow`` (H, W, 2) on the state's own grid, in cells.
 
     ``flow[y, x] = (dx, dy)`` is the *forward* flow from the current frame to the next: the content of cell
@@ -363,7 +392,8 @@ def warp_noise_step(state: WarpState, flow, valid=None, generator=None) -> WarpS
     ``Generator`` on the state's device for torch state; None draws from an unseeded one.
 
     numpy state -> numpy state, torch state -> torch state on the same device. See the module docstring for
-    the algorithm; the result is i.i.d. N(0, 1) whenever the input is.
+    the algorithm; the result is i.i.d. N(0, 1) whenever the input is. ``kernel`` (numpy state): see
+    :data:`Kernel`; both give the same bytes.
     """
     noise, weight = state
     height, width, channels = noise.shape
@@ -384,6 +414,14 @@ def warp_noise_step(state: WarpState, flow, valid=None, generator=None) -> WarpS
         finite = np.isfinite(flow).all(axis=-1)
         ok = finite if valid is None else finite & np.asarray(valid, dtype=bool)
     disp = _round_disp(flow, is_t)
+    if not is_t and _compiled(kernel):
+        from videofrom3d.prepare.noise_kernel import LazyWarper
+
+        warper = LazyWarper(height, width, channels, spare=height * width)
+        warper.load(np.asarray(noise, np.float32).reshape(-1, channels), np.asarray(weight).reshape(-1))
+        warper.step(disp[..., 1], disp[..., 0], ok, 1, ops.gen)
+        return WarpState(warper.dense().reshape(height, width, channels).copy(),
+                         warper.weight.reshape(height, width).copy())
     rows, cols = _cell_coords(ops.name, height, width, noise.device if is_t else None)
     out_noise = ops.empty_like(noise).reshape(-1, channels)
     out_weight = ops.empty_like(weight).reshape(-1)
@@ -458,6 +496,7 @@ def warped_noise_for_arc(
     cfg: NoiseConfig | None = None,
     seed: int = 0,
     valid: np.ndarray | None = None,
+    kernel: Kernel = "auto",
 ) -> np.ndarray:
     """Warped noise of one arc: (latent_frames, C, h, w) float32, (13, 16, 60, 90) by default.
 
@@ -465,7 +504,8 @@ def warped_noise_for_arc(
     resolution, in video pixels (``flows[i][y, x] = (dx, dy)``); ``valid`` (F-1, H, W) bool, visible in both
     frames (None: all finite flow is valid). On the fine grid (``cfg.grid_factor`` x H by x W) each cell takes
     the flow of the video pixel that contains it, times the grid factor (nearest upsampling), and the warper
-    uses it forward (see :func:`warp_noise_step`). The same ``seed`` gives the same bytes (numpy backend).
+    uses it forward (see :func:`warp_noise_step`). The same ``seed`` gives the same bytes (numpy backend,
+    either ``kernel``).
     """
     cfg = cfg or NoiseConfig()
     flows = np.asarray(flows)
@@ -490,6 +530,8 @@ def warped_noise_for_arc(
 
     rng = np.random.default_rng(seed)
     c = cfg.latent_channels
+    if _compiled(kernel):
+        return _arc_compiled(flows, valid, keys, cfg, rng, height, width)
     state = init_state(height, width, c, rng)
     noise, weight = state.noise.reshape(-1, c), state.weight.reshape(-1)
     rows, cols = _cell_coords("numpy", height, width)
@@ -511,6 +553,46 @@ def warped_noise_for_arc(
     buffers = (noise, weight, np.empty_like(noise), np.empty_like(weight), rows, cols,
                np.zeros(height * width, dtype=np.int64))
     return _warp_arc(_NumpyOps(rng), buffers, fine_displacement, frames_per_arc, keys, height, width, out)
+
+
+def release_buffers() -> None:
+    """Free the compiled kernel's buffers that :func:`warped_noise_for_arc` keeps for the next arc (~1.2 GB
+    at the paper's grid); call it when the job's last arc is done."""
+    import sys
+
+    kernel = sys.modules.get("videofrom3d.prepare.noise_kernel")
+    if kernel is not None:
+        kernel.release()
+
+
+def _arc_compiled(flows, valid, keys, cfg, rng, height, width):
+    from videofrom3d.prepare.noise_kernel import LazyWarper, displacement
+
+    c, g = cfg.latent_channels, cfg.grid_factor
+    out = np.empty((cfg.latent_frames, c) + tuple(cfg.latent_size), dtype=np.float32)
+    warper = LazyWarper.reused(height, width, c).draw(rng)
+
+    def record(frame: int) -> None:
+        for k, key in enumerate(keys):
+            if key == frame:
+                warper.latent(cfg.latent_size, out=out[k])
+
+    record(0)
+    vid_h, vid_w = flows.shape[1:3]
+    dy, dx = np.empty((vid_h, vid_w), np.int64), np.empty((vid_h, vid_w), np.int64)
+    ok, all_valid = np.empty((vid_h, vid_w), bool), np.ones((vid_h, vid_w), bool)
+    for i in range(flows.shape[0]):
+        vid_valid = all_valid if valid is None else np.asarray(valid[i], bool)
+        if flows.dtype == np.float32:  # the prepare stage's flows: the rounding compiled too
+            displacement(flows[i], vid_valid, g, dy, dx, ok)
+        else:  # float64 products round differently: numpy's path
+            disp = _round_disp(flows[i] * g, False)
+            dy[...], dx[...] = disp[..., 1], disp[..., 0]
+            ok[...] = np.isfinite(flows[i]).all(axis=-1) & vid_valid
+        warper.step(dy, dx, ok, g, rng)
+        record(i + 1)
+    warper.keep()  # not on error: a warper whose step raised may hold half-written scratch state
+    return out
 
 
 def _arc_torch(flows, valid, keys, cfg, seed, height, width):
