@@ -104,7 +104,8 @@ class InbetweenEngine(Protocol):
 class EngineSpec:
     """An engine by name. ``configs(job)`` parses (and so checks) every stage table it reads, one-line errors;
     ``check(job, models, until, configs)`` refuses what cannot run (missing weights) before any work;
-    ``needs_noise``: whether prepare computes the warped noise by default."""
+    ``needs_noise``: whether prepare computes the warped noise by default; ``noise_defaults(job, configs)``:
+    ``[noise]`` defaults at the engine's latent grid (e.g. its latent frame count), under the job's own keys."""
 
     name: str
     configs: Callable[[Any], dict[str, Any]]
@@ -113,6 +114,7 @@ class EngineSpec:
     inbetween: Callable[[EngineContext], InbetweenEngine]
     needs_noise: bool = False
     check: Callable[..., None] = field(default=lambda job, models, until, configs: None)
+    noise_defaults: Callable[[Any, dict], dict] = field(default=lambda job, configs: {})
 
 
 def style_digests(job) -> list:

@@ -60,6 +60,24 @@ MODELS: dict[str, ModelSpec] = {
             "Go-with-the-Flow release licence", "~4.2 GB", "inbetween without the GGI checkpoint",
         ),
         ModelSpec(
+            "wan_vace_1_3b", "Wan-AI/Wan2.1-VACE-1.3B-diffusers", "model_index.json", "Apache-2.0", "~18 GB",
+            'inbetween with [inbetween] model = "wan-vace" (variant "1.3b"); VRAM: ~8 GB at 832x480 with memory = '
+            '"model" (Wan2.1 release figure for 1.3B), more without offload (UMT5-XXL alone ~11 GB in bf16)',
+        ),
+        ModelSpec(
+            "wan_vace_14b", "Wan-AI/Wan2.1-VACE-14B-diffusers", "model_index.json", "Apache-2.0", "~75 GB",
+            'inbetween with [inbetween] model = "wan-vace", variant = "14b"; VRAM: ~40 GB bf16 weights (transformer '
+            '+ VACE blocks) plus activations at 1280x720; a 24 GB card needs memory = "sequential" or fp8',
+        ),
+        ModelSpec(
+            "wan22_vace_a14b", "linoyts/Wan2.2-VACE-Fun-14B-diffusers", "model_index.json",
+            "Apache-2.0 (Wan2.2-VACE-Fun-A14B by alibaba-pai)", "~130 GB",
+            'inbetween with [inbetween] model = "wan-vace", variant = "2.2-a14b" (two 14B experts, one on the GPU at '
+            'a time with memory = "model": VRAM as the 14B)',
+            note="a community diffusers conversion (Hugging Face staff) of alibaba-pai/Wan2.2-VACE-Fun-A14B; any "
+            "WanVACEPipeline folder with transformer_2 and boundary_ratio works: point [models].wan22_vace_a14b at it",
+        ),
+        ModelSpec(
             "blip2", "Salesforce/blip2-opt-2.7b", "config.json", "MIT", "~15 GB",
             "inbetween: captions the first anchor when no prompt is given",
         ),

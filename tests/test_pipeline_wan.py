@@ -1,0 +1,48 @@
+"""The diffusion engine with ``[inbetween] model = "wan-vace"`` end to end on tiny random models: FLUX anchors,
+then Wan VACE arcs chained without duplicate frames."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from test_pipeline_jobs import make_job
+from tiny_models import one_torch_thread  # noqa: F401
+
+pytestmark = pytest.mark.torch
+
+TINY = (
+    "[align]\nsteps = 1\nresolution = 32\nrank = 2\nmax_sequence_length = 16\n"
+    "[anchors]\nsteps = 1\nmax_sequence_length = 16\n"
+    '[inbetween]\nmodel = "wan-vace"\nsteps = 1\nmax_sequence_length = 16\ncontrol = "edges"\n'
+    "warped_noise = true\n"
+)
+
+
+def test_render_wan_vace_three_arcs(tmp_path, capsys):
+    from videofrom3d.cli import main
+    from videofrom3d.io import read_image
+    from videofrom3d.io.video import read_video
+
+    job = make_job(tmp_path, width=32, height=32, frames_per_arc=45, arcs=3, extra=TINY)
+    assert main(["render", str(job), "--engine", "diffusion", "--models", "tiny-random", "--quiet"]) == 0
+    work = tmp_path / "work"
+    frames = sorted((work / "frames").glob("*.png"))
+    assert len(frames) == 1 + 3 * 45
+    assert read_image(frames[-1]).shape == (32, 32, 3)
+    assert read_video(work / "video.mp4").shape == (136, 32, 32, 3)
+    for k in range(3):
+        assert len(list((work / "inbetween" / f"arc{k:03d}").glob("*.png"))) == 46
+    manifest = json.loads((work / "manifest.json").read_text())
+    assert manifest["runs"][-1]["engine"] == "diffusion"
+
+
+def test_wan_options_are_checked_before_any_work(tmp_path, capsys):
+    from videofrom3d.cli import main
+
+    job = make_job(tmp_path, width=32, height=32, frames_per_arc=6, arcs=1,
+                   extra=TINY + 'transformer = "ggi"\n')
+    assert main(["render", str(job), "--engine", "diffusion", "--models", "tiny-random", "--quiet"]) != 0
+    assert 'apply to model = "ggi" only' in capsys.readouterr().err
+    assert not (tmp_path / "work").exists()
