@@ -61,13 +61,15 @@ MODELS: dict[str, ModelSpec] = {
         ),
         ModelSpec(
             "wan_vace_1_3b", "Wan-AI/Wan2.1-VACE-1.3B-diffusers", "model_index.json", "Apache-2.0", "~18 GB",
-            'inbetween with [inbetween] model = "wan-vace" (variant "1.3b"); VRAM: ~8 GB at 832x480 with memory = '
-            '"model" (Wan2.1 release figure for 1.3B), more without offload (UMT5-XXL alone ~11 GB in bf16)',
+            'inbetween with [inbetween] model = "wan-vace" (variant "1.3b"); VRAM: ~4.3 GB of bf16 transformer '
+            'weights (2.15 B parameters with the VACE blocks) plus activations, ~8 GB at 832x480 (the Wan2.1 '
+            'release figure for T2V-1.3B); UMT5-XXL (~11 GB) is used once per prompt and released',
         ),
         ModelSpec(
             "wan_vace_14b", "Wan-AI/Wan2.1-VACE-14B-diffusers", "model_index.json", "Apache-2.0", "~75 GB",
-            'inbetween with [inbetween] model = "wan-vace", variant = "14b"; VRAM: ~40 GB bf16 weights (transformer '
-            '+ VACE blocks) plus activations at 1280x720; a 24 GB card needs memory = "sequential" or fp8',
+            'inbetween with [inbetween] model = "wan-vace", variant = "14b"; VRAM: ~35 GB of bf16 transformer '
+            'weights (17.3 B parameters with the VACE blocks) plus activations; smaller cards: fp8 or memory = '
+            '"sequential"',
         ),
         ModelSpec(
             "wan22_vace_a14b", "linoyts/Wan2.2-VACE-Fun-14B-diffusers", "model_index.json",
