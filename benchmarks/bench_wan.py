@@ -52,7 +52,11 @@ def build_transformer(config: str, tiny: bool, dtype: torch.dtype, device: torch
     """The VACE transformer of ``config`` with random weights (filled on ``device``: seconds on a GPU), on the CPU."""
     from diffusers import WanVACETransformer3DModel
 
-    from videofrom3d.inbetween.wan.components import TRANSFORMER_1_3B, TRANSFORMER_14B, tiny_transformer_config
+    from videofrom3d.inbetween.wan.components import (
+        TRANSFORMER_1_3B,
+        TRANSFORMER_14B,
+        tiny_transformer_config,
+    )
 
     if tiny:
         torch.manual_seed(0)

@@ -46,3 +46,20 @@ def test_wan_options_are_checked_before_any_work(tmp_path, capsys):
     assert main(["render", str(job), "--engine", "diffusion", "--models", "tiny-random", "--quiet"]) != 0
     assert 'apply to model = "ggi" only' in capsys.readouterr().err
     assert not (tmp_path / "work").exists()
+
+
+def test_real_models_name_the_missing_wan_weights(tmp_path, capsys, monkeypatch):
+    from videofrom3d.cli import main
+    from videofrom3d.diffusion import missing_weights
+    from videofrom3d.job import load_job
+
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-cache"))
+    monkeypatch.setenv("VIDEOFROM3D_MODELS", str(tmp_path / "no-models"))
+    job = make_job(tmp_path, width=32, height=32, frames_per_arc=6, arcs=1,
+                   extra='[inbetween]\nmodel = "wan-vace"\nvariant = "14b"\n')
+    missing = missing_weights(load_job(job))
+    assert "wan_vace_14b" in missing and "cogvideox" not in missing and "ggi or flow_lora" not in missing
+    assert main(["render", str(job), "--engine", "diffusion", "--quiet"]) != 0
+    err = capsys.readouterr().err
+    assert "Wan-AI/Wan2.1-VACE-14B-diffusers" in err and "cogvideox" not in err
+    assert not (tmp_path / "work").exists()

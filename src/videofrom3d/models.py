@@ -72,12 +72,13 @@ MODELS: dict[str, ModelSpec] = {
             '"sequential"',
         ),
         ModelSpec(
-            "wan22_vace_a14b", "linoyts/Wan2.2-VACE-Fun-14B-diffusers", "model_index.json",
+            "wan22_vace", "linoyts/Wan2.2-VACE-Fun-14B-diffusers", "model_index.json",
             "Apache-2.0 (Wan2.2-VACE-Fun-A14B by alibaba-pai)", "~130 GB",
             'inbetween with [inbetween] model = "wan-vace", variant = "2.2-a14b" (two 14B experts, one on the GPU at '
             'a time with memory = "model": VRAM as the 14B)',
-            note="a community diffusers conversion (Hugging Face staff) of alibaba-pai/Wan2.2-VACE-Fun-A14B; any "
-            "WanVACEPipeline folder with transformer_2 and boundary_ratio works: point [models].wan22_vace_a14b at it",
+            note="hf download linoyts/Wan2.2-VACE-Fun-14B-diffusers (a diffusers conversion, by Hugging Face staff, "
+            "of alibaba-pai/Wan2.2-VACE-Fun-A14B); any WanVACEPipeline folder with transformer_2 and boundary_ratio "
+            "works: point [models].wan22_vace at it",
         ),
         ModelSpec(
             "blip2", "Salesforce/blip2-opt-2.7b", "config.json", "MIT", "~15 GB",

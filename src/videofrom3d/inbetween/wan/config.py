@@ -11,7 +11,7 @@ from videofrom3d.inbetween.config import InbetweenConfig, InbetweenError
 
 INBETWEEN_MODELS = ("ggi", "wan-vace")
 # variant -> the registry key of its weights (videofrom3d.models)
-WAN_WEIGHTS = {"1.3b": "wan_vace_1_3b", "14b": "wan_vace_14b", "2.2-a14b": "wan22_vace_a14b"}
+WAN_WEIGHTS = {"1.3b": "wan_vace_1_3b", "14b": "wan_vace_14b", "2.2-a14b": "wan22_vace"}
 WAN_FPS = 16  # Wan2.1/2.2 are trained on 16 fps clips of 81 frames (Wan2.1 report)
 
 
