@@ -205,3 +205,18 @@ def test_config_choice_and_one_line_errors(tmp_path):
         with pytest.raises(VideoFrom3DError, match=words) as e:
             cfg(**bad)
         assert "\n" not in str(e.value)
+
+
+def test_two_experts_take_turns_at_the_boundary():
+    import torch
+
+    from videofrom3d.inbetween.wan.components import tiny_wan_vace_components
+    from videofrom3d.inbetween.wan.sampling import denoise
+
+    c = tiny_wan_vace_components(seed=4, two_experts=True)
+    placed = []
+    g = torch.Generator().manual_seed(0)
+    x, ctx = torch.randn(1, 16, 2, 4, 6, generator=g), torch.randn(1, 96, 2, 4, 6, generator=g)
+    text = torch.randn(1, 8, 16, generator=g)
+    denoise(c, x, [(ctx, 1.0)], text, text, 6, 1.0, place=placed.append)
+    assert placed == [c.transformer, c.transformer_2]  # high-noise expert first, each placed once

@@ -63,3 +63,4 @@ def test_real_models_name_the_missing_wan_weights(tmp_path, capsys, monkeypatch)
     err = capsys.readouterr().err
     assert "Wan-AI/Wan2.1-VACE-14B-diffusers" in err and "cogvideox" not in err
     assert not (tmp_path / "work").exists()
+

@@ -19,7 +19,7 @@ from videofrom3d.inbetween.wan.conditioning import control_frames
 from videofrom3d.inbetween.wan.config import WAN_WEIGHTS, WanVaceConfig
 from videofrom3d.inbetween.wan.sampling import encode_text, wan_vace_arc
 from videofrom3d.io.manifest import digest_arrays, json_ready
-from videofrom3d.models import model_offload, resolve_device, resolve_dtype
+from videofrom3d.models import empty_device_cache, model_offload, resolve_device, resolve_dtype
 
 PROMPT_HINT = ('give one in the job: [inbetween] prompt = "a photo of ..." (or put BLIP-2 where `videofrom3d '
                'doctor` looks, to caption the first anchor)')
@@ -75,9 +75,16 @@ class WanVaceInbetween:
             noise = np.asarray(arc.warped_noise, dtype=np.float32)
         controls = [(control_frames(arc, kind), scale) for kind, scale in cfg.contexts]
         embeds = self.text_embeddings(prompt if prompt is not None else self.prompt_for(start))
-        with model_offload(cfg.memory, self.device, *c.transformers(), c.vae):
-            frames, decoded = wan_vace_arc(c, start, end, controls, embeds, cfg.steps, cfg.guidance_scale,
-                                           cfg.guidance_scale_2, noise, cfg.degradation, seed, self.device)
+        # model offload: the VAE for the arc, each expert for its own steps (Wan2.2 A14B: one 14B at a time)
+        swap = cfg.memory == "model" and self.device.type != "cpu"
+        try:
+            with model_offload(cfg.memory, self.device, c.vae):
+                frames, decoded = wan_vace_arc(c, start, end, controls, embeds, cfg.steps, cfg.guidance_scale,
+                                               cfg.guidance_scale_2, noise, cfg.degradation, seed, self.device,
+                                               place=self._place if swap else None)
+        finally:
+            if swap:
+                self._place(None)
         self._last_decoded = decoded[-1]
         yield from frames
 
@@ -139,6 +146,15 @@ class WanVaceInbetween:
             for module in (*c.transformers(), c.vae):
                 module.to(self.device)
         self._components = c
+
+    def _place(self, expert) -> None:
+        """Model offload of the experts: ``expert`` onto the device, every other transformer back to the CPU."""
+        for t in self._components.transformers():
+            if t is not expert:
+                t.to("cpu")
+        empty_device_cache(self.device)
+        if expert is not None:
+            expert.to(self.device)
 
     def text_embeddings(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
         """(prompt, negative) UMT5 embeddings, cached per prompt; UMT5 is released afterwards when configured."""

@@ -113,8 +113,10 @@ def denoise(
     device=None,
     dtype: torch.dtype | None = None,
     on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+    place: Callable[[object], None] | None = None,
 ) -> torch.Tensor:
-    """``steps`` scheduler steps from ``latents`` (1, 16, T, h, w) float32 -> the final latents (float32)."""
+    """``steps`` scheduler steps from ``latents`` (1, 16, T, h, w) float32 -> the final latents (float32).
+    ``place(expert)`` is called before each expert's first step (model offload: one expert on the device)."""
     c, scheduler = components, components.scheduler
     device = torch.device(device) if device is not None else latents.device
     dtype = dtype or next(c.transformers()[0].parameters()).dtype
@@ -125,9 +127,14 @@ def denoise(
     latents = latents.to(device, torch.float32)
     scheduler.set_timesteps(steps, device=device)
     boundary = None if c.boundary_ratio is None else c.boundary_ratio * scheduler.config.num_train_timesteps
+    current = None
     for i, t in enumerate(scheduler.timesteps):
         high = boundary is None or t >= boundary
         model = c.transformer if high else c.transformer_2
+        if model is not current:
+            if place is not None:
+                place(model)
+            current = model
         scale = guidance_scale if high or guidance_scale_2 is None else guidance_scale_2
         x = latents.to(dtype)
         v = predict(model, x, t, text, contexts)
@@ -164,11 +171,13 @@ def wan_vace_arc(
     seed: int = 0,
     device=None,
     on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+    place: Callable[[object], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One arc from ``start`` to ``end`` (H, W, 3) in [0, 1] along ``controls`` [(control frames (F, H, W, 3),
     scale)] -> (the arc's F frames, all M = 4k+1 >= F decoded frames), float32 in [0, 1].
 
-    ``embeds`` = (prompt, negative) UMT5 embeddings; ``warped_noise`` (T, 16, H/8, W/8) or None."""
+    ``embeds`` = (prompt, negative) UMT5 embeddings; ``warped_noise`` (T, 16, H/8, W/8) or None; ``place`` as
+    :func:`denoise`."""
     c = components
     device = torch.device(device) if device is not None else next(c.transformers()[0].parameters()).device
     start = np.asarray(start, dtype=np.float32)
@@ -185,6 +194,6 @@ def wan_vace_arc(
     shape = (int(c.transformers()[0].config.in_channels), t_count, height // SPATIAL, width // SPATIAL)
     latents = initial_noise(warped_noise, degradation, seed, shape)
     latents = denoise(c, latents, contexts, *embeds, steps, guidance_scale, guidance_scale_2, device=device,
-                      on_step=on_step)
+                      on_step=on_step, place=place)
     decoded = vae_decode(c.vae, latents, device)
     return decoded[:frame_count], decoded
