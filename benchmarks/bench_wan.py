@@ -144,7 +144,7 @@ def run_mode(mode: str, model, device, dtype, size, frames, contexts, steps: int
     return row
 
 
-def bench_vae(tiny: bool, device, size, frames: int, contexts: int) -> list[dict]:
+def bench_vae(config: str, tiny: bool, device, size, frames: int, contexts: int) -> list[dict]:
     """The VAE work of one arc in fp32 (as diffusers loads it): 2 encodes per VACE context (known part and
     part to generate) and 1 decode, with and without tiling."""
     from diffusers import AutoencoderKLWan
@@ -160,7 +160,7 @@ def bench_vae(tiny: bool, device, size, frames: int, contexts: int) -> list[dict
     for tiled in (False, True):
         if tiled:
             vae.enable_tiling()
-        row = {"mode": f"vae {2 * contexts} enc + 1 dec, {frames} fr" + (" tiled" if tiled else "")}
+        row = {"config": config, "mode": f"vae {2 * contexts} enc + 1 dec, {frames} fr" + (" tiled" if tiled else "")}
         _reset_peak(device)
         try:
             with torch.no_grad():
@@ -247,7 +247,7 @@ def main(argv=None) -> int:
         del model
         _reset_peak(device)
         if not args.no_vae:
-            rows += [{"config": config, **r} for r in bench_vae(args.tiny, device, size, args.frames, args.contexts)]
+            rows += bench_vae(config, args.tiny, device, size, args.frames, args.contexts)
     if args.json:
         args.json.write_text(json.dumps({"device": name, "dtype": str(dtype), "rows": rows}, indent=1))
     return 0

@@ -94,8 +94,9 @@ def predict(transformer, latents: torch.Tensor, t: torch.Tensor, text: torch.Ten
     (first, first_scale), extra = contexts[0], contexts[1:]
     p_t, p_h, p_w = transformer.config.patch_size
     tokens = latents.shape[2] // p_t * (latents.shape[3] // p_h) * (latents.shape[4] // p_w)
-    extra_tokens = [(embed_context(transformer, c, tokens), s) for c, s in extra]
     scale = torch.full((n,), 1.0 if extra else first_scale, dtype=dtype, device=latents.device)
+    with torch.no_grad():
+        extra_tokens = [(embed_context(transformer, c, tokens), s) for c, s in extra]
     with extra_contexts(transformer, extra_tokens, first_scale), torch.no_grad():
         return transformer(hidden_states=latents, timestep=t.expand(latents.shape[0]), encoder_hidden_states=text,
                            control_hidden_states=first, control_hidden_states_scale=scale, return_dict=False)[0]
