@@ -220,3 +220,14 @@ def test_two_experts_take_turns_at_the_boundary():
     text = torch.randn(1, 8, 16, generator=g)
     denoise(c, x, [(ctx, 1.0)], text, text, 6, 1.0, place=placed.append)
     assert placed == [c.transformer, c.transformer_2]  # high-noise expert first, each placed once
+
+
+def test_fp8_storage_computes_in_the_model_dtype(tmp_path):
+    engine = _engine(tmp_path, fp8=True)  # tiny models compute in float32, stored in float8
+    c = engine._loaded()
+    import torch
+
+    assert any(p.dtype == torch.float8_e4m3fn for p in c.transformer.parameters())
+    start = end = np.full((H, W, 3), 0.5, np.float32)
+    frames = list(engine.arc_frames(start, end, _fake_arc(5), "a house", seed=1))
+    assert len(frames) == 5 and np.isfinite(np.stack(frames)).all()

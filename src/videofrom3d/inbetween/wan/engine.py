@@ -42,6 +42,7 @@ class WanVaceInbetween:
         self._embeds: dict[str, torch.Tensor] = {}
         self._captions: dict[str, str] = {}
         self._last_decoded: np.ndarray | None = None
+        self._compute_dtype: torch.dtype | None = None
         if components is not None:
             self._setup(components)
 
@@ -81,7 +82,7 @@ class WanVaceInbetween:
             with model_offload(cfg.memory, self.device, c.vae):
                 frames, decoded = wan_vace_arc(c, start, end, controls, embeds, cfg.steps, cfg.guidance_scale,
                                                cfg.guidance_scale_2, noise, cfg.degradation, seed, self.device,
-                                               place=self._place if swap else None)
+                                               place=self._place if swap else None, dtype=self._compute_dtype)
         finally:
             if swap:
                 self._place(None)
@@ -133,10 +134,10 @@ class WanVaceInbetween:
             c.scheduler = type(c.scheduler).from_config(c.scheduler.config, flow_shift=shift)
         if cfg.vae_tiling:
             c.vae.enable_tiling()
+        self._compute_dtype = next(c.transformer.parameters()).dtype  # before fp8 storage changes it
         for t in c.transformers():
             if cfg.fp8:
-                t.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn,
-                                           compute_dtype=resolve_dtype(cfg.dtype, self.device))
+                t.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=self._compute_dtype)
         if cfg.memory == "sequential" and self.device.type != "cpu":
             from accelerate import cpu_offload
 

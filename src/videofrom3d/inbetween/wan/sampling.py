@@ -173,12 +173,13 @@ def wan_vace_arc(
     device=None,
     on_step: Callable[[int, int, torch.Tensor], None] | None = None,
     place: Callable[[object], None] | None = None,
+    dtype: torch.dtype | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One arc from ``start`` to ``end`` (H, W, 3) in [0, 1] along ``controls`` [(control frames (F, H, W, 3),
     scale)] -> (the arc's F frames, all M = 4k+1 >= F decoded frames), float32 in [0, 1].
 
     ``embeds`` = (prompt, negative) UMT5 embeddings; ``warped_noise`` (T, 16, H/8, W/8) or None; ``place`` as
-    :func:`denoise`."""
+    :func:`denoise`; ``dtype`` the transformer's compute dtype (default: its weights', wrong for fp8 storage)."""
     c = components
     device = torch.device(device) if device is not None else next(c.transformers()[0].parameters()).device
     start = np.asarray(start, dtype=np.float32)
@@ -195,6 +196,6 @@ def wan_vace_arc(
     shape = (int(c.transformers()[0].config.in_channels), t_count, height // SPATIAL, width // SPATIAL)
     latents = initial_noise(warped_noise, degradation, seed, shape)
     latents = denoise(c, latents, contexts, *embeds, steps, guidance_scale, guidance_scale_2, device=device,
-                      on_step=on_step, place=place)
+                      dtype=dtype, on_step=on_step, place=place)
     decoded = vae_decode(c.vae, latents, device)
     return decoded[:frame_count], decoded
