@@ -64,3 +64,20 @@ def test_real_models_name_the_missing_wan_weights(tmp_path, capsys, monkeypatch)
     assert "Wan-AI/Wan2.1-VACE-14B-diffusers" in err and "cogvideox" not in err
     assert not (tmp_path / "work").exists()
 
+
+
+def test_noise_grid_follows_the_inbetween_model(tmp_path):
+    from videofrom3d.engines import get_engine
+    from videofrom3d.job import load_job
+    from videofrom3d.pipeline.plan import stage_configs
+
+    def noise(extra, n):
+        job = load_job(make_job(tmp_path / f"{n}{len(extra)}", width=32, height=48, frames_per_arc=n, arcs=1,
+                                extra=extra))
+        return stage_configs(job, get_engine("diffusion"))["noise"]
+
+    wan = '[inbetween]\nmodel = "wan-vace"\n'
+    assert noise(wan, 80).latent_frames == 21 and noise(wan, 80).latent_size == (6, 4)  # 81 frames at 16 fps
+    assert noise(wan, 45).latent_frames == 13 and noise(wan, 40).latent_frames == 11
+    assert noise("", 40).latent_frames == 13  # GGI: CogVideoX-5B-I2V's fixed 13
+    assert noise(wan + "[noise]\nlatent_frames = 7\n", 40).latent_frames == 7  # the job's own key wins
