@@ -20,10 +20,15 @@ TINY = (
 )
 
 
-def test_render_wan_vace_three_arcs(tmp_path, capsys):
+def test_render_wan_vace_three_arcs(tmp_path, monkeypatch):
     from videofrom3d.cli import main
+    from videofrom3d.inbetween.wan import engine
     from videofrom3d.io import read_image
     from videofrom3d.io.video import read_video
+
+    arcs = []  # every arc goes through the Wan VACE loop (not GGI's)
+    original = engine.wan_vace_arc
+    monkeypatch.setattr(engine, "wan_vace_arc", lambda *a, **k: arcs.append(a[1].shape) or original(*a, **k))
 
     job = make_job(tmp_path, width=32, height=32, frames_per_arc=45, arcs=3, extra=TINY)
     assert main(["render", str(job), "--engine", "diffusion", "--models", "tiny-random", "--quiet"]) == 0
@@ -35,7 +40,7 @@ def test_render_wan_vace_three_arcs(tmp_path, capsys):
     for k in range(3):
         assert len(list((work / "inbetween" / f"arc{k:03d}").glob("*.png"))) == 46
     manifest = json.loads((work / "manifest.json").read_text())
-    assert manifest["runs"][-1]["engine"] == "diffusion"
+    assert manifest["runs"][-1]["engine"] == "diffusion" and arcs == [(32, 32, 3)] * 3
 
 
 def test_wan_options_are_checked_before_any_work(tmp_path, capsys):
