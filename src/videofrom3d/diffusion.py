@@ -154,17 +154,23 @@ def missing_weights(job=None) -> list[str]:
     return missing
 
 
-def _configs(job) -> dict:
+def _tables() -> dict[str, type]:
     from videofrom3d.align import AlignConfig
     from videofrom3d.anchors import AnchorConfig
-    from videofrom3d.inbetween.wan.config import inbetween_config
+    from videofrom3d.inbetween.wan.config import InbetweenTable
+
+    return {"align": AlignConfig, "anchors": AnchorConfig, "inbetween": InbetweenTable}
+
+
+def _configs(job) -> dict:
     from videofrom3d.job import stage_config
 
     if not job.styles:
         raise EngineError("the diffusion engine needs a style image: add [[style]] image = ... and "
                           "identifier = ... to the job (or --style IMAGE --identifier TEXT)")
-    return {"align": stage_config(AlignConfig, job, "align"), "anchors": stage_config(AnchorConfig, job, "anchors"),
-            "inbetween": inbetween_config(job)}
+    configs = {table: stage_config(cls, job, table) for table, cls in ENGINE.tables.items()}
+    configs["inbetween"] = configs["inbetween"].config  # the config of [inbetween] model: GGI's or Wan VACE's
+    return configs
 
 
 def _check(job, models: str, until: str, configs: dict) -> None:
@@ -235,4 +241,5 @@ ENGINE = EngineSpec(
     needs_noise=True,
     check=_check,
     noise_defaults=_noise_defaults,
+    tables=_tables(),
 )

@@ -69,6 +69,7 @@ class RunContext:
     scene_extent: float = 0.0
     edge_choice: Any = None  # prepare.edge_mode.EdgeChoice: HED or drawn lines, decided by the plan
     anchor_size: tuple[int, int] | None = None  # (W, H) of the engine's anchors when not the job's
+    scene: Any = None  # the Scene the plan loaded and checked (prepare reuses it)
     _arcs: OrderedDict = field(default_factory=OrderedDict)
     _stage_objects: dict[str, Any] = field(default_factory=dict)
 

@@ -10,6 +10,7 @@ have, so a killed run resumes to the same bytes.
 from __future__ import annotations
 
 import shutil
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -39,9 +40,9 @@ def _scene_files(path: Path) -> list[Path]:
 class _SceneOnce:
     """The scene and its G-buffer renderer, loaded on the first arc that must be prepared."""
 
-    def __init__(self, job, backend: str, edge_choice):
+    def __init__(self, job, backend: str, edge_choice, scene=None):
         self.job, self.backend, self.edge_choice = job, backend, edge_choice
-        self._scene = self._renderer = self._hed = None
+        self._scene, self._renderer, self._hed = scene, None, None
 
     def scene(self):
         if self._scene is None:
@@ -73,7 +74,7 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
     need_noise = (ctx.spec.needs_noise if with_noise is None else bool(with_noise)) or export_official is not None
     scene_digest = digest_json([digest_file(p) for p in _scene_files(Path(job.scene.path))]
                                + [job.scene.up, job.scene.unit_scale])
-    loaded = _SceneOnce(job, cfg.backend, ctx.edge_choice)
+    loaded = _SceneOnce(job, cfg.backend, ctx.edge_choice, ctx.scene)
     cfg_dict = json_ready(_asdict(cfg))
     cfg_dict.pop("preview", None)  # the preview mp4 is a by-product, not an input of later stages
     for k in ctx.bar(range(ctx.n_arcs), "prepare", total=ctx.n_arcs):
@@ -89,7 +90,10 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
             from videofrom3d.prepare import prepare_arc
             from videofrom3d.prepare.arcs import write_arc_preview
 
-            arc = prepare_arc(loaded.renderer(), loaded.scene(), cams, cfg, index=k, first_frame=a, hed=loaded.hed())
+            with warnings.catch_warnings():  # the plan's camera checks named every frame, one line per kind
+                warnings.filterwarnings("ignore", message=r"arc \d+: camera (sees nothing|is inside)")
+                arc = prepare_arc(loaded.renderer(), loaded.scene(), cams, cfg, index=k, first_frame=a,
+                                  hed=loaded.hed())
             arc.save(ctx.work.arc(k))
             if cfg.preview:
                 write_arc_preview(arc, ctx.work.arc_preview(k), fps=job.fps)

@@ -189,7 +189,7 @@ def _feather(mask: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _configs(job) -> dict:
-    return {"preview": stage_config(PreviewConfig, job, "preview")}
+    return {table: stage_config(cls, job, table) for table, cls in ENGINE.tables.items()}
 
 
 def _styled(cls, ctx: EngineContext):
@@ -204,4 +204,5 @@ ENGINE = EngineSpec(
     aligner=lambda ctx: PreviewAligner(ctx.job, ctx.configs["preview"]),
     anchors=lambda ctx: _styled(PreviewAnchors, ctx),
     inbetween=lambda ctx: _styled(PreviewInbetweener, ctx),
+    tables={"preview": PreviewConfig},
 )

@@ -4,6 +4,7 @@ GGI from the job's ``[inbetween]`` table; importable without torch."""
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
 from typing import Literal
 
@@ -77,30 +78,43 @@ class WanVaceConfig:
         return 3.0 if width * height <= 832 * 480 else 5.0
 
 
+def _check_table(self) -> None:
+    """Pick the model's config from the given options (None = not given); an option of the other model is a
+    one-line error naming it, and the chosen config checks its own values."""
+    if self.model not in INBETWEEN_MODELS:
+        raise InbetweenError(f"[inbetween].model must be one of {', '.join(INBETWEEN_MODELS)}, got {self.model!r}")
+    cls = InbetweenConfig if self.model == "ggi" else WanVaceConfig
+    given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+             if f.name != "model" and getattr(self, f.name) is not None}
+    own = {f.name for f in dataclasses.fields(cls)}
+    foreign = sorted(k for k in given if k not in own)
+    if foreign:
+        other = "wan-vace" if self.model == "ggi" else "ggi"
+        raise InbetweenError(f"[inbetween] option(s) {foreign} apply to model = \"{other}\" only; this job uses "
+                             f"model = \"{self.model}\"")
+    object.__setattr__(self, "config", cls(**given))
+
+
+def _table_class() -> type:
+    """The ``[inbetween]`` table: ``model`` plus every option of both models (the job file's schema, one
+    class per table); ``.config`` is the chosen model's :class:`InbetweenConfig` or :class:`WanVaceConfig`."""
+    fields: list = [("model", Literal["ggi", "wan-vace"], dataclasses.field(default="ggi"))]
+    for cls in (InbetweenConfig, WanVaceConfig):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if f.name not in {name for name, *_ in fields}:
+                fields.append((f.name, hints[f.name] | None, dataclasses.field(default=None)))
+    cls = dataclasses.make_dataclass("InbetweenTable", fields, frozen=True, namespace={"__post_init__": _check_table})
+    cls.__module__ = __name__
+    return cls
+
+
+InbetweenTable = _table_class()
+
+
 def inbetween_config(job) -> InbetweenConfig | WanVaceConfig:
     """The job's ``[inbetween]`` table as the config of the model it names (``model = "ggi" | "wan-vace"``,
     default "ggi"); an option of the other model is a one-line error naming it."""
     from videofrom3d.job import stage_config
 
-    options = job.options("inbetween")
-    model = options.pop("model", "ggi")
-    if model not in INBETWEEN_MODELS:
-        raise InbetweenError(f"[inbetween].model must be one of {', '.join(INBETWEEN_MODELS)}, got {model!r}")
-    cls, other = (InbetweenConfig, WanVaceConfig) if model == "ggi" else (WanVaceConfig, InbetweenConfig)
-    own = {f.name for f in dataclasses.fields(cls)}
-    foreign = sorted(k for k in options if k not in own and k in {f.name for f in dataclasses.fields(other)})
-    if foreign:
-        name = "wan-vace" if model == "ggi" else "ggi"
-        raise InbetweenError(f"[inbetween] option(s) {foreign} apply to model = \"{name}\" only; this job uses "
-                             f"model = \"{model}\"")
-    return stage_config(cls, _Options(job, options), "inbetween")
-
-
-class _Options:
-    """The job seen by :func:`videofrom3d.job.stage_config` with ``[inbetween]`` minus its ``model`` key."""
-
-    def __init__(self, job, inbetween: dict):
-        self._job, self._inbetween = job, inbetween
-
-    def options(self, stage: str) -> dict:
-        return dict(self._inbetween) if stage == "inbetween" else self._job.options(stage)
+    return stage_config(InbetweenTable, job, "inbetween").config
