@@ -1,6 +1,7 @@
 """The diffusion engine (``--engine diffusion``), the paper's method: the style LoRA on FLUX.1-dev + the HED
 ControlNet (align, paper 3.2), SAG anchors on FLUX (paper 3.2) and GGI inbetweening on CogVideoX-5B-I2V
-(paper 3.3). The stage objects are light: models load on the first anchor or arc that must be made, so a
+(paper 3.3), or, with ``[inbetween] model = "wan-vace"``, Wan VACE first/last-frame generation
+(:mod:`videofrom3d.inbetween.wan`). The stage objects are light: models load on the first anchor or arc that must be made, so a
 re-run that reuses every output loads none; one diffusion model is in memory at a time."""
 
 from __future__ import annotations
@@ -127,6 +128,17 @@ class CogVideoXInbetween:
             self._inbetweener = None
 
 
+def _wan_weight(job) -> str | None:
+    """The registry key of the Wan VACE weights the job's ``[inbetween]`` asks for, None for GGI (read
+    without parsing the table: a bad table is the plan's one-line error, not the engine choice's)."""
+    from videofrom3d.inbetween.wan.config import WAN_WEIGHTS
+
+    options = job.options("inbetween") if job is not None else {}
+    if options.get("model", "ggi") != "wan-vace":
+        return None
+    return WAN_WEIGHTS.get(options.get("variant", "1.3b"), WAN_WEIGHTS["1.3b"])
+
+
 def missing_weights(job=None) -> list[str]:
     """Registry keys of the weights the diffusion engine needs that are not on this machine."""
     from videofrom3d import models as registry
@@ -134,8 +146,10 @@ def missing_weights(job=None) -> list[str]:
     def override(key):
         return job.model(key) if job is not None else None
 
-    missing = [k for k in DIFFUSION_MODELS if registry.find(k, override(k)) is None]
-    if all(registry.find(k, override(k)) is None for k in INBETWEEN_WEIGHTS):
+    wan = _wan_weight(job)
+    needed = [k for k in DIFFUSION_MODELS if wan is None or k != "cogvideox"] + ([wan] if wan else [])
+    missing = [k for k in needed if registry.find(k, override(k)) is None]
+    if wan is None and all(registry.find(k, override(k)) is None for k in INBETWEEN_WEIGHTS):
         missing.append(" or ".join(INBETWEEN_WEIGHTS))
     return missing
 
@@ -143,9 +157,9 @@ def missing_weights(job=None) -> list[str]:
 def _tables() -> dict[str, type]:
     from videofrom3d.align import AlignConfig
     from videofrom3d.anchors import AnchorConfig
-    from videofrom3d.inbetween import InbetweenConfig
+    from videofrom3d.inbetween.wan.config import InbetweenTable
 
-    return {"align": AlignConfig, "anchors": AnchorConfig, "inbetween": InbetweenConfig}
+    return {"align": AlignConfig, "anchors": AnchorConfig, "inbetween": InbetweenTable}
 
 
 def _configs(job) -> dict:
@@ -154,7 +168,9 @@ def _configs(job) -> dict:
     if not job.styles:
         raise EngineError("the diffusion engine needs a style image: add [[style]] image = ... and "
                           "identifier = ... to the job (or --style IMAGE --identifier TEXT)")
-    return {table: stage_config(cls, job, table) for table, cls in ENGINE.tables.items()}
+    configs = {table: stage_config(cls, job, table) for table, cls in ENGINE.tables.items()}
+    configs["inbetween"] = configs["inbetween"].config  # the config of [inbetween] model: GGI's or Wan VACE's
+    return configs
 
 
 def _check(job, models: str, until: str, configs: dict) -> None:
@@ -167,14 +183,45 @@ def _check(job, models: str, until: str, configs: dict) -> None:
     stage = STAGES.index(until)
     needed = ["flux", "controlnet_hed"] if stage >= STAGES.index("align") else []
     if stage >= STAGES.index("inbetween"):
-        needed.append("cogvideox")
-        needed += {"ggi": ["ggi"], "flow_lora": ["flow_lora"]}.get(configs["inbetween"].transformer, [])
+        inb = configs["inbetween"]
+        if _is_wan(inb):
+            from videofrom3d.inbetween.wan.config import WAN_WEIGHTS
+
+            needed.append(WAN_WEIGHTS[inb.variant])
+        else:
+            needed.append("cogvideox")
+            needed += {"ggi": ["ggi"], "flow_lora": ["flow_lora"]}.get(inb.transformer, [])
     missing = [k for k in needed if registry.find(k, job.model(k)) is None]
     if missing:
         ids = ", ".join(f"{k} ({registry.MODELS[k].repo_id})" for k in missing)
         raise EngineError(f"the diffusion engine needs weights that are not on this machine: {ids}; "
                           "`videofrom3d doctor` shows where each was looked for and how to get it, "
                           "`--engine preview` renders without weights")
+
+
+def _is_wan(cfg) -> bool:
+    from videofrom3d.inbetween.wan.config import WanVaceConfig
+
+    return isinstance(cfg, WanVaceConfig)
+
+
+def _inbetween(ctx: EngineContext):
+    """The inbetween stage object of ``[inbetween] model``: GGI on CogVideoX (default) or Wan VACE."""
+    if _is_wan(ctx.configs["inbetween"]):
+        from videofrom3d.inbetween.wan.engine import WanVaceInbetween
+
+        return WanVaceInbetween(ctx)
+    return CogVideoXInbetween(ctx)
+
+
+def _noise_defaults(job, configs: dict) -> dict:
+    """The warped noise at the inbetween model's latent grid: Wan generates the nearest 4k+1 >= N+1 frames
+    ((M-1)/4 + 1 latents); CogVideoX-5B-I2V is fixed at 13 latents ([noise] defaults)."""
+    if not _is_wan(configs["inbetween"]):
+        return {}
+    from videofrom3d.inbetween.wan.conditioning import latent_frame_count
+
+    return {"latent_frames": latent_frame_count(job.frames_per_arc + 1)}
 
 
 def _anchor_size(job, configs: dict) -> tuple[int, int]:
@@ -190,8 +237,9 @@ ENGINE = EngineSpec(
     configs=_configs,
     aligner=LoraAligner,
     anchors=FluxAnchors,
-    inbetween=CogVideoXInbetween,
+    inbetween=_inbetween,
     needs_noise=True,
     check=_check,
+    noise_defaults=_noise_defaults,
     tables=_tables(),
 )

@@ -173,7 +173,8 @@ def format_report(r: dict) -> str:
     lines += [
         "",
         f"{found} of {len(r['models'])} models found. FLUX.1-dev weights are under a non-commercial licence (accept "
-        "it on the model page before downloading); CogVideoX's transformer under the CogVideoX licence.",
+        "it on the model page before downloading); CogVideoX's transformer under the CogVideoX licence; Wan VACE "
+        '(the [inbetween] model = "wan-vace" engine) under Apache-2.0.',
         f"`videofrom3d render --engine auto` would use: {r['engine']['auto']} ({r['engine']['why']})",
         f"edge maps ([prepare] edges = \"auto\"): {r['edges']}",
         "The preview engine needs no weights: `videofrom3d demo` works now; `--models tiny-random` smoke-tests the "

@@ -110,7 +110,9 @@ class EngineSpec:
     errors; ``check(job, models, until, configs)`` refuses what cannot run (missing weights) before any work;
     ``needs_noise``: whether prepare computes the warped noise by default; ``anchor_size(job, configs)``: the
     (W, H) anchors are made at when it differs from the job's (prepare then renders each arc's end views at
-    that size; anchors are stored at it and resized to the job's for the inbetween stage), else None."""
+    that size; anchors are stored at it and resized to the job's for the inbetween stage), else None;
+    ``noise_defaults(job, configs)``: ``[noise]`` defaults at the engine's latent grid (e.g. its latent frame
+    count), under the job's own keys."""
 
     name: str
     configs: Callable[[Any], dict[str, Any]]
@@ -121,6 +123,7 @@ class EngineSpec:
     check: Callable[..., None] = field(default=lambda job, models, until, configs: None)
     anchor_size: Callable[..., tuple[int, int] | None] = field(default=lambda job, configs: None)
     tables: Mapping[str, type] = field(default_factory=dict)
+    noise_defaults: Callable[[Any, dict], dict] = field(default=lambda job, configs: {})
 
 
 def style_digests(job) -> list:

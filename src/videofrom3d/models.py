@@ -60,6 +60,27 @@ MODELS: dict[str, ModelSpec] = {
             "Go-with-the-Flow release licence", "~4.2 GB", "inbetween without the GGI checkpoint",
         ),
         ModelSpec(
+            "wan_vace_1_3b", "Wan-AI/Wan2.1-VACE-1.3B-diffusers", "model_index.json", "Apache-2.0", "~18 GB",
+            'inbetween with [inbetween] model = "wan-vace" (variant "1.3b"); VRAM: ~4.3 GB of bf16 transformer '
+            'weights (2.15 B parameters with the VACE blocks) plus activations, ~8 GB at 832x480 (the Wan2.1 '
+            'release figure for T2V-1.3B); UMT5-XXL (~11 GB) is used once per prompt and released',
+        ),
+        ModelSpec(
+            "wan_vace_14b", "Wan-AI/Wan2.1-VACE-14B-diffusers", "model_index.json", "Apache-2.0", "~75 GB",
+            'inbetween with [inbetween] model = "wan-vace", variant = "14b"; VRAM: ~35 GB of bf16 transformer '
+            'weights (17.3 B parameters with the VACE blocks) plus activations; smaller cards: fp8 or memory = '
+            '"sequential"',
+        ),
+        ModelSpec(
+            "wan22_vace", "linoyts/Wan2.2-VACE-Fun-14B-diffusers", "model_index.json",
+            "Apache-2.0 (Wan2.2-VACE-Fun-A14B by alibaba-pai)", "~130 GB",
+            'inbetween with [inbetween] model = "wan-vace", variant = "2.2-a14b" (two 14B experts, one on the GPU at '
+            'a time with memory = "model": VRAM as the 14B)',
+            note="hf download linoyts/Wan2.2-VACE-Fun-14B-diffusers (a diffusers conversion, by Hugging Face staff, "
+            "of alibaba-pai/Wan2.2-VACE-Fun-A14B); any WanVACEPipeline folder with transformer_2 and boundary_ratio "
+            "works: point [models].wan22_vace at it",
+        ),
+        ModelSpec(
             "blip2", "Salesforce/blip2-opt-2.7b", "config.json", "MIT", "~15 GB",
             "inbetween: captions the first anchor when no prompt is given",
         ),

@@ -1,5 +1,6 @@
 """Inbetweening (GGI, paper 3.3-3.4): CogVideoX-5B-I2V generates the frames between anchor views, guided by
-the arc's edge maps and warped noise.
+the arc's edge maps and warped noise. ``[inbetween] model = "wan-vace"`` picks the other inbetweener, Wan VACE
+on our edges and depth (:mod:`videofrom3d.inbetween.wan`).
 
 ``InbetweenConfig`` imports without torch; everything else is loaded on first use::
 

@@ -78,15 +78,14 @@ def stage_configs(job, spec) -> dict:
     from videofrom3d.prepare.arcs import PrepareConfig
     from videofrom3d.prepare.noise_warp import NoiseConfig
 
-    configs = {
-        "prepare": stage_config(PrepareConfig, job, "prepare"),
-        # prepare computes the noise for either engine when asked, so it is checked for both
-        "noise": stage_config(NoiseConfig, job, "noise", defaults={"latent_size": [job.height // 8, job.width // 8]}),
-    }
+    configs = {"prepare": stage_config(PrepareConfig, job, "prepare")}
     try:
         configs.update(spec.configs(job))
     except EngineError as e:
         raise PipelineError(str(e)) from None
+    # prepare computes the noise for either engine when asked, so it is checked for both
+    defaults = {"latent_size": [job.height // 8, job.width // 8], **spec.noise_defaults(job, configs)}
+    configs["noise"] = stage_config(NoiseConfig, job, "noise", defaults=defaults)
     return configs
 
 
