@@ -8,7 +8,8 @@ An event is a JSON object; every field but ``type`` and ``time`` is optional::
     {"type": "output", "name": "video.mp4"}
     {"type": "error", "code": "input" | "transient" | "internal" | "worker", "message": "one line"}
 
-plus ``job`` (the job's id, where one is known) and ``time`` (Unix seconds). In a file, events are JSON
+plus ``job`` (the job's id, where one is known), ``device`` (on a ``running`` state: the worker's, e.g.
+``cuda:1``) and ``time`` (Unix seconds). In a file, events are JSON
 lines appended with one ``write`` each (so several processes may append to the same file); an event's
 sequence number is its line number from 1 (the SSE ``id:``), never stored.
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 TYPES = ("state", "progress", "output", "error")
 STATES = ("queued", "running", "done", "failed", "cancelled")
 FINAL_STATES = ("done", "failed", "cancelled")
-FIELDS = ("type", "job", "state", "stage", "arc", "arcs", "step", "steps", "fraction", "name", "code", "message",
+FIELDS = ("type", "job", "device", "state", "stage", "arc", "arcs", "step", "steps", "fraction", "name", "code", "message",
           "time")
 # Share of a render each stage takes (the preview engine's order of work; the Blender client uses the same).
 STAGE_WEIGHTS = {"prepare": 0.2, "align": 0.05, "anchors": 0.25, "inbetween": 0.45, "video": 0.05}

@@ -43,7 +43,7 @@ def one_line(e: BaseException) -> str:
 def run_task(task: dict, device: str) -> dict:
     """Run one task here (in this process) -> its result. Never raises for a failure of the task itself."""
     from videofrom3d.batch.jobs import JobSpec, build_job
-    from videofrom3d.events import file_sink
+    from videofrom3d.events import file_sink, make_event
 
     t0 = time.perf_counter()
     result = {"id": task["id"], "device": device, "node": socket.gethostname(), "error": None, "code": None}
@@ -61,6 +61,8 @@ def run_task(task: dict, device: str) -> dict:
             from videofrom3d.pipeline import render
 
             sink = file_sink(task["events"], job=spec.id) if task.get("events") else None
+            if sink is not None:
+                sink(make_event("state", state="running", device=device))
             log_path = Path(spec.out) / "render.log"
             log_path.parent.mkdir(parents=True, exist_ok=True)
             with open(log_path, "a") as log:

@@ -74,7 +74,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0  # the pool died before prctl took effect
 
     from videofrom3d.batch.tasks import device_label, run_task
-    from videofrom3d.events import append_event, make_event
 
     queue = args.queue
     device = device_label(args.lane, args.index)
@@ -88,8 +87,6 @@ def main(argv: list[str] | None = None) -> int:
             time.sleep(POLL_S)
             continue
         running, task = got
-        if task.get("events"):
-            append_event(task["events"], make_event("state", state="running", job=task["spec"]["id"]))
         write_done(queue, run_task(task, device))
         running.unlink(missing_ok=True)
     return 0
