@@ -193,6 +193,37 @@ def _register_batch(add) -> None:
     q.add_argument("--quiet", action="store_true", help="no progress bar")
     q.set_defaults(func=cmd_batch_run)
 
+    p = add("serve", "the local job server (/v1 API, token in DATA/server.json) on a worker pool",
+            "Serve the /v1 job API (README 'Job server'): jobs submitted as a job file plus uploads, a disk-backed\n"
+            "queue that resumes unfinished jobs after a restart, one worker per --gpus id plus a CPU lane for\n"
+            "previews, progress over SSE and by polling, cancel, downloads scoped to the job. Binds to loopback;\n"
+            "every route but /v1/health needs the token of DATA/server.json (mode 0600).")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: a free one)")
+    p.add_argument("--data", type=Path, metavar="DIR", help="jobs, queue, styles and server.json (default "
+                   "~/.local/share/videofrom3d/server)")
+    p.add_argument("--gpus", metavar="LIST", help="GPU ids, one worker each (default: the CPU lane only)")
+    p.add_argument("--engine", choices=["auto", "preview", "diffusion"], default="auto",
+                   help="engine of jobs that do not name one (default auto)")
+    p.add_argument("--models", choices=["real", "tiny-random"], default="real")
+    p.add_argument("--max-upload-mb", type=float, default=2048, help="largest submission (default 2048 MB)")
+    p.add_argument("--allow-remote", action="store_true", help="allow a --host other than loopback")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    from videofrom3d.server import serve
+
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else []
+    try:
+        serve(args.host, args.port, args.data, gpus=gpus, engine=args.engine, models=args.models,
+              max_upload_mb=args.max_upload_mb, allow_remote=args.allow_remote,
+              on_ready=lambda url: print(f"serving videofrom3d jobs at {url}  (token in server.json; Ctrl-C stops)",
+                                         flush=True))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
 
 def cmd_batch_plan(args) -> int:
     from videofrom3d.batch import plan_jobs
