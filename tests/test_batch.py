@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from test_pipeline_jobs import make_job, tree_digests, write_scene
+from test_pipeline_jobs import make_job, tree_digests, write_cameras, write_scene
 from videofrom3d.batch import build_job, plan_jobs, read_jobs, read_results, run_batch
 from videofrom3d.cli import main
 from videofrom3d.pipeline import render
@@ -177,3 +177,47 @@ def test_ray_actors_distinct_devices_same_bytes_bad_job_alone_and_a_killed_actor
     assert len(alignments(tmp_path / "styles")) == 2  # one style, two seeds (the bad job shares seed 0's)
     for jid, digests in _serial(tmp_path / "jobs.jsonl", ids=set(good)).items():
         assert tree_digests(tmp_path / "runs" / jid, skip=SKIP) == digests, jid
+
+
+class _ScriptedPool:
+    """A pool whose workers answer from a script: the first render attempt of each job is out of memory,
+    and the job 'bad-input' fails on its input."""
+
+    def __init__(self):
+        self.submitted, self._out = [], []
+
+    def submit(self, task, priority=0):
+        self.submitted.append((priority, task))
+        seen = sum(t["id"] == task["id"] for _, t in self.submitted)
+        if task["kind"] == "align":
+            status, error = "done", None
+        elif task["spec"]["id"] == "bad-input":
+            status, error = "failed", "scene file not found: x.glb"
+        else:
+            status, error = ("retry", "OutOfMemoryError: CUDA out of memory") if seen == 1 else ("done", None)
+        self._out.append({"id": task["id"], "status": status, "seconds": 1.0, "device": "cuda:0", "node": "n",
+                          "error": error})
+
+    def poll(self):
+        out, self._out = self._out, []
+        return out
+
+
+def test_out_of_memory_is_retried_once_with_offload_and_bad_input_never(tmp_path):
+    _setup(tmp_path, scenes=1)
+    with open(tmp_path / "jobs.jsonl", "w") as f:
+        for jid, arcs in (("short", 1), ("long", 3), ("bad-input", 2)):
+            cams = f"cams{arcs}.json"
+            write_cameras(tmp_path / cams, 4 * arcs + 1, 64, 48)
+            f.write(json.dumps({"id": jid, "job": "job.toml", "set": {"trajectory.path": cams}, "out": f"runs/{jid}"}) + "\n")
+    pool = _ScriptedPool()
+    lines = run_batch(tmp_path / "jobs.jsonl", engine="diffusion", models="tiny-random", progress=False, pool=pool)
+    status = {r["id"]: r["status"] for r in lines}
+    assert status == {"short": "done", "long": "done", "bad-input": "failed"}
+    renders = [(p, t) for p, t in pool.submitted if t["kind"] == "render"]
+    first = [t["spec"]["id"] for p, t in sorted(renders[:3], key=lambda pt: pt[0])]
+    assert first == ["long", "bad-input", "short"]  # longest first (13, 9, 5 frames)
+    tries = {jid: [t["set"] for _, t in renders if t["spec"]["id"] == jid] for jid in status}
+    assert tries["bad-input"] == [{}]  # never retried
+    assert tries["long"] == [{}, {"anchors.memory": "model", "inbetween.memory": "model"}]  # once, with offload
+    assert [t["kind"] for _, t in pool.submitted][0] == "align" and len([1 for _, t in pool.submitted if t["kind"] == "align"]) == 1
