@@ -73,15 +73,22 @@ def server(tmp_path):
     s.stop()
 
 
+def _rendered(work: Path) -> dict:
+    """{file: hash} of a work folder's render outputs (not the report viewer the server adds)."""
+    return {k: v for k, v in tree_digests(work, skip=SKIP).items() if not k.startswith("report/")}
+
+
 def _serial(folder: Path, out: Path) -> dict:
     job = dataclasses.replace(load_job(folder / "job.toml"), out=out)
     render(job, engine="preview", progress=False, log=lambda s: None)
-    return tree_digests(out, skip=SKIP)
+    return _rendered(out)
 
 
 def _when_started(work: Path, timeout: float = 60) -> None:
+    """Once the job's first arc is prepared and recorded (its progress event comes after the record)."""
+    events = work.parent / "events.jsonl"
     t0 = time.time()
-    while not (work / "prepare" / "arc000").is_dir():
+    while '"stage":"prepare","step":1' not in (events.read_text() if events.is_file() else ""):
         assert time.time() - t0 < timeout, "the job never started"
         time.sleep(0.005)
 
@@ -106,7 +113,17 @@ def test_submit_progress_done_download(server, tmp_path):
     video = server.http.get(f"/v1/jobs/{job_id}/files/video.mp4")
     serial = _serial(folder, tmp_path / "serial")
     assert video.status_code == 200 and video.content == (tmp_path / "serial" / "video.mp4").read_bytes()
-    assert tree_digests(server.work(job_id), skip=SKIP) == serial
+    assert _rendered(server.work(job_id)) == serial
+    # the report viewer of the job: with the token, or from a browser link that trades ?token= for a cookie
+    page = server.http.get(f"/v1/jobs/{job_id}/files/report/index.html")
+    assert page.status_code == 200 and "<html" in page.text.lower()
+    browser = httpx.Client(base_url=server.url, timeout=10, follow_redirects=True)
+    assert browser.get(f"/v1/jobs/{job_id}/files/report/index.html").status_code == 401
+    first = browser.get(f"/v1/jobs/{job_id}/files/report/index.html", params={"token": server.token})
+    assert first.status_code == 200 and first.url.query == b"" and first.history[0].status_code == 303
+    assert browser.get(f"/v1/jobs/{job_id}/files/report/data.js").status_code == 200  # the cookie now
+    stranger = httpx.Client(base_url=server.url, timeout=10, follow_redirects=True)
+    assert stranger.get(f"/v1/jobs/{job_id}/files/report/index.html", params={"token": "wrong"}).status_code == 401
     # a second connection replays from Last-Event-ID
     with server.http.stream("GET", f"/v1/jobs/{job_id}/events", headers={"Last-Event-ID": str(len(events) - 1)}) as s:
         rest = [json.loads(line[6:]) for line in s.iter_lines() if line.startswith("data: ")]
@@ -172,7 +189,7 @@ def test_cancel_stops_a_running_job_and_leaves_its_folder_resumable(server, tmp_
     job = dataclasses.replace(load_job(folder / "job.toml"), out=work)  # resume the folder here
     res = render(job, engine="preview", progress=False, log=lambda s: None)
     assert res.stage("prepare").reused  # it went on from what the cancelled run wrote
-    assert tree_digests(work, skip=SKIP) == _serial(folder, tmp_path / "serial")
+    assert _rendered(work) == _serial(folder, tmp_path / "serial")
 
 
 def test_a_killed_server_restarted_resumes_the_job_to_the_same_bytes(tmp_path):
@@ -189,6 +206,6 @@ def test_a_killed_server_restarted_resumes_the_job_to_the_same_bytes(tmp_path):
         assert server.token == token  # clients keep working across restarts
         st = server.wait(job_id)
         assert st["state"] == "done", st
-        assert tree_digests(server.work(job_id), skip=SKIP) == _serial(folder, tmp_path / "serial")
+        assert _rendered(server.work(job_id)) == _serial(folder, tmp_path / "serial")
     finally:
         server.stop()

@@ -2,7 +2,8 @@
 
 Every request passes, in order: the Host check (only the names this server listens as: DNS rebinding), the
 Origin check (a browser page of another origin: CSRF; no CORS), the token (``Authorization: Bearer``,
-compared in constant time; ``GET /v1/health`` is exempt and says nothing private) and, for a submission,
+compared in constant time; ``GET /v1/health`` is exempt and says nothing private; a browser opening the report
+viewer gives ``?token=`` once and gets it back as an HttpOnly, SameSite=Strict cookie) and, for a submission,
 the size limit read from ``Content-Length`` before any byte of the body (nothing is written).
 Errors are ``{"error": "one line"}`` with 400/401/403/404/409/411/413/422. (Imported only with the
 ``[server]`` extra installed.)
@@ -16,7 +17,7 @@ import json
 from urllib.parse import urlsplit
 
 from fastapi import FastAPI, Request
-from fastapi.responses import FileResponse, JSONResponse, StreamingResponse
+from fastapi.responses import FileResponse, JSONResponse, RedirectResponse, StreamingResponse
 
 from videofrom3d.events import FINAL_STATES, read_events
 from videofrom3d.server.store import JobStore, SubmitError
@@ -29,6 +30,10 @@ def create_app(store: JobStore, dispatcher, token: str, hosts: set[str], max_upl
     from videofrom3d import __version__
 
     app = FastAPI(title="videofrom3d", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
+    cookie = f"videofrom3d_{min(hosts).rsplit(':', 1)[1]}"  # cookies are per host, not per port
+
+    def same(given: str) -> bool:
+        return hmac.compare_digest(given.encode(), token.encode())
 
     def error(status: int, message: str) -> JSONResponse:
         return JSONResponse({"error": message}, status_code=status)
@@ -42,8 +47,15 @@ def create_app(store: JobStore, dispatcher, token: str, hosts: set[str], max_upl
         if origin is not None and urlsplit(origin).netloc.lower() not in hosts:
             return error(403, "cross-origin requests are refused")
         if request.url.path != "/v1/health":
+            given = request.query_params.get("token")
+            if request.method == "GET" and given is not None and same(given):
+                # a browser link (the report viewer): trade the token for a cookie, then drop it from the URL
+                back = RedirectResponse(str(request.url.remove_query_params("token")), status_code=303)
+                back.set_cookie(cookie, token, httponly=True, samesite="strict", path="/v1/")
+                return back
             got = request.headers.get("authorization", "")
-            if not hmac.compare_digest(got.encode(), f"Bearer {token}".encode()):
+            if not (same(got.removeprefix("Bearer ")) and got.startswith("Bearer ")) \
+                    and not same(request.cookies.get(cookie, "")):
                 return error(401, "missing or wrong token (Authorization: Bearer TOKEN, from server.json)")
         if request.method == "POST" and request.url.path == "/v1/jobs":
             length = request.headers.get("content-length")

@@ -1,11 +1,13 @@
 """The server's scheduler: its jobs on the batch worker pool (:class:`~videofrom3d.batch.pool.LocalPool`, one
-worker per GPU plus a CPU lane for previews), a thread turning pool results into job states."""
+worker per GPU plus a CPU lane for previews), a thread turning pool results into job states. A finished job
+gets its report viewer (``work/report/``, :func:`videofrom3d.report.write_report`) before it is marked done."""
 
 from __future__ import annotations
 
 import shutil
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from videofrom3d.batch.pool import Device, LocalPool
@@ -25,6 +27,7 @@ class Dispatcher:
         self._stop = threading.Event()
         self._retried: set[str] = set()
         self._thread = threading.Thread(target=self._loop, name="videofrom3d-dispatch", daemon=True)
+        self._reports = ThreadPoolExecutor(1, thread_name_prefix="videofrom3d-report")
 
     def start(self) -> Dispatcher:
         shutil.rmtree(self.data / "queue", ignore_errors=True)  # a killed server's queue: rebuilt from states
@@ -39,6 +42,7 @@ class Dispatcher:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(5)
+        self._reports.shutdown(wait=True, cancel_futures=True)
         self.pool.close()
 
     def _task(self, job_id: str, extra: dict | None = None) -> dict:
@@ -88,5 +92,19 @@ class Dispatcher:
             self.submit(job_id, OFFLOAD_SETTINGS if self.store.state(job_id)["engine"] != "preview" else None)
             return
         status = {"done": "done", "cancelled": "cancelled"}.get(r["status"], "failed")
+        if status == "done":  # the viewer first, off this thread (a big scene takes seconds to decimate)
+            self._reports.submit(self._report_then_done, job_id, r)
+            return
         self.store.update(job_id, state=status, device=r.get("device"), seconds=r.get("seconds"),
                           error=r.get("error") if status == "failed" else None, code=r.get("code"))
+
+    def _report_then_done(self, job_id: str, r: dict) -> None:
+        from videofrom3d.report import write_report
+
+        note = None
+        try:
+            write_report(self.store.work(job_id))
+        except Exception as e:  # noqa: BLE001 - a missing viewer never fails a rendered job
+            note = f"no report viewer: {str(e).splitlines()[0] if str(e) else type(e).__name__}"
+        self.store.update(job_id, state="done", device=r.get("device"), seconds=r.get("seconds"), error=None,
+                          note=note)
