@@ -221,3 +221,21 @@ def test_out_of_memory_is_retried_once_with_offload_and_bad_input_never(tmp_path
     assert tries["bad-input"] == [{}]  # never retried
     assert tries["long"] == [{}, {"anchors.memory": "model", "inbetween.memory": "model"}]  # once, with offload
     assert [t["kind"] for _, t in pool.submitted][0] == "align" and len([1 for _, t in pool.submitted if t["kind"] == "align"]) == 1
+
+
+def test_a_worker_that_cannot_start_stops_the_pool_with_one_line(tmp_path):
+    from videofrom3d.batch import BatchError
+    from videofrom3d.batch.pool import Device, LocalPool
+
+    pool = LocalPool(tmp_path / "q", [Device("cpu")], env={**os.environ, "PYTHONHOME": str(tmp_path / "none")})
+    pool.start()
+    try:
+        pool.submit({"id": "t1", "kind": "render"}, 1)
+        t0 = time.time()
+        with pytest.raises(BatchError, match="exits as soon as it starts"):
+            while time.time() - t0 < 30:
+                pool.poll()
+                time.sleep(0.05)
+        assert pool.pending() == ["t1"]  # the task was never taken
+    finally:
+        pool.close()

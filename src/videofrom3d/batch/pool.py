@@ -29,7 +29,8 @@ from pathlib import Path
 
 from videofrom3d.batch.tasks import device_label
 
-MAX_WORKER_DEATHS = 2
+MAX_WORKER_DEATHS = 2  # deaths of a task's worker before the task fails
+MAX_IDLE_DEATHS = 3  # deaths in a row of a device's worker holding no task
 _SAFE_ID = re.compile(r"^[A-Za-z0-9_.-]+$")
 
 
@@ -65,6 +66,7 @@ class LocalPool:
         self._generation = 0
         self._cancelling: set[str] = set()
         self._deaths: dict[str, int] = {}
+        self._idle_deaths: dict[str, int] = {}
         self._closed = False
 
     # ---------------------------------------------------------------------------------------------- life
@@ -177,8 +179,16 @@ class LocalPool:
                 continue
             del self._procs[name]
             (self.folder / "workers" / f"{name}.json").unlink(missing_ok=True)
-            for p in (self.folder / "running").glob(f"*@{name}.json"):
+            tasks = list((self.folder / "running").glob(f"*@{name}.json"))
+            for p in tasks:
                 self._task_of_dead_worker(p, device)
+            # a worker that dies with no task in hand cannot start (a broken install): stop, do not loop
+            self._idle_deaths[device.label] = 0 if tasks else self._idle_deaths.get(device.label, 0) + 1
+            if self._idle_deaths[device.label] >= MAX_IDLE_DEATHS:
+                from videofrom3d.batch.jobs import BatchError
+
+                raise BatchError(f"the worker for {device.label} exits as soon as it starts (exit code "
+                                 f"{proc.returncode}); run `python -m videofrom3d.batch.worker --help` to see why")
             if not self._closed:
                 self._spawn(device)
 

@@ -16,6 +16,7 @@ import os
 import socket
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from videofrom3d.batch.jobs import JobSpec, build_job, read_jobs
@@ -64,103 +65,135 @@ def make_pool(scheduler: str, state: Path, gpus=None, workers: int | None = None
     raise ValueError(f"--scheduler must be local or ray, got {scheduler!r}")
 
 
-def run_batch(jobs: str | os.PathLike, scheduler: str = "local", gpus=None, workers: int | None = None,
-              ray_address: str | None = None, engine: str = "auto", models: str = "real",
-              style_cache: str | os.PathLike | None = None, progress: bool = True, pool=None) -> list[dict]:
-    """Render every job of ``jobs`` (jsonl) -> the results lines written this run (see module doc).
-    ``pool``: an already started pool to use instead of making one (tests, the server)."""
-    jobs = Path(jobs).resolve()
-    specs = read_jobs(jobs)
-    out_path = results_path(jobs)
-    state = jobs.with_name(f".{jobs.stem}.batch")
-    styles = Path(style_cache).resolve() if style_cache is not None else jobs.with_name("styles")
-    finished = {r["id"] for r in read_results(out_path) if r.get("status") == "done"}
-    lines: list[dict] = []
-    node = socket.gethostname()
+@dataclass
+class _Render:
+    spec: JobSpec
+    task: dict
+    frames: int  # its length: longest first
+    diffusion: bool  # whether offload helps on a retry
+    align: str | None = None  # the align task it waits for
+    tries: int = 0
 
-    def record(spec: JobSpec, **r) -> None:
-        lines.append(_append(out_path, {"id": spec.id, "node": node, "seconds": 0.0, "device": None,
-                                        "error": None, **r}))
-        bar.update(1)
 
-    from tqdm.auto import tqdm
+@dataclass
+class _Align:
+    task: dict
+    waiting: list[str] = field(default_factory=list)
+    tries: int = 0
 
-    bar = tqdm(total=len(specs), desc="batch", unit="job", disable=not progress, file=sys.stderr)
-    # ------------------------------------------------------------------ plan: every job, its style, its length
-    renders: dict[str, dict] = {}  # task id -> {"spec", "task", "frames", "key", "diffusion", "tries"}
-    aligns: dict[str, dict] = {}  # task id -> {"task", "waiting": [render task ids]}
+
+def plan_tasks(specs: list[JobSpec], engine: str, models: str, styles: Path) -> tuple[dict, dict, list]:
+    """-> ({render task id: _Render}, {align task id: _Align}, [(spec, one-line error)] of jobs that cannot
+    even be read). One align task per distinct style key; a job whose style cannot be keyed gets none and
+    fails in its worker with the real error."""
+    renders: dict[str, _Render] = {}
+    aligns: dict[str, _Align] = {}
+    bad = []
     for spec in specs:
-        if spec.id in finished:
-            record(spec, status="skipped")
-            continue
         try:
             job = build_job(spec)
             frames = _job_frames(job)
         except USER_ERRORS as e:
-            record(spec, status="failed", error=one_line(e))
+            bad.append((spec, one_line(e)))
             continue
-        tid = "r" + digest_json(spec.id)[:15]
+        tid = "r" + digest_json(spec.id)[:15]  # task ids name queue files: fixed-length hex, never a user string
         task = {"id": tid, "kind": "render", "spec": spec.as_task(), "engine": engine, "models": models,
                 "styles": str(styles), "events": str(spec.out / "events.jsonl"), "set": {}}
-        entry = {"spec": spec, "task": task, "frames": frames, "tries": 0, "align": None,
-                 "diffusion": _is_diffusion(job, engine, models)}
+        r = renders[tid] = _Render(spec, task, frames, _is_diffusion(job, engine, models))
         key = _style_key(job, engine, models)
-        if key is not None:  # a job whose style cannot be keyed fails in its worker with the real error
-            aid = "a" + key[:15]
-            if aid not in aligns:
-                aligns[aid] = {"task": {**task, "id": aid, "kind": "align", "events": None}, "waiting": [],
-                               "tries": 0}
-            aligns[aid]["waiting"].append(tid)
-            entry["align"] = aid
-        renders[tid] = entry
-    order = sorted(renders, key=lambda t: (-renders[t]["frames"], renders[t]["spec"].id))
-    priority = {t: i + 1 for i, t in enumerate(order)}  # longest first; align tasks go before all (0)
+        if key is not None:
+            r.align = "a" + key[:15]
+            aligns.setdefault(r.align, _Align({**task, "id": r.align, "kind": "align", "events": None}))
+            aligns[r.align].waiting.append(tid)
+    return renders, aligns, bad
 
-    if not renders:
-        bar.close()
-        return lines
-    own_pool = pool is None
-    if own_pool:
-        pool = make_pool(scheduler, state, gpus, workers, ray_address).start()
-    try:
-        for a in aligns.values():
-            pool.submit(a["task"], 0)
-        for tid, r in renders.items():
-            if r["align"] is None:
-                pool.submit(r["task"], priority[tid])
-        outstanding = len(aligns) + len(renders)
-        while outstanding:
-            results = pool.poll()
+
+class _Driver:
+    """Feeds a pool: align tasks first, each job once its style is ready, longest first; one result line
+    per job."""
+
+    def __init__(self, pool, renders: dict[str, _Render], aligns: dict[str, _Align], record):
+        self.pool, self.renders, self.aligns, self.record = pool, renders, aligns, record
+        order = sorted(renders, key=lambda t: (-renders[t].frames, renders[t].spec.id))
+        self.priority = {t: i + 1 for i, t in enumerate(order)}  # align tasks go before all (0)
+        self.outstanding = len(aligns) + len(renders)
+
+    def run(self) -> None:
+        for a in self.aligns.values():
+            self.pool.submit(a.task, 0)
+        for tid, r in self.renders.items():
+            if r.align is None:
+                self.pool.submit(r.task, self.priority[tid])
+        while self.outstanding:
+            results = self.pool.poll()
             if not results:
                 time.sleep(POLL_S)
             for res in results:
-                tid = res["id"]
-                if tid in aligns:
-                    a = aligns[tid]
-                    if res["status"] == "retry" and a["tries"] == 0:
-                        a["tries"] += 1
-                        pool.submit(a["task"], 0)
-                        continue
-                    outstanding -= 1
-                    for wid in a["waiting"]:
-                        if res["status"] == "done":
-                            pool.submit(renders[wid]["task"], priority[wid])
-                        else:
-                            outstanding -= 1
-                            record(renders[wid]["spec"], status="failed", device=res.get("device"),
-                                   error=f"style alignment failed: {res.get('error')}")
-                    continue
-                r = renders[tid]
-                if res["status"] == "retry" and r["tries"] == 0:
-                    r["tries"] += 1  # transient (out of memory): once more, with offload where it helps
-                    if r["diffusion"]:
-                        r["task"] = {**r["task"], "set": {**r["task"]["set"], **OFFLOAD_SETTINGS}}
-                    pool.submit(r["task"], priority[tid])
-                    continue
-                outstanding -= 1
-                status = "done" if res["status"] == "done" else "failed"
-                record(r["spec"], status=status, seconds=res.get("seconds", 0.0), device=res.get("device"),
-                       node=res.get("node") or node, error=res.get("error") if status == "failed" else None)
+                (self._aligned if res["id"] in self.aligns else self._rendered)(res)
+
+    def _aligned(self, res: dict) -> None:
+        a = self.aligns[res["id"]]
+        if res["status"] == "retry" and a.tries == 0:
+            a.tries += 1
+            self.pool.submit(a.task, 0)
+            return
+        self.outstanding -= 1
+        for tid in a.waiting:
+            if res["status"] == "done":
+                self.pool.submit(self.renders[tid].task, self.priority[tid])
+            else:
+                self.outstanding -= 1
+                self.record(self.renders[tid].spec, status="failed", device=res.get("device"),
+                            error=f"style alignment failed: {res.get('error')}")
+
+    def _rendered(self, res: dict) -> None:
+        r = self.renders[res["id"]]
+        if res["status"] == "retry" and r.tries == 0:  # transient (out of memory): once more, with offload
+            r.tries += 1
+            if r.diffusion:
+                r.task = {**r.task, "set": {**r.task["set"], **OFFLOAD_SETTINGS}}
+            self.pool.submit(r.task, self.priority[res["id"]])
+            return
+        self.outstanding -= 1
+        status = "done" if res["status"] == "done" else "failed"
+        self.record(r.spec, status=status, seconds=res.get("seconds", 0.0), device=res.get("device"),
+                    node=res.get("node"), error=res.get("error") if status == "failed" else None)
+
+
+def run_batch(jobs: str | os.PathLike, scheduler: str = "local", gpus=None, workers: int | None = None,
+              ray_address: str | None = None, engine: str = "auto", models: str = "real",
+              style_cache: str | os.PathLike | None = None, progress: bool = True, pool=None) -> list[dict]:
+    """Render every job of ``jobs`` (jsonl) -> the results lines written this run (see module doc).
+    ``pool``: an already started pool to use instead of making one (tests)."""
+    from tqdm.auto import tqdm
+
+    jobs = Path(jobs).resolve()
+    specs = read_jobs(jobs)
+    out_path = results_path(jobs)
+    styles = Path(style_cache).resolve() if style_cache is not None else jobs.with_name("styles")
+    finished = {r["id"] for r in read_results(out_path) if r.get("status") == "done"}
+    lines: list[dict] = []
+    node = socket.gethostname()
+    bar = tqdm(total=len(specs), desc="batch", unit="job", disable=not progress, file=sys.stderr)
+
+    def record(spec: JobSpec, **r) -> None:
+        r = {k: v for k, v in r.items() if v is not None}
+        lines.append(_append(out_path, {"id": spec.id, "node": node, "seconds": 0.0, "device": None,
+                                        "error": None, **r}))
+        bar.update(1)
+
+    for spec in specs:
+        if spec.id in finished:
+            record(spec, status="skipped")
+    renders, aligns, bad = plan_tasks([s for s in specs if s.id not in finished], engine, models, styles)
+    for spec, err in bad:
+        record(spec, status="failed", error=err)
+    own_pool = pool is None and bool(renders)
+    if own_pool:
+        pool = make_pool(scheduler, jobs.with_name(f".{jobs.stem}.batch"), gpus, workers, ray_address).start()
+    try:
+        if renders:
+            _Driver(pool, renders, aligns, record).run()
     finally:
         if own_pool:
             pool.close()
