@@ -209,3 +209,11 @@ def test_a_killed_server_restarted_resumes_the_job_to_the_same_bytes(tmp_path):
         assert _rendered(server.work(job_id)) == _serial(folder, tmp_path / "serial")
     finally:
         server.stop()
+
+
+def test_serve_refuses_a_public_address_without_allow_remote(tmp_path, capsys):
+    from videofrom3d.cli import main
+
+    assert main(["serve", "--host", "0.0.0.0", "--port", "0", "--data", str(tmp_path / "d")]) == 2
+    assert "--allow-remote" in capsys.readouterr().err
+    assert not (tmp_path / "d" / "server.json").exists()
