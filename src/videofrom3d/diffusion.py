@@ -69,18 +69,19 @@ class FluxAnchors:
                 "model_ids": _model_ids(job, ("flux", "controlnet_hed")),
                 "options": json_ready(job.options("anchors")), "align": self.ctx.style[1]}
 
-    def guide(self, previous_anchor: np.ndarray, arc) -> AnchorGuide:
+    def guide(self, previous_anchor: np.ndarray, arc, flow=None) -> AnchorGuide:
         from videofrom3d.anchors.generate import make_anchor_guide
 
-        return make_anchor_guide(previous_anchor, arc, self.cfg.mask_erode_px)
+        return make_anchor_guide(previous_anchor, arc, self.cfg.mask_erode_px, flow=flow)
 
-    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None = None) -> np.ndarray:
+    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None = None,
+                      edge_map: np.ndarray | None = None) -> np.ndarray:
         if self._generator is None:
             from videofrom3d.anchors import load_anchor_generator
 
             self._generator = load_anchor_generator(self.ctx.job, self.cfg, models=self.ctx.models,
                                                     lora_path=self.ctx.style[0])
-        return self._generator.render_anchor(arc, frame, prompt, seed, guide)
+        return self._generator.render_anchor(arc, frame, prompt, seed, guide, edge_map=edge_map)
 
     def close(self) -> None:
         if self._generator is not None:
@@ -172,8 +173,16 @@ def _check(job, models: str, until: str, configs: dict) -> None:
                           "`--engine preview` renders without weights")
 
 
+def _anchor_size(job, configs: dict) -> tuple[int, int]:
+    """FLUX works at 1.5x the job size rounded to 16 (the authors' 1072x720 for 720x480), or ``[anchors] size``."""
+    from videofrom3d.anchors.generate import anchor_size
+
+    return anchor_size((job.width, job.height), configs["anchors"].size)
+
+
 ENGINE = EngineSpec(
     name="diffusion",
+    anchor_size=_anchor_size,
     configs=_configs,
     aligner=LoraAligner,
     anchors=FluxAnchors,

@@ -72,11 +72,14 @@ class AnchorEngine(Protocol):
 
     def cache_key(self) -> dict: ...
 
-    def guide(self, previous_anchor: np.ndarray, arc) -> AnchorGuide:
-        """Anchor k-1 (``arc``'s start view) warped into ``arc``'s end view (anchor k's), with its mask."""
+    def guide(self, previous_anchor: np.ndarray, arc, flow=None) -> AnchorGuide:
+        """Anchor k-1 (``arc``'s start view) warped into ``arc``'s end view (anchor k's), with its mask.
+        ``flow``: (end->start flow, valid) at the engine's anchor size when it declares one (else the arc's)."""
 
-    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None) -> np.ndarray:
-        """(H, W, 3) float32 in [0, 1]: the anchor at local ``frame`` of the prepared ``arc``."""
+    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None,
+                      edge_map: np.ndarray | None = None) -> np.ndarray:
+        """(H, W, 3) float32 in [0, 1]: the anchor at local ``frame`` of the prepared ``arc``; ``edge_map`` is
+        that view's edge map at the engine's anchor size when it declares one (else the arc's is used)."""
 
     def close(self) -> None: ...
 
@@ -104,7 +107,9 @@ class InbetweenEngine(Protocol):
 class EngineSpec:
     """An engine by name. ``configs(job)`` parses (and so checks) every stage table it reads, one-line errors;
     ``check(job, models, until, configs)`` refuses what cannot run (missing weights) before any work;
-    ``needs_noise``: whether prepare computes the warped noise by default."""
+    ``needs_noise``: whether prepare computes the warped noise by default; ``anchor_size(job, configs)``: the
+    (W, H) anchors are made at when it differs from the job's (prepare then renders each arc's end views at
+    that size; anchors are stored at it and resized to the job's for the inbetween stage), else None."""
 
     name: str
     configs: Callable[[Any], dict[str, Any]]
@@ -113,6 +118,7 @@ class EngineSpec:
     inbetween: Callable[[EngineContext], InbetweenEngine]
     needs_noise: bool = False
     check: Callable[..., None] = field(default=lambda job, models, until, configs: None)
+    anchor_size: Callable[..., tuple[int, int] | None] = field(default=lambda job, configs: None)
 
 
 def style_digests(job) -> list:

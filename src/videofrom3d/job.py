@@ -38,6 +38,9 @@ A job file (paths are relative to the job file)::
     [anchor_prompts]                   # post-prompting (paper Fig. 8), anchor index -> extra words
     2 = "in winter, snow"
 
+    [anchor_styles]                    # several styles in one video (paper 3.2): anchor index -> style index
+    3 = 1                              # (one LoRA holds every identifier; unlisted anchors: [anchors] style)
+
     [models]                           # ids or local folders; see `videofrom3d doctor`
     flux = "black-forest-labs/FLUX.1-dev"
 
@@ -60,7 +63,8 @@ from typing import Any
 from videofrom3d.errors import VideoFrom3DError
 
 STAGE_TABLES = ("prepare", "noise", "align", "anchors", "inbetween", "preview", "eval")
-_TOP_KEYS = {"name", "seed", "out", "fps", "scene", "trajectory", "size", "arcs", "style", "anchor_prompts", "models"}
+_TOP_KEYS = {"name", "seed", "out", "fps", "scene", "trajectory", "size", "arcs", "style", "anchor_prompts", "anchor_styles",
+             "models"}
 
 
 class JobError(VideoFrom3DError, ValueError):
@@ -103,6 +107,7 @@ class Job:
     trajectory: TrajectorySpec
     styles: tuple[StyleRef, ...] = ()
     anchor_prompts: tuple[tuple[int, str], ...] = ()
+    anchor_styles: tuple[tuple[int, int], ...] = ()
     width: int = 720  # paper 4.1: 720x480
     height: int = 480
     frames_per_arc: int = 45  # paper 3.3: 46-frame arcs with shared ends
@@ -127,6 +132,10 @@ class Job:
     def post_prompt(self, k: int) -> str:
         """The extra words ``[anchor_prompts]`` gives anchor ``k`` (post-prompting, paper Fig. 8), or ""."""
         return dict(self.anchor_prompts).get(k, "")
+
+    def anchor_style(self, k: int) -> int | None:
+        """The style index ``[anchor_styles]`` gives anchor ``k``, or None (then ``[anchors] style``)."""
+        return dict(self.anchor_styles).get(k)
 
     def to_dict(self) -> dict:
         """A JSON-able view, used to hash what each stage reads."""
@@ -235,6 +244,19 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
             raise err(f"anchor_prompts.{k}", "a string for a non-negative anchor index", v)
         anchor_prompts.append((ki, v))
 
+    anchor_styles = []
+    table = doc.get("anchor_styles", {})
+    if not isinstance(table, dict):
+        raise err("anchor_styles", "a table like { 3 = 1 } (anchor index = style index)", table)
+    for k, v in table.items():
+        try:
+            ki = int(k)
+        except ValueError:
+            raise err(f"anchor_styles.{k}", "keyed by an anchor index (integer)", k) from None
+        if ki < 0 or not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < len(styles):
+            raise err(f"anchor_styles.{k}", f"a style index 0..{len(styles) - 1} ([[style]] in file order)", v)
+        anchor_styles.append((ki, v))
+
     size = doc.get("size", {})
     if isinstance(size, str):
         size = dict(zip(("width", "height"), parse_size(size, err), strict=True))
@@ -260,6 +282,7 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
         trajectory=traj_spec,
         styles=tuple(styles),
         anchor_prompts=tuple(sorted(anchor_prompts)),
+        anchor_styles=tuple(sorted(anchor_styles)),
         width=width,
         height=height,
         frames_per_arc=frames_per_arc,
@@ -427,8 +450,11 @@ def stage_config(cls: type, job: Job, section: str, defaults: dict[str, Any] | N
 
 
 def anchor_prompt(job: Job, k: int, style: int | None = None) -> str:
-    """Anchor k's prompt, for every engine: the identifier prompt of style ``style`` (default: the job's
-    ``[anchors] style``, else 0) followed by the post-prompt words for anchor k (paper Fig. 8)."""
+    """Anchor k's prompt, for every engine: the identifier prompt of style ``style`` (default: the one
+    ``[anchor_styles]`` gives anchor k, else ``[anchors] style``, else 0) followed by the post-prompt words for
+    anchor k (paper Fig. 8)."""
+    if style is None:
+        style = job.anchor_style(k)
     if style is None:
         style = job.options("anchors").get("style", 0)
         if not isinstance(style, int) or isinstance(style, bool):

@@ -68,6 +68,7 @@ class RunContext:
     anchor_base: list[str] = field(default_factory=list)
     scene_extent: float = 0.0
     edge_choice: Any = None  # prepare.edge_mode.EdgeChoice: HED or drawn lines, decided by the plan
+    anchor_size: tuple[int, int] | None = None  # (W, H) of the engine's anchors when not the job's
     events: Callable[[dict], None] | None = None  # progress events (videofrom3d.events) besides the bars
     style_cache: Path | None = None  # aligned styles shared between work folders (pipeline.style_cache)
     stage_name: str = ""  # the stage running now (what the progress events name)
@@ -77,6 +78,10 @@ class RunContext:
     @property
     def work(self) -> WorkFolder:
         return WorkFolder(self.job.work_dir)
+
+    @property
+    def job_size(self) -> tuple[int, int]:
+        return (self.job.width, self.job.height)
 
     @property
     def n_arcs(self) -> int:

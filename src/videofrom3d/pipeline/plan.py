@@ -116,7 +116,8 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
 
     # HED or drawn lines, decided before any work (prepare alone never needs HED: it may precede a preview)
     edge_choice = edges_for_job(job, spec.name if until != "prepare" else "preview", models)
-    checked = check_edits(*edits[:2], edits[2], len(ranges) + 1, (job.width, job.height), log)
+    anchor_size = spec.anchor_size(job, configs)
+    checked = check_edits(*edits[:2], edits[2], len(ranges) + 1, anchor_size or (job.width, job.height), log)
     # everything checked: now the work folder may change
     work = WorkFolder(job.work_dir)
     work.root.mkdir(parents=True, exist_ok=True)
@@ -132,7 +133,7 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
     manifest.begin_run(engine=engine, engine_reason=reason, models=models, edits={k: dict(v) for k, v in current.items()})
     return RunContext(job=job, spec=spec, engine_reason=reason, models=models, configs=configs, cameras=cameras,
                       ranges=ranges, manifest=manifest, version=__version__, progress=progress, log=log,
-                      edge_choice=edge_choice)
+                      edge_choice=edge_choice, anchor_size=anchor_size)
 
 
 def remove_stale_temporaries(work: WorkFolder) -> None:
