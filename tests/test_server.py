@@ -176,8 +176,11 @@ def test_cancel_stops_a_running_job_and_leaves_its_folder_resumable(server, tmp_
     folder = tmp_path / "job"
     make_job(folder, width=128, height=96, frames_per_arc=8, arcs=8)
     job_id = server.submit(folder).json()["id"]
+    queued = server.submit(folder).json()["id"]  # behind it on the one CPU worker
     work = server.work(job_id)
     _when_started(work)
+    assert server.http.post(f"/v1/jobs/{queued}/cancel").json()["state"] == "cancelled"
+    assert not server.work(queued).exists()  # never started
     r = server.http.post(f"/v1/jobs/{job_id}/cancel")
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
     assert not (work / "video.mp4").exists()
