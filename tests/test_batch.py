@@ -239,3 +239,13 @@ def test_a_worker_that_cannot_start_stops_the_pool_with_one_line(tmp_path):
         assert pool.pending() == ["t1"]  # the task was never taken
     finally:
         pool.close()
+
+
+def test_one_pool_per_queue_folder(tmp_path):
+    from videofrom3d.batch import BatchError
+    from videofrom3d.batch.pool import Device, LocalPool
+
+    with LocalPool(tmp_path / "q", [Device("cpu")]):
+        with pytest.raises(BatchError, match="one at a time"):
+            LocalPool(tmp_path / "q", [Device("cpu")]).start()
+    LocalPool(tmp_path / "q", [Device("cpu")]).start().close()  # free again once closed

@@ -17,6 +17,7 @@ task is taken out; a running one has its worker killed (the work folder stays re
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import re
@@ -68,12 +69,24 @@ class LocalPool:
         self._deaths: dict[str, int] = {}
         self._idle_deaths: dict[str, int] = {}
         self._closed = False
+        self._lock = None
 
     # ---------------------------------------------------------------------------------------------- life
     def start(self) -> LocalPool:
+        """A fresh queue (one pool owns its folder: what a killed run left there is dropped; its owner
+        submits again what is unfinished) and the workers."""
+        self.folder.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = open(self.folder.with_name(self.folder.name + ".lock"), "a")
+        try:
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            from videofrom3d.batch.jobs import BatchError
+
+            self._lock.close()
+            raise BatchError(f"another batch run or server is using {self.folder}; one at a time") from None
+        shutil.rmtree(self.folder, ignore_errors=True)
         for sub in ("pending", "running", "done", "workers", "cancelled"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
-        (self.folder / "stop").unlink(missing_ok=True)
         for d in self.devices:
             self._spawn(d)
         return self
@@ -102,6 +115,9 @@ class LocalPool:
                 proc.kill()
                 proc.wait()
         self._procs.clear()
+        if self._lock is not None:
+            self._lock.close()  # releases the flock
+            self._lock = None
 
     def __enter__(self) -> LocalPool:
         return self.start()

@@ -4,7 +4,6 @@ gets its report viewer (``work/report/``, :func:`videofrom3d.report.write_report
 
 from __future__ import annotations
 
-import shutil
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -30,8 +29,7 @@ class Dispatcher:
         self._reports = ThreadPoolExecutor(1, thread_name_prefix="videofrom3d-report")
 
     def start(self) -> Dispatcher:
-        shutil.rmtree(self.data / "queue", ignore_errors=True)  # a killed server's queue: rebuilt from states
-        self.pool.start()
+        self.pool.start()  # a fresh queue: a killed server's is rebuilt from the job states below
         for job_id in self.store.unfinished():  # queued, and running when the server died: resumed
             self.store.update(job_id, state="queued", device=None)
             self.submit(job_id)
