@@ -8,7 +8,9 @@ Both ``batch run --scheduler local`` and ``videofrom3d serve`` run on it (one sc
     QUEUE/running/<priority>-<task>@<worker>.json
     QUEUE/done/<task>.json                   the worker's result
     QUEUE/workers/<worker>.json              {"pid", "device", "lane"} of each live worker
+    QUEUE/cancelled/                         pending tasks taken out by a cancel
     QUEUE/stop                               workers exit
+    QUEUE.lock                               held by the pool that owns QUEUE (one at a time)
 
 A worker that dies mid-task (killed, crashed) has its task put back, marked to avoid that device while
 another worker of its lane lives, and is replaced; a task whose worker died twice fails. Cancel: a pending
