@@ -8,6 +8,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import urllib.parse
 from pathlib import Path
 
 import bpy
@@ -255,7 +256,10 @@ class VIDEOFROM3D_OT_open_viewer(_ResultOperator, bpy.types.Operator):
         settings = Settings(context)
         p = context.scene.videofrom3d
         if settings.mode == "SERVER":
+            # the browser cannot send the Bearer header: the server trades ?token= for a cookie once
             url = f"{settings.url.rstrip('/')}/v1/jobs/{p.job_id}/files/report/index.html"
+            if settings.token:
+                url += "?token=" + urllib.parse.quote(settings.token, safe="")
         else:
             work = Path(bpy.path.abspath(p.video)).parent
             run = subprocess.run([*settings.cli, "report", str(work)], capture_output=True, text=True)

@@ -24,6 +24,7 @@ Stages (each takes a job file, or the equivalent flags, and reuses what earlier 
   eval        metrics of one or more rendered work folders
   train-ggi   train the inbetweening model on a folder of videos (paper 3.4; accelerate launch for GPUs)
   report      a static 3D report of a work folder (opens from disk);  view  serve it on 127.0.0.1
+  batch       plan a jobs.jsonl and run it over local GPU/CPU workers or Ray;  serve  the local job server
   scene       inspect a scene file;  trajectory  export or picture a camera path
 """
 
@@ -161,7 +162,98 @@ def build_parser() -> argparse.ArgumentParser:
     _register_eval(add)
     _register_train_ggi(add)
     _register_report(add)
+    _register_batch(add)
     return parser
+
+
+def _register_batch(add) -> None:
+    """batch plan, batch run (many jobs over a worker pool) and serve (the local job server)."""
+    p = add("batch", "many renders: plan a jobs.jsonl, run it over local GPU/CPU workers or a Ray cluster")
+    bsub = p.add_subparsers(dest="batch_command", metavar="SUBCOMMAND", required=True)
+    q = bsub.add_parser("plan", help="write the cartesian product scenes x trajectories x styles x seeds as jobs.jsonl")
+    q.add_argument("--job", type=Path, metavar="BASE.toml", help="base job file (sizes, stage options; default: a "
+                   "minimal one written beside the output)")
+    q.add_argument("--scenes", nargs="+", type=Path, default=[], metavar="FILE")
+    q.add_argument("--trajectories", nargs="+", type=Path, default=[], metavar="FILE")
+    q.add_argument("--styles", nargs="+", type=Path, default=[], metavar="IMAGE")
+    q.add_argument("--seeds", nargs="+", type=int, default=[], metavar="N")
+    q.add_argument("--identifier", help="identifier prompt of every style (default: the base job's first)")
+    q.add_argument("--out-root", default="runs", metavar="DIR", help="work folders go to DIR/<id>, relative to "
+                   "the jobs file (default runs)")
+    q.add_argument("-o", "--output", type=Path, required=True, metavar="jobs.jsonl")
+    q.set_defaults(func=cmd_batch_plan)
+    q = bsub.add_parser("run", help="render every job; results.jsonl beside the jobs file; exit 1 if a job failed",
+                        description="Render every line of jobs.jsonl: each style aligned once, longest jobs first, "
+                        "a failed job recorded (retried once only when out of memory), finished jobs skipped on "
+                        "a re-run. results.jsonl beside the jobs file gets one line per job.")
+    q.add_argument("jobs", type=Path, metavar="jobs.jsonl")
+    q.add_argument("--scheduler", choices=["local", "ray"], default="local",
+                   help="local: one worker process per GPU (or CPU workers); ray: one Ray actor per GPU")
+    q.add_argument("--gpus", metavar="LIST", help="GPU ids, one worker each, e.g. 0,1,2,3 (default: CPU workers)")
+    q.add_argument("--workers", type=int, metavar="N", help="CPU workers without --gpus (default 1)")
+    q.add_argument("--ray-address", metavar="A", help="Ray cluster address (auto: the running cluster; default: "
+                   "start a local Ray)")
+    q.add_argument("--engine", choices=["auto", *ENGINE_MODULES], default="auto")
+    q.add_argument("--models", choices=["real", "tiny-random"], default="real")
+    q.add_argument("--style-cache", type=Path, metavar="DIR", help="aligned styles shared between jobs (default "
+                   "styles/ beside the jobs file; on a cluster: a shared folder)")
+    q.add_argument("--quiet", action="store_true", help="no progress bar")
+    q.set_defaults(func=cmd_batch_run)
+
+    p = add("serve", "the local job server (/v1 API, token in DATA/server.json) on a worker pool",
+            "Serve the /v1 job API (README 'Job server'): jobs submitted as a job file plus uploads, a disk-backed\n"
+            "queue that resumes unfinished jobs after a restart, one worker per --gpus id plus a CPU lane for\n"
+            "previews, progress over SSE and by polling, cancel, downloads scoped to the job. Binds to loopback;\n"
+            "every route but /v1/health needs the token of DATA/server.json (mode 0600).")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8765, help="port (default 8765; 0: a free one)")
+    p.add_argument("--data", type=Path, metavar="DIR", help="jobs, queue, styles and server.json (default "
+                   "~/.local/share/videofrom3d/server)")
+    p.add_argument("--gpus", metavar="LIST", help="GPU ids, one worker each (default: the CPU lane only)")
+    p.add_argument("--engine", choices=["auto", "preview", "diffusion"], default="auto",
+                   help="engine of jobs that do not name one (default auto)")
+    p.add_argument("--models", choices=["real", "tiny-random"], default="real")
+    p.add_argument("--max-upload-mb", type=float, default=2048, help="largest submission (default 2048 MB)")
+    p.add_argument("--allow-remote", action="store_true", help="allow a --host other than loopback")
+    p.set_defaults(func=cmd_serve)
+
+
+def cmd_serve(args) -> int:
+    from videofrom3d.server import serve
+
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus else []
+    try:
+        serve(args.host, args.port, args.data, gpus=gpus, engine=args.engine, models=args.models,
+              max_upload_mb=args.max_upload_mb, allow_remote=args.allow_remote,
+              on_ready=lambda url: print(f"serving videofrom3d jobs at {url}  (token in server.json; Ctrl-C stops)",
+                                         flush=True))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_batch_plan(args) -> int:
+    from videofrom3d.batch import plan_jobs
+
+    specs = plan_jobs(args.output, job=args.job, scenes=args.scenes, trajectories=args.trajectories,
+                      styles=args.styles, seeds=args.seeds, identifier=args.identifier, out_root=args.out_root)
+    print(f"wrote {args.output}: {len(specs)} jobs")
+    return 0
+
+
+def cmd_batch_run(args) -> int:
+    from videofrom3d.batch import results_path, run_batch
+
+    lines = run_batch(args.jobs, scheduler=args.scheduler, gpus=args.gpus, workers=args.workers,
+                      ray_address=args.ray_address, engine=args.engine, models=args.models,
+                      style_cache=args.style_cache, progress=not args.quiet)
+    counts = {s: sum(1 for r in lines if r["status"] == s) for s in ("done", "failed", "skipped")}
+    for r in lines:
+        if r["status"] == "failed":
+            print(f"failed {r['id']}: {r['error']}", file=sys.stderr)
+    print(f"{counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped; "
+          f"results: {results_path(args.jobs)}")
+    return 1 if counts["failed"] else 0
 
 
 def _register_train_ggi(add) -> None:
@@ -225,6 +317,8 @@ def _register_stages(add) -> None:
                        "terminal)")
         g.add_argument("--force", action="store_true", help="go on when the estimated memory or disk for the "
                        "requested size exceeds what this machine has")
+        g.add_argument("--events", type=Path, metavar="FILE",
+                       help="append progress events to FILE as JSON lines (README 'Events')")
         if edits:
             e = p.add_argument_group("arc-level edits (remembered in the work folder's manifest)")
             e.add_argument("--reseed-anchor", nargs=2, type=int, action="append", metavar=("K", "SEED"),
@@ -288,6 +382,7 @@ def _register_stages(add) -> None:
 
 def cmd_stage(args) -> int:
     """prepare / align / anchors / inbetween / render: ``pipeline.render(job, until=...)``."""
+    from videofrom3d.events import file_sink, make_event
     from videofrom3d.pipeline import render
 
     job = job_from_args(args)
@@ -305,7 +400,10 @@ def cmd_stage(args) -> int:
         reset_edits=getattr(args, "reset_edits", False),
         progress=show_progress(args),
         force=args.force,
+        events=file_sink(args.events) if args.events else None,
     )
+    if args.events and result.video is not None:
+        file_sink(args.events)(make_event("output", name=result.video.name))
     print(result.summary())
     return 0
 

@@ -70,6 +70,9 @@ class RunContext:
     edge_choice: Any = None  # prepare.edge_mode.EdgeChoice: HED or drawn lines, decided by the plan
     anchor_size: tuple[int, int] | None = None  # (W, H) of the engine's anchors when not the job's
     scene: Any = None  # the Scene the plan loaded and checked (prepare reuses it)
+    events: Callable[[dict], None] | None = None  # progress events (videofrom3d.events) besides the bars
+    style_cache: Path | None = None  # aligned styles shared between work folders (pipeline.style_cache)
+    stage_name: str = ""  # the stage running now (what the progress events name)
     _arcs: OrderedDict = field(default_factory=OrderedDict)
     _stage_objects: dict[str, Any] = field(default_factory=dict)
 
@@ -96,8 +99,23 @@ class RunContext:
     def bar(self, items: Iterable, desc: str, total: int | None = None, leave: bool = True):
         from tqdm.auto import tqdm
 
-        return tqdm(items, desc=desc, total=total, disable=not self.progress, leave=leave, unit="item",
-                    file=sys.stderr, dynamic_ncols=True)
+        bar = tqdm(items, desc=desc, total=total, disable=not self.progress, leave=leave, unit="item",
+                   file=sys.stderr, dynamic_ncols=True)
+        return bar if self.events is None else self._reporting(bar, desc, total)
+
+    def _reporting(self, items: Iterable, desc: str, total: int | None):
+        """``items``, with a progress event after each one: a stage's bar reports its items, an arc's bar
+        (desc ``arc K``) its frames within the stage."""
+        from videofrom3d.events import make_event, stage_fraction
+
+        arc = int(desc.split()[1]) if desc.startswith("arc ") else None
+        for i, item in enumerate(items):
+            yield item
+            steps = total or (i + 1)
+            done = (i + 1) / steps if arc is None else (arc + (i + 1) / steps) / max(self.n_arcs, 1)
+            self.events(make_event("progress", stage=self.stage_name, arc=arc,
+                                   arcs=self.n_arcs if arc is not None else None, step=i + 1, steps=steps,
+                                   fraction=stage_fraction(self.stage_name, done)))
 
     def load_arc(self, k: int):
         """Arc k as written on disk (never the float copy that was saved: a resumed run must see the same)."""

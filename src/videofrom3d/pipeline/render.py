@@ -18,6 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from videofrom3d.events import make_event, stage_fraction
 from videofrom3d.io.manifest import digest_json
 from videofrom3d.pipeline import stages
 from videofrom3d.pipeline.context import StageResult
@@ -87,6 +88,8 @@ def render(
     reset_edits: bool = False,
     log: Callable[[str], None] | None = None,
     force: bool = False,
+    events: Callable[[dict], None] | None = None,
+    style_cache: str | Path | None = None,
 ) -> RenderResult:
     """Run the stages up to ``until`` (``prepare``, ``align``, ``anchors``, ``inbetween`` or ``video``),
     reusing what the work folder already holds for the same inputs.
@@ -94,12 +97,14 @@ def render(
     ``engine``: ``auto`` | ``preview`` | ``diffusion`` | a registered engine (auto prints which it chose and
     why). ``models``: ``real`` weights or ``tiny-random`` models (a smoke test of the diffusion code path).
     ``reseed_anchor``: ``(K, SEED)`` or a list of them; ``anchor_images``: ``{K: image path}`` or a list of
-    pairs; both redo only anchor K and the two arcs that touch it. ``export_official``: also write the
+    pairs; both redo anchor K and the arcs whose inputs changed (README "Resume and arc-level edits"). ``export_official``: also write the
     prepared arcs in the authors' folder layout there. ``with_noise``: compute the warped noise in
     ``prepare`` (default: when the engine reads it or an official export is asked for). ``log`` receives
     the lines the command prints (default: stdout). ``force``: go on when the memory or disk estimate
     exceeds what the machine has. A run that fails before any item is done removes the work folder it
-    made (a later failure leaves it resumable)."""
+    made (a later failure leaves it resumable). ``events`` receives progress events
+    (:mod:`videofrom3d.events`: one per stage start and per item or frame). ``style_cache``: a folder of
+    aligned styles shared by several work folders (:mod:`~videofrom3d.pipeline.style_cache`)."""
     if until not in STAGES:
         raise PipelineError(f"until must be one of {', '.join(STAGES)}, got {until!r}")
     log = log or (lambda s: print(s, flush=True))
@@ -107,6 +112,8 @@ def render(
     created = not Path(job.work_dir).exists()
     ctx = plan(job, chosen, reason, models, until, (reseed_anchor, anchor_images, reset_edits), progress, log,
                force=force, with_noise=with_noise)
+    ctx.events = events
+    ctx.style_cache = Path(style_cache) if style_cache is not None else None
     log(f"engine: {chosen} ({reason})")
     steps = {
         "prepare": lambda: stages.prepare(ctx, with_noise, export_official),  # paper 3.1
@@ -118,6 +125,9 @@ def render(
     results = []
     try:
         for name in STAGES[: STAGES.index(until) + 1]:
+            ctx.stage_name = name
+            if events is not None:
+                events(make_event("progress", stage=name, fraction=stage_fraction(name, 0.0)))
             t0 = time.perf_counter()
             res = steps[name]()
             res.seconds = time.perf_counter() - t0

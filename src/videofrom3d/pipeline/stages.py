@@ -25,6 +25,7 @@ from videofrom3d.io.workfolder import ARC_EXTRAS
 from videofrom3d.job import anchor_prompt
 from videofrom3d.pipeline.context import RunContext, StageResult, derive_seed
 from videofrom3d.pipeline.edits import PipelineError, edit_image, remove_stale_unedited
+from videofrom3d.pipeline.style_cache import align_key, copy_style
 
 # ------------------------------------------------------------------------------------------------ prepare
 
@@ -199,10 +200,12 @@ def align(ctx: RunContext) -> StageResult:
     res = StageResult("align")
     aligner = ctx.stage_object("align")
     path = ctx.work.align_dir / aligner.output
-    key = digest_json({**ctx.common("align"), **aligner.cache_key()})
+    key = align_key(aligner, ctx.version)
 
     def make():
         path.parent.mkdir(parents=True, exist_ok=True)
+        if ctx.style_cache is not None:  # made once per style for every work folder sharing the cache
+            return copy_style(ctx.style_cache, key, aligner, path)
         aligner.align(path)
 
     res.add(aligner.item, ctx.manifest.cached("align", aligner.item, key, path, make))
