@@ -169,9 +169,9 @@ def align(ctx: RunContext) -> StageResult:
     path = ctx.work.align_dir / aligner.output
     key = digest_json({**ctx.common("align"), **aligner.cache_key()})
 
-    def make():
+    def make():  # the aligner may return fields to record (e.g. why there is no LoRA)
         path.parent.mkdir(parents=True, exist_ok=True)
-        aligner.align(path)
+        return aligner.align(path)
 
     res.add(aligner.item, ctx.manifest.cached("align", aligner.item, key, path, make))
     res.note = aligner.note

@@ -1,0 +1,162 @@
+"""Reference style mode (FLUX.1 Redux, no training) on tiny random models: our embedding against diffusers'
+FluxPriorReduxPipeline, pooling and weight, where the tokens go (transformer, not ControlNet), the shared
+cache across jobs, the align-free run end to end, and the one-line error for missing weights."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.torch
+torch = pytest.importorskip("torch")
+
+from test_pipeline_jobs import make_job  # noqa: E402
+from tiny_models import one_torch_thread, tiny_flux_components  # noqa: E402, F401
+from videofrom3d.align import reference as ref  # noqa: E402
+from videofrom3d.anchors.generate import AnchorConfig, AnchorGenerator  # noqa: E402
+
+
+def _image(seed=0, h=40, w=56):
+    rng = np.random.default_rng(seed)
+    return (rng.random((h, w, 3)) * 255).astype(np.uint8)
+
+
+def test_redux_context_equals_diffusers_prior_redux_pipeline():
+    """Identifier T5 tokens + unpooled, unweighted Redux tokens = the pipeline's prompt_embeds; same pooled."""
+    from diffusers import FluxPriorReduxPipeline
+
+    from videofrom3d.anchors.components import PromptEncoder
+
+    comps = tiny_flux_components(seed=0)
+    redux = ref.tiny_redux_components(seed=0)
+    pipe = FluxPriorReduxPipeline(
+        image_encoder=redux.image_encoder, feature_extractor=redux.feature_extractor,
+        image_embedder=redux.image_embedder, text_encoder=comps.text_encoder, tokenizer=comps.tokenizer,
+        text_encoder_2=comps.text_encoder_2, tokenizer_2=comps.tokenizer_2,
+    )
+    image = ref.to_pil(_image())
+    expected = pipe(image=image, prompt="a photo of sks town", return_dict=True)
+    tokens = redux.encode(image)
+    assert tokens.shape == (1, 27 * 27, 32)  # so400m-patch14-384's grid
+    embeds, pooled = PromptEncoder(comps, 512).encode("a photo of sks town")
+    ours = ref.append_reference(embeds, ref.reference_context(tokens, pool=1, weight=1.0))
+    assert ours.shape == expected.prompt_embeds.shape == (1, 512 + 729, 32)
+    torch.testing.assert_close(ours, expected.prompt_embeds, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(pooled, expected.pooled_prompt_embeds)
+    # the float image path gives the same tokens as the uint8 one
+    torch.testing.assert_close(redux.encode(_image().astype(np.float32) / 255), tokens)
+
+
+def test_pooling_shapes_and_weight():
+    rows = torch.arange(27.0).repeat_interleave(27)  # token (r, c) holds r
+    tokens = torch.stack([rows, -2 * rows], dim=-1)[None]  # (1, 729, 2)
+    pooled = ref.reference_context(tokens, pool=3, weight=0.4)
+    assert pooled.shape == (1, 81, 2)
+    grid = pooled[0, :, 0].reshape(9, 9)
+    torch.testing.assert_close(grid[:, 0], 0.4 * (3 * torch.arange(9.0) + 1))  # mean of rows 3i..3i+2, x0.4
+    torch.testing.assert_close(pooled[0, :, 1], -2 * pooled[0, :, 0])
+    assert ref.pool_tokens(tokens, 9).shape == (1, 9, 2)
+    assert ref.pool_tokens(tokens, 4).shape == (1, 49, 2)  # round(27 / 4) = 7
+    assert ref.pool_tokens(tokens, 1) is tokens
+    with pytest.raises(ref.ReferenceError, match="square"):
+        ref.pool_tokens(torch.zeros(1, 10, 2), 3)
+
+
+def test_reference_tokens_reach_the_transformer_not_the_controlnet():
+    comps = tiny_flux_components(seed=0)
+    cfg = AnchorConfig(steps=2, true_cfg=2.0, max_sequence_length=8)
+    reference = torch.randn(1, 9, 32)
+    seen = {"transformer": [], "controlnet": []}
+
+    def spy(name):
+        def hook(module, args, kwargs):
+            seen[name].append((kwargs["encoder_hidden_states"].clone(), kwargs["txt_ids"].shape[0]))
+        return hook
+
+    comps.transformer.register_forward_pre_hook(spy("transformer"), with_kwargs=True)
+    comps.controlnet.register_forward_pre_hook(spy("controlnet"), with_kwargs=True)
+    gen = AnchorGenerator(comps, cfg, ["sks style"], references=[reference])
+    text, _ = gen.text.encode("sks style")
+    negative, _ = gen.text.encode("")
+    gen.generate_latents(np.zeros((32, 32), np.float32), "sks style", seed=0)
+    # step 0: conditional only; step 1: conditional + negative (true CFG from step 1)
+    assert [e.shape[1] for e, _ in seen["transformer"]] == [8 + 9, 8 + 9, 8]
+    assert [e.shape[1] for e, _ in seen["controlnet"]] == [8, 8, 8]
+    for e, n_ids in seen["transformer"][:2]:
+        assert n_ids == 17
+        torch.testing.assert_close(e[:, :8], text)
+        torch.testing.assert_close(e[:, 8:], reference)
+    for e, n_ids in seen["controlnet"][:2]:
+        assert n_ids == 8
+        torch.testing.assert_close(e, text)
+    torch.testing.assert_close(seen["transformer"][2][0], negative)  # the negative pass has no reference
+    # and the tokens change the image
+    plain = AnchorGenerator(comps, cfg, ["sks style"]).generate_latents(np.zeros((32, 32), np.float32),
+                                                                       "sks style", seed=0)
+    styled = gen.generate_latents(np.zeros((32, 32), np.float32), "sks style", seed=0)
+    assert float((plain - styled).abs().max()) > 1e-4
+    with pytest.raises(ValueError, match="style 1 has no reference"):
+        gen.generate_latents(np.zeros((32, 32), np.float32), "sks style", seed=0, style=1)
+
+
+TINY = ('[align]\nmode = "reference"\n'
+        "[anchors]\nsteps = 2\nmax_sequence_length = 16\n"
+        "[inbetween]\nsteps = 1\n")
+
+
+def test_reference_mode_runs_align_free_end_to_end(tmp_path, monkeypatch):
+    from videofrom3d.cli import main
+    from videofrom3d.io.video import read_video
+
+    loads = []
+    real = ref.tiny_redux_components
+    monkeypatch.setattr(ref, "tiny_redux_components", lambda seed=0: loads.append(seed) or real(seed))
+    job = make_job(tmp_path, width=32, height=32, frames_per_arc=45, arcs=1, extra=TINY)
+    assert main(["render", str(job), "--engine", "diffusion", "--models", "tiny-random", "--quiet"]) == 0
+    work = tmp_path / "work"
+    assert not (work / "align" / "lora.safetensors").exists() and not (work / "align" / "checkpoints").exists()
+    tokens, meta = ref.read_references(work / "align" / "reference.safetensors")
+    assert [t.shape for t in tokens] == [(1, 81, 32)] and meta["pool"] == 3 and meta["weight"] == 0.4
+    manifest = json.loads((work / "manifest.json").read_text())
+    item = manifest["stages"]["align"]["items"]["diffusion"]
+    assert item["mode"] == "reference" and item["lora"] is None and "no LoRA" in item["why"]
+    assert sorted(p.name for p in (work / "anchors").glob("*.png")) == ["000.png", "001.png"]
+    assert read_video(work / "video.mp4").shape == (46, 32, 32, 3)
+    assert loads == [0]
+
+    # a second job (another scene folder, same style image bytes) encodes nothing: the shared cache has it
+    job2 = make_job(tmp_path / "second", width=32, height=32, frames_per_arc=45, arcs=1, extra=TINY)
+    assert main(["align", str(job2), "--engine", "diffusion", "--models", "tiny-random", "--quiet"]) == 0
+    assert loads == [0]
+    assert ((tmp_path / "second" / "work" / "align" / "reference.safetensors").read_bytes()
+            == (work / "align" / "reference.safetensors").read_bytes())
+    # other settings reuse the encoded tokens too (the cache holds them before pooling)
+    job3 = make_job(tmp_path / "third", width=32, height=32, frames_per_arc=45, arcs=1,
+                    extra=TINY.replace('"reference"\n', '"reference"\nreference_pool = 9\n'))
+    assert main(["align", str(job3), "--engine", "diffusion", "--models", "tiny-random", "--quiet"]) == 0
+    assert loads == [0]
+    tokens3, _ = ref.read_references(tmp_path / "third" / "work" / "align" / "reference.safetensors")
+    assert tokens3[0].shape == (1, 9, 32)
+
+
+def test_missing_redux_is_a_one_line_error(tmp_path, monkeypatch):
+    from videofrom3d import diffusion
+    from videofrom3d.engines import EngineError
+    from videofrom3d.job import load_job
+
+    for var in ("VIDEOFROM3D_MODELS", "HF_HOME"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    job = load_job(make_job(tmp_path, width=32, height=32, frames_per_arc=4, arcs=1, extra=TINY))
+    with pytest.raises(EngineError) as e:
+        diffusion._check(job, "real", "anchors", diffusion._configs(job))
+    msg = str(e.value)
+    assert "\n" not in msg and "redux (black-forest-labs/FLUX.1-Redux-dev)" in msg and "doctor" in msg
+    lora_job = load_job(make_job(tmp_path / "b", width=32, height=32, frames_per_arc=4, arcs=1))
+    with pytest.raises(EngineError) as e:
+        diffusion._check(lora_job, "real", "anchors", diffusion._configs(lora_job))
+    assert "redux" not in str(e.value)  # the LoRA recipe does not need it
+    with pytest.raises(Exception, match="redux") as e:
+        ref.load_redux_components()
