@@ -44,6 +44,8 @@ def test_quick_preset_is_under_the_jobs_values(tmp_path):
     # the new fields stay out of the paper recipe's hash, so LoRAs made before the modes stay current
     assert train_mod.recipe(AlignConfig()).keys() == {f for f in AlignConfig.__dataclass_fields__
                                                       if f not in train_mod._MODE_FIELDS}
+    assert train_mod.recipe(AlignConfig(reference_weight=0.9)) == train_mod.recipe(AlignConfig())  # no Redux used
+    assert train_mod.recipe(AlignConfig(mode="reference", reference_weight=0.9))["reference_weight"] == 0.9
 
 
 def test_quick_resumes_to_the_same_weights_and_reuses_cached_inputs(tmp_path, monkeypatch):

@@ -160,3 +160,59 @@ def test_missing_redux_is_a_one_line_error(tmp_path, monkeypatch):
     assert "redux" not in str(e.value)  # the LoRA recipe does not need it
     with pytest.raises(Exception, match="redux") as e:
         ref.load_redux_components()
+
+
+def test_redux_loads_from_the_release_layout_and_from_siglip(tmp_path, monkeypatch):
+    """FLUX.1-Redux-dev's folder (image_embedder/, image_encoder/, feature_extractor/) loads offline and
+    encodes as the in-memory models do; without image_encoder/ SigLIP comes from the siglip entry."""
+    from videofrom3d.models import MissingModelError
+
+    tiny = ref.tiny_redux_components(seed=3)
+    root = tmp_path / "models"
+    redux_dir = root / "black-forest-labs" / "FLUX.1-Redux-dev"
+    tiny.image_embedder.save_pretrained(redux_dir / "image_embedder", safe_serialization=True)
+    tiny.image_encoder.save_pretrained(redux_dir / "image_encoder", safe_serialization=True)
+    tiny.feature_extractor.save_pretrained(redux_dir / "feature_extractor")
+    monkeypatch.setenv("VIDEOFROM3D_MODELS", str(root))
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    image = _image(seed=5)
+    expected = tiny.encode(image)
+    loaded = ref.load_redux_components(device="cpu", dtype="float32")
+    torch.testing.assert_close(loaded.encode(image), expected)
+    # SigLIP in its own folder (google/siglip-so400m-patch14-384)
+    siglip_dir = root / "google" / "siglip-so400m-patch14-384"
+    siglip_dir.parent.mkdir(parents=True)
+    (redux_dir / "image_encoder").rename(siglip_dir)
+    tiny.feature_extractor.save_pretrained(siglip_dir)
+    torch.testing.assert_close(ref.load_redux_components(device="cpu", dtype="float32").encode(image), expected)
+    import shutil
+
+    shutil.rmtree(siglip_dir)
+    with pytest.raises(MissingModelError, match="siglip"):
+        ref.load_redux_components(device="cpu", dtype="float32")
+
+
+def test_each_anchor_uses_its_styles_reference():
+    """Per-anchor styles: the style index (job.anchor_style(k) where the job has it, else [anchors] style)
+    picks the reference tokens."""
+    from types import SimpleNamespace
+
+    from videofrom3d.anchors.generate import anchor_index, anchor_style
+
+    comps = tiny_flux_components(seed=0)
+    cfg = AnchorConfig(steps=1, true_cfg=1.0, max_sequence_length=8, style=1)
+    refs = [torch.full((1, 4, 32), 1.0), torch.full((1, 4, 32), -1.0)]
+    seen = []
+    comps.transformer.register_forward_pre_hook(
+        lambda m, a, kw: seen.append(kw["encoder_hidden_states"][0, -1, 0].item()), with_kwargs=True)
+    gen = AnchorGenerator(comps, cfg, ["sks"], references=refs)
+    edge = np.zeros((32, 32), np.float32)
+    gen.generate_latents(edge, "sks", seed=0)  # default: [anchors] style = 1
+    gen.generate_latents(edge, "sks", seed=0, style=0)
+    assert seen == [-1.0, 1.0]
+    job = SimpleNamespace()
+    assert anchor_style(job, 3, cfg) == 1
+    job.anchor_style = lambda k: k % 2
+    assert [anchor_style(job, k, cfg) for k in range(3)] == [0, 1, 0]
+    arc0, arc2 = SimpleNamespace(index=0), SimpleNamespace(index=2)
+    assert (anchor_index(arc0, 0), anchor_index(arc0, 45), anchor_index(arc2, 45)) == (0, 1, 3)

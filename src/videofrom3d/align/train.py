@@ -116,10 +116,14 @@ def align_defaults(options: dict) -> dict:
 
 
 def recipe(cfg: AlignConfig) -> dict:
-    """The config as hashed: every field, the style-mode ones only where they differ from the default."""
+    """The config as hashed: every field, the style-mode ones only where they differ from the default (and the
+    Redux pool and weight only where Redux is used)."""
     out = dataclasses.asdict(cfg)
+    uses_redux = cfg.mode == "reference" or cfg.reference_conditioning
     for f in dataclasses.fields(cfg):
-        if f.name in _MODE_FIELDS and out[f.name] == f.default:
+        if f.name in _MODE_FIELDS and (out[f.name] == f.default or (f.name.startswith("reference_")
+                                                                    and f.name != "reference_conditioning"
+                                                                    and not uses_redux)):
             out.pop(f.name)
     return out
 
