@@ -212,7 +212,7 @@ def test_each_anchor_uses_its_styles_reference():
     assert seen == [-1.0, 1.0]
     job = SimpleNamespace()
     assert anchor_style(job, 3, cfg) == 1
-    job.anchor_style = lambda k: k % 2
+    job.anchor_style = {0: 0, 2: 0}.get  # Job.anchor_style: the [anchor_styles] entry or None
     assert [anchor_style(job, k, cfg) for k in range(3)] == [0, 1, 0]
     arc0, arc2 = SimpleNamespace(index=0), SimpleNamespace(index=2)
     assert (anchor_index(arc0, 0), anchor_index(arc0, 45), anchor_index(arc2, 45)) == (0, 1, 3)

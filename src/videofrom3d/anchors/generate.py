@@ -320,10 +320,10 @@ def load_anchor_generator(job, cfg: AnchorConfig | None = None, models: Any = "r
 
 
 def anchor_style(job, k: int, cfg: AnchorConfig) -> int:
-    """Anchor k's style index: ``job.anchor_style(k)`` (the ``[anchor_styles]`` table) where the job has it,
-    else ``[anchors] style``."""
+    """Anchor k's style index: ``job.anchor_style(k)`` (the ``[anchor_styles]`` table), else ``[anchors] style``."""
     pick = getattr(job, "anchor_style", None)
-    return int(pick(k)) if callable(pick) else cfg.style
+    style = pick(k) if callable(pick) else None
+    return cfg.style if style is None else int(style)
 
 
 def anchor_index(arc, frame: int) -> int:
