@@ -64,10 +64,10 @@ class Toy:
     def align(self, out):
         out.write_text("toy style")
 
-    def guide(self, previous_anchor, arc):
+    def guide(self, previous_anchor, arc, flow=None):
         return AnchorGuide(previous_anchor, np.ones(previous_anchor.shape[:2], bool))
 
-    def render_anchor(self, arc, frame, prompt, seed, guide):
+    def render_anchor(self, arc, frame, prompt, seed, guide, edge_map=None):
         img = np.repeat(arc.edge_maps[frame][..., None], 3, -1)
         return img if guide is None else (img + guide.warped_previous) / 2
 

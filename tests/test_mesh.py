@@ -94,7 +94,7 @@ def test_missing_unsupported_and_empty_files(tmp_path):
 def test_nan_and_out_of_range_indices(tmp_path):
     g = GltfBuilder()
     g.node(name="bad", mesh=g.mesh(np.array([[0.0, 0, 0], [np.nan, 0, 0], [0, 0, 1]]), [[0, 1, 2]]))
-    with pytest.raises(SceneError, match="nan.glb: 1 vertices have NaN or inf"):
+    with pytest.raises(SceneError, match="nan.glb: 1 vertex has NaN or inf"):
         load_scene(g.write(tmp_path / "nan.glb"))
     g = GltfBuilder()
     g.node(name="bad", mesh=g.mesh(TRI, [[0, 1, 7]]))

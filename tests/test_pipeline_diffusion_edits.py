@@ -76,3 +76,28 @@ def test_killed_diffusion_run_resumes_to_identical_bytes(tmp_path):
     resumed = render(_job(tmp_path / "killed"), **RUN)
     assert resumed.stage("inbetween").reused == ["arc000"] and resumed.stage("align").ran == []
     assert tree_digests(work) == tree_digests(reference.work_dir)  # the style LoRA too (made in another process)
+
+
+def test_anchors_are_made_at_one_and_a_half_the_job_size(tmp_path):
+    """FLUX anchors at 1.5x the job size rounded to 16 (the authors' 1072x720 for 720x480), from edge maps and
+    an end->start flow rendered at that size; the frames stay at the job size."""
+    from videofrom3d.io.images import read_image
+    from videofrom3d.io.workfolder import WorkFolder
+    from videofrom3d.pipeline import render
+    from videofrom3d.prepare.anchor_inputs import AnchorViews
+
+    job = _job(tmp_path)
+    res = render(job, **RUN)
+    work = WorkFolder(job.work_dir)
+    assert [read_image(p).shape for p in res.anchors] == [(48, 48, 3)] * 4
+    views = AnchorViews.load(work.anchor_views(1))
+    assert views.size == (48, 48) and views.flow_end_to_start.shape == (48, 48, 2)
+    assert read_image(work.frame(8)).shape == (32, 32, 3)
+    # [anchors] size overrides the rule; the views follow, the prepared arcs do not
+    from videofrom3d.job import load_job
+
+    job_file = make_job(tmp_path / "sized", width=32, height=32, frames_per_arc=8, arcs=3,
+                        extra=TINY.replace("[anchors]\n", "[anchors]\nsize = [64, 64]\n"))
+    res = render(load_job(job_file), **RUN, until="anchors")
+    assert read_image(res.anchors[0]).shape == (64, 64, 3)
+    assert res.stage("prepare").ran[:3] == ["arc000", "noise000", "views000"]

@@ -128,10 +128,10 @@ def test_train_toml_is_strict(tmp_path):
     assert cfg.out == tmp_path / "runs" and cfg.train.steps == 5 and cfg.data.videos == str(tmp_path / "v")
     assert (cfg.train.learning_rate, cfg.train.betas, cfg.train.weight_decay, cfg.train.warmup_steps) == (
         5e-5, (0.9, 0.95), 1e-4, 800)  # paper 3.4
-    for bad, words in [(good + "stepz = 3\n", "[train] unknown option(s) ['stepz']"),
+    for bad, words in [(good + "stepz = 3\n", "[train] stepz: unknown key; did you mean 'steps'?"),
                        (good.replace("steps = 5", 'steps = "5"'), "[train].steps"),
                        (good.replace('out = "runs"\n', ""), "out = "),
-                       ('out = "x"\n[data]\nvideos = "v"\nfoo = 1\n', "[data] unknown option(s) ['foo']")]:
+                       ('out = "x"\n[data]\nvideos = "v"\nfoo = 1\n', "[data] foo: unknown key; known: ")]:
         (tmp_path / "t.toml").write_text(bad)
         with pytest.raises(TrainConfigError) as e:
             load_train_config(tmp_path / "t.toml")

@@ -76,7 +76,7 @@ def chain_anchors(engine, arcs: Sequence, prompts: Sequence[str], seed: int, sta
         guide = None
         if previous is not None and use_replacement(engine.replacement, k, prompts[k], prev_prompt):
             guide = engine.guide(previous, arcs[k - 1])
-        image = engine.render_anchor(arcs[arc_k], frame, prompts[k], seed, guide)
+        image = engine.render_anchor(arcs[arc_k], frame, prompts[k], seed, guide)  # at the arcs' size
         yield k, image
         previous, prev_prompt = image, prompts[k]
 

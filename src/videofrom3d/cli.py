@@ -51,6 +51,8 @@ def add_job_args(p: argparse.ArgumentParser, required: bool = False) -> None:
     g.add_argument("--size", metavar="WxH", help='frame size, e.g. 720x480 (the default); multiples of 16')
     g.add_argument("--out", type=Path, metavar="DIR", help="work folder (default work/<job name>)")
     g.add_argument("--seed", type=int, help="seed of every random draw")
+    g.add_argument("--frames", type=int, metavar="N", help="frame count ([trajectory] frames; snapped to K*N+1 "
+                   "for arcs of N+1 frames, with a note)")
 
 
 def job_from_args(args: argparse.Namespace):
@@ -74,6 +76,8 @@ def job_from_args(args: argparse.Namespace):
             changes["out"] = args.out
         if args.seed is not None:
             changes["seed"] = args.seed
+        if getattr(args, "frames", None) is not None:
+            changes["trajectory"] = dataclasses.replace(changes.get("trajectory", job.trajectory), frames=args.frames)
         return override_job(job, **changes) if changes else job
     if args.scene is None or args.trajectory is None:
         raise JobError("give a job file, or at least --scene and --trajectory")
@@ -82,6 +86,8 @@ def job_from_args(args: argparse.Namespace):
         "scene": {"path": str(args.scene.resolve())},
         "trajectory": {"path": str(args.trajectory.resolve())},
     }
+    if getattr(args, "frames", None) is not None:
+        doc["trajectory"]["frames"] = args.frames
     if args.style:
         idents = args.identifier or []
         doc["style"] = [
@@ -107,9 +113,10 @@ def _styles_from_flags(args):
 
 
 def cmd_scene_info(args) -> int:
-    from videofrom3d.scene.mesh import load_scene
+    from videofrom3d.scene.mesh import load_scene, warn_scale
 
     scene = load_scene(args.file, up=args.up, unit_scale=args.unit_scale)
+    warn_scale(scene)
     info = scene.info()
     if args.json:
         print(json.dumps(info))
@@ -180,7 +187,7 @@ def cmd_train_ggi(args) -> int:
     from videofrom3d.inbetween.training import load_train_config, train_ggi
 
     result = train_ggi(load_train_config(args.config), models=args.models, prepare_only=args.prepare_only,
-                       progress=not args.quiet)
+                       progress=show_progress(args))
     print(f"clips: {len(result['prepared'])} prepared, {len(result['reused'])} reused (flow: {result['flow']})")
     if result.get("checkpoint"):
         print(f"checkpoint: {result['checkpoint']}")
@@ -194,10 +201,12 @@ def _register_trajectory(add) -> None:
     q = tsub.add_parser("export", help="write per-frame cameras (OpenCV K and world_to_cam) as JSON")
     q.add_argument("source", type=Path, help="a job file or any supported trajectory file")
     q.add_argument("-o", "--output", type=Path, required=True)
-    q.add_argument("--frames", type=int, help="resample to this many frames")
+    q.add_argument("--frames", type=int, metavar="N", help="resample to exactly N frames (>= 2)")
     q.add_argument("--size", metavar="WxH", help="frame size, e.g. 720x480 (default: the job's, else the file's)")
+    q.add_argument("--camera", metavar="NAME", help="which camera of a file that holds several (a glTF camera "
+                   "node or camera name)")
     q.set_defaults(func=cmd_trajectory_export)
-    q = tsub.add_parser("preview", help="PNG: top-down plan with the path, frustums, arcs, and the first view")
+    q = tsub.add_parser("preview", help="PNG: top-down plan with the path, frustums, arcs, and every anchor view")
     add_job_args(q)
     q.add_argument("-o", "--output", type=Path, help="PNG to write (default WORK/trajectory.png)")
     q.set_defaults(func=cmd_trajectory_preview)
@@ -213,7 +222,10 @@ def _register_stages(add) -> None:
                        "preview engine; the choice and its reason are printed")
         g.add_argument("--models", choices=["real", "tiny-random"], default="real",
                        help="real weights (default) or tiny random models: a no-weights smoke test of the diffusion path")
-        g.add_argument("--quiet", action="store_true", help="no progress bars")
+        g.add_argument("--quiet", action="store_true", help="no progress bars (none either when stderr is not a "
+                       "terminal)")
+        g.add_argument("--force", action="store_true", help="go on when the estimated memory or disk for the "
+                       "requested size exceeds what this machine has")
         if edits:
             e = p.add_argument_group("arc-level edits (remembered in the work folder's manifest)")
             e.add_argument("--reseed-anchor", nargs=2, type=int, action="append", metavar=("K", "SEED"),
@@ -292,7 +304,8 @@ def cmd_stage(args) -> int:
         export_official=getattr(args, "export_official", None),
         with_noise=getattr(args, "noise", None),
         reset_edits=getattr(args, "reset_edits", False),
-        progress=not args.quiet,
+        progress=show_progress(args),
+        force=args.force,
     )
     print(result.summary())
     return 0
@@ -311,7 +324,7 @@ def cmd_demo(args) -> int:
 
     t0 = time.perf_counter()
     job = dataclasses.replace(load_job(example_job()), out=args.out)
-    result = render(job, until="video", engine=args.engine, models=args.models, progress=not args.quiet)
+    result = render(job, until="video", engine=args.engine, models=args.models, progress=show_progress(args))
     work = WorkFolder(args.out)
     sheet = write_work_contact_sheet(work.root, work.contact_sheet, job.frames_per_arc,
                                 title=f"videofrom3d demo: {job.name}, {result.engine} engine")
@@ -329,6 +342,11 @@ def cmd_demo(args) -> int:
         print(f"trajectory picture: {traj}")
     print(f"demo finished in {time.perf_counter() - t0:.1f} s; score it with `videofrom3d eval {args.out}`")
     return 0
+
+
+def show_progress(args) -> bool:
+    """Progress bars unless --quiet, and only on a terminal (no escape codes in a log file)."""
+    return not getattr(args, "quiet", False) and sys.stderr.isatty()
 
 
 def cmd_doctor(args) -> int:
@@ -428,7 +446,7 @@ def cmd_eval(args) -> int:
         style = styles[0].image if styles else None
     results = evaluate_runs(
         args.works, style=style, models_dir=args.models_dir, overrides=overrides,
-        use_models=not args.no_models, device=args.device, progress=not args.quiet,
+        use_models=not args.no_models, device=args.device, progress=show_progress(args),
     )
     print(to_markdown(results), end="")
     if args.json:
@@ -502,18 +520,22 @@ def cmd_view(args) -> int:
 
 def cmd_trajectory_export(args) -> int:
     from videofrom3d.job import export_trajectory
+    from videofrom3d.pipeline.preflight import check_writable
 
-    path = export_trajectory(args.source, args.output, frames=args.frames, size=args.size)
+    check_writable(args.output.parent, "output folder")
+    path = export_trajectory(args.source, args.output, frames=args.frames, size=args.size, camera=args.camera)
     print(f"wrote {path}")
     return 0
 
 
 def cmd_trajectory_preview(args) -> int:
     from videofrom3d.io.workfolder import WorkFolder
+    from videofrom3d.pipeline.preflight import check_writable
     from videofrom3d.prepare.trajectory_picture import write_trajectory_preview
 
     job = job_from_args(args)
     out = args.output or WorkFolder(job.work_dir).trajectory_picture
+    check_writable(Path(out).parent, "output folder")
     write_trajectory_preview(job, out)
     print(f"wrote {out}")
     return 0
@@ -526,16 +548,30 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
-    from videofrom3d.errors import USER_ERRORS
+    import warnings
 
-    try:
-        return int(args.func(args) or 0)
-    except USER_ERRORS as e:
-        print(f"videofrom3d: error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("videofrom3d: interrupted; re-run the same command to resume", file=sys.stderr)
-        return 130
+    from videofrom3d.errors import USER_ERRORS, VideoFrom3DWarning
+
+    with warnings.catch_warnings():
+        warnings.showwarning = _show_warning
+        warnings.simplefilter("always", VideoFrom3DWarning)
+        try:
+            return int(args.func(args) or 0)
+        except USER_ERRORS as e:
+            print(f"videofrom3d: error: {_one_line(e)}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("videofrom3d: interrupted; re-run the same command to resume", file=sys.stderr)
+            return 130
+
+
+def _one_line(text) -> str:
+    return " ".join(str(text).splitlines())
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line, without Python's source line: ``videofrom3d: warning: ...``."""
+    print(f"videofrom3d: warning: {_one_line(message)}", file=sys.stderr if file is None else file, flush=True)
 
 
 if __name__ == "__main__":

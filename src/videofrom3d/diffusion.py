@@ -110,12 +110,13 @@ class FluxAnchors:
                 "model_ids": _model_ids(job, ("flux", "controlnet_hed")),
                 "options": json_ready(job.options("anchors")), "align": self.ctx.style[1]}
 
-    def guide(self, previous_anchor: np.ndarray, arc) -> AnchorGuide:
+    def guide(self, previous_anchor: np.ndarray, arc, flow=None) -> AnchorGuide:
         from videofrom3d.anchors.generate import make_anchor_guide
 
-        return make_anchor_guide(previous_anchor, arc, self.cfg.mask_erode_px)
+        return make_anchor_guide(previous_anchor, arc, self.cfg.mask_erode_px, flow=flow)
 
-    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None = None) -> np.ndarray:
+    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None = None,
+                      edge_map: np.ndarray | None = None) -> np.ndarray:
         from videofrom3d.anchors.generate import anchor_index, anchor_style
 
         if self._generator is None:
@@ -124,7 +125,7 @@ class FluxAnchors:
             self._generator = load_anchor_generator(self.ctx.job, self.cfg, models=self.ctx.models,
                                                     lora_path=self.ctx.style[0])
         style = anchor_style(self.ctx.job, anchor_index(arc, frame), self.cfg)  # its reference tokens, if any
-        return self._generator.render_anchor(arc, frame, prompt, seed, guide, style=style)
+        return self._generator.render_anchor(arc, frame, prompt, seed, guide, edge_map=edge_map, style=style)
 
     def close(self) -> None:
         if self._generator is not None:
@@ -183,18 +184,23 @@ def missing_weights(job=None) -> list[str]:
     return missing
 
 
-def _configs(job) -> dict:
+def _tables() -> dict[str, type]:
     from videofrom3d.align import AlignConfig
-    from videofrom3d.align.train import align_defaults
     from videofrom3d.anchors import AnchorConfig
     from videofrom3d.inbetween import InbetweenConfig
+
+    return {"align": AlignConfig, "anchors": AnchorConfig, "inbetween": InbetweenConfig}
+
+
+def _configs(job) -> dict:
+    from videofrom3d.align.train import align_defaults
     from videofrom3d.job import stage_config
 
     if not job.styles:
         raise EngineError("the diffusion engine needs a style image: add [[style]] image = ... and "
                           "identifier = ... to the job (or --style IMAGE --identifier TEXT)")
-    return {"align": stage_config(AlignConfig, job, "align", align_defaults(job.options("align"))), "anchors": stage_config(AnchorConfig, job, "anchors"),
-            "inbetween": stage_config(InbetweenConfig, job, "inbetween")}
+    return {table: stage_config(cls, job, table, align_defaults(job.options(table)) if table == "align" else None)
+            for table, cls in ENGINE.tables.items()}  # [align] mode = "quick": its preset under the job's values
 
 
 def _check(job, models: str, until: str, configs: dict) -> None:
@@ -222,12 +228,21 @@ def _check(job, models: str, until: str, configs: dict) -> None:
                           "`--engine preview` renders without weights")
 
 
+def _anchor_size(job, configs: dict) -> tuple[int, int]:
+    """FLUX works at 1.5x the job size rounded to 16 (the authors' 1072x720 for 720x480), or ``[anchors] size``."""
+    from videofrom3d.anchors.generate import anchor_size
+
+    return anchor_size((job.width, job.height), configs["anchors"].size)
+
+
 ENGINE = EngineSpec(
     name="diffusion",
+    anchor_size=_anchor_size,
     configs=_configs,
     aligner=make_aligner,
     anchors=FluxAnchors,
     inbetween=CogVideoXInbetween,
     needs_noise=True,
     check=_check,
+    tables=_tables(),
 )

@@ -73,11 +73,14 @@ class AnchorEngine(Protocol):
 
     def cache_key(self) -> dict: ...
 
-    def guide(self, previous_anchor: np.ndarray, arc) -> AnchorGuide:
-        """Anchor k-1 (``arc``'s start view) warped into ``arc``'s end view (anchor k's), with its mask."""
+    def guide(self, previous_anchor: np.ndarray, arc, flow=None) -> AnchorGuide:
+        """Anchor k-1 (``arc``'s start view) warped into ``arc``'s end view (anchor k's), with its mask.
+        ``flow``: (end->start flow, valid) at the engine's anchor size when it declares one (else the arc's)."""
 
-    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None) -> np.ndarray:
-        """(H, W, 3) float32 in [0, 1]: the anchor at local ``frame`` of the prepared ``arc``."""
+    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None,
+                      edge_map: np.ndarray | None = None) -> np.ndarray:
+        """(H, W, 3) float32 in [0, 1]: the anchor at local ``frame`` of the prepared ``arc``; ``edge_map`` is
+        that view's edge map at the engine's anchor size when it declares one (else the arc's is used)."""
 
     def close(self) -> None: ...
 
@@ -103,9 +106,12 @@ class InbetweenEngine(Protocol):
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """An engine by name. ``configs(job)`` parses (and so checks) every stage table it reads, one-line errors;
-    ``check(job, models, until, configs)`` refuses what cannot run (missing weights) before any work;
-    ``needs_noise``: whether prepare computes the warped noise by default."""
+    """An engine by name. ``tables``: the job tables it reads and their frozen config classes (also the job
+    file's schema, :func:`videofrom3d.job.job_schema`); ``configs(job)`` parses (and so checks) them, one-line
+    errors; ``check(job, models, until, configs)`` refuses what cannot run (missing weights) before any work;
+    ``needs_noise``: whether prepare computes the warped noise by default; ``anchor_size(job, configs)``: the
+    (W, H) anchors are made at when it differs from the job's (prepare then renders each arc's end views at
+    that size; anchors are stored at it and resized to the job's for the inbetween stage), else None."""
 
     name: str
     configs: Callable[[Any], dict[str, Any]]
@@ -114,6 +120,8 @@ class EngineSpec:
     inbetween: Callable[[EngineContext], InbetweenEngine]
     needs_noise: bool = False
     check: Callable[..., None] = field(default=lambda job, models, until, configs: None)
+    anchor_size: Callable[..., tuple[int, int] | None] = field(default=lambda job, configs: None)
+    tables: Mapping[str, type] = field(default_factory=dict)
 
 
 def style_digests(job) -> list:
@@ -137,6 +145,21 @@ def register_engine(spec: EngineSpec) -> EngineSpec:
 
 def engine_names() -> list[str]:
     return list(dict.fromkeys([*ENGINE_MODULES, *_REGISTERED]))
+
+
+def stage_tables() -> dict[str, type]:
+    """Every stage table a job may hold -> its config class: prepare's (read for every engine) and each
+    engine's ``tables``. A field added to one of these classes is a job key at once."""
+    from videofrom3d.prepare.arcs import PrepareConfig
+    from videofrom3d.prepare.noise_warp import NoiseConfig
+
+    tables: dict[str, type] = {"prepare": PrepareConfig, "noise": NoiseConfig}
+    for name in engine_names():
+        for table, cls in get_engine(name).tables.items():
+            if tables.setdefault(table, cls) is not cls:
+                raise EngineError(f"engine {name!r} reads [{table}] with {cls.__name__}, another engine with "
+                                  f"{tables[table].__name__}")
+    return tables
 
 
 def get_engine(name: str) -> EngineSpec:

@@ -38,6 +38,9 @@ A job file (paths are relative to the job file)::
     [anchor_prompts]                   # post-prompting (paper Fig. 8), anchor index -> extra words
     2 = "in winter, snow"
 
+    [anchor_styles]                    # several styles in one video (paper 3.2): anchor index -> style index
+    3 = 1                              # (one LoRA holds every identifier; unlisted anchors: [anchors] style)
+
     [models]                           # ids or local folders; see `videofrom3d doctor`
     flux = "black-forest-labs/FLUX.1-dev"
 
@@ -48,6 +51,8 @@ A job file (paths are relative to the job file)::
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import functools
 import json
 import os
 import tomllib
@@ -59,8 +64,13 @@ from typing import Any
 
 from videofrom3d.errors import VideoFrom3DError
 
-STAGE_TABLES = ("prepare", "noise", "align", "anchors", "inbetween", "preview", "eval")
-_TOP_KEYS = {"name", "seed", "out", "fps", "scene", "trajectory", "size", "arcs", "style", "anchor_prompts", "models"}
+# The job file's own keys and tables: the one list a new top-level key or table joins (its keys: _table_keys).
+# Stage tables ([prepare], [anchors], ...) and their keys come from the config classes the engines parse
+# (videofrom3d.engines.stage_tables), so a new config field is a job key at once.
+JOB_KEYS = ("name", "seed", "out", "fps")
+JOB_TABLES = ("scene", "trajectory", "size", "arcs", "style", "anchor_prompts", "anchor_styles", "models")
+TRAJECTORY_KEYS = ("path", "generator", "camera", "frames", "timing")
+MIN_FRAMES = 2  # every frame count (a job's, a flag's, an export's): a path needs a start and an end
 
 
 class JobError(VideoFrom3DError, ValueError):
@@ -103,6 +113,7 @@ class Job:
     trajectory: TrajectorySpec
     styles: tuple[StyleRef, ...] = ()
     anchor_prompts: tuple[tuple[int, str], ...] = ()
+    anchor_styles: tuple[tuple[int, int], ...] = ()
     width: int = 720  # paper 4.1: 720x480
     height: int = 480
     frames_per_arc: int = 45  # paper 3.3: 46-frame arcs with shared ends
@@ -128,6 +139,10 @@ class Job:
         """The extra words ``[anchor_prompts]`` gives anchor ``k`` (post-prompting, paper Fig. 8), or ""."""
         return dict(self.anchor_prompts).get(k, "")
 
+    def anchor_style(self, k: int) -> int | None:
+        """The style index ``[anchor_styles]`` gives anchor ``k``, or None (then ``[anchors] style``)."""
+        return dict(self.anchor_styles).get(k)
+
     def to_dict(self) -> dict:
         """A JSON-able view, used to hash what each stage reads."""
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
@@ -146,11 +161,11 @@ def load_job(path: str | os.PathLike) -> Job:
 
 
 def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None) -> Job:
+    """A checked :class:`Job` from a parsed job file: every table and key known (:func:`job_schema`), every
+    value of the right type and range; the first problem is a :class:`JobError` naming the file and the key."""
     err = _key_error(source)
-    unknown = set(doc) - _TOP_KEYS - set(STAGE_TABLES)
-    if unknown:
-        where = f"{source}: " if source else ""
-        raise JobError(f"{where}unknown key(s) {sorted(unknown)}; known: {sorted(_TOP_KEYS | set(STAGE_TABLES))}")
+    where = f"{source}: " if source else ""
+    check_keys(doc, where)
 
     def resolve(p: str) -> Path:
         q = Path(os.path.expanduser(p))
@@ -178,29 +193,15 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
         traj = {"path": traj}
     if not isinstance(traj, dict) or (("path" in traj) == ("generator" in traj)):
         raise err("trajectory", 'a table with either path = "camera.json" or generator = "orbit"|"flythrough"', traj)
-    reserved = {"path", "generator", "camera", "frames", "timing"}
+    reserved = set(TRAJECTORY_KEYS)
     timing = traj.get("timing", "auto")
     if timing not in ("auto", "keys", "constant-speed"):
         raise err("trajectory.timing", '"auto", "keys" or "constant-speed"', timing)
     frames = traj.get("frames")
-    if frames is not None and (not isinstance(frames, int) or frames < 2):
-        raise err("trajectory.frames", "an integer >= 2", frames)
+    if frames is not None and (isinstance(frames, bool) or not isinstance(frames, int) or frames < MIN_FRAMES):
+        raise err("trajectory.frames", f"an integer >= {MIN_FRAMES}", frames)
     if "generator" in traj and traj["generator"] not in ("orbit", "flythrough"):
         raise err("trajectory.generator", '"orbit" or "flythrough"', traj["generator"])
-    if "generator" in traj:
-        import inspect
-
-        from videofrom3d.scene.trajectory import GENERATORS
-
-        known = set(inspect.signature(GENERATORS[traj["generator"]]).parameters) - {"size", "frames"}
-        unknown_params = set(traj) - reserved - known
-        if unknown_params:
-            raise err(
-                f"trajectory.{sorted(unknown_params)[0]}",
-                f"one of the {traj['generator']} keys {sorted(known | {'frames', 'timing'})}",
-            )
-    elif set(traj) - reserved:
-        raise err(f"trajectory.{sorted(set(traj) - reserved)[0]}", "absent next to path (keys: path, camera, frames, timing)")
     traj_spec = TrajectorySpec(
         path=resolve(str(traj["path"])) if "path" in traj else None,
         generator=traj.get("generator"),
@@ -235,6 +236,19 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
             raise err(f"anchor_prompts.{k}", "a string for a non-negative anchor index", v)
         anchor_prompts.append((ki, v))
 
+    anchor_styles = []
+    table = doc.get("anchor_styles", {})
+    if not isinstance(table, dict):
+        raise err("anchor_styles", "a table like { 3 = 1 } (anchor index = style index)", table)
+    for k, v in table.items():
+        try:
+            ki = int(k)
+        except ValueError:
+            raise err(f"anchor_styles.{k}", "keyed by an anchor index (integer)", k) from None
+        if ki < 0 or not isinstance(v, int) or isinstance(v, bool) or not 0 <= v < len(styles):
+            raise err(f"anchor_styles.{k}", f"a style index 0..{len(styles) - 1} ([[style]] in file order)", v)
+        anchor_styles.append((ki, v))
+
     size = doc.get("size", {})
     if isinstance(size, str):
         size = dict(zip(("width", "height"), parse_size(size, err), strict=True))
@@ -247,10 +261,18 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
         raise err("models", 'a table of strings, e.g. flux = "/models/FLUX.1-dev"', models)
 
     stage_options = []
-    for stage in STAGE_TABLES:
+    for stage, cls in stage_tables().items():
         if stage in doc:
             if not isinstance(doc[stage], dict):
                 raise err(stage, "a table of options", doc[stage])
+            try:  # types and ranges now; the plan parses the table again with the job's defaults
+                config_from_options(cls, doc[stage], stage)
+            except JobError as e:
+                raise JobError(f"{where}{e}") from None
+            except ValueError as e:
+                if isinstance(e, VideoFrom3DError):  # a stage's own error type (e.g. InbetweenError) stays
+                    raise
+                raise JobError(f"{where}{e}") from None
             stage_options.append((stage, tuple(sorted((k, _freeze(v)) for k, v in doc[stage].items()))))
 
     out = doc.get("out")
@@ -260,6 +282,7 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
         trajectory=traj_spec,
         styles=tuple(styles),
         anchor_prompts=tuple(sorted(anchor_prompts)),
+        anchor_styles=tuple(sorted(anchor_styles)),
         width=width,
         height=height,
         frames_per_arc=frames_per_arc,
@@ -272,6 +295,89 @@ def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None)
     )
 
 
+def stage_tables() -> dict[str, type]:
+    """Stage table name -> the frozen config class that parses it (from the engines)."""
+    from videofrom3d.engines import stage_tables as tables
+
+    return tables()
+
+
+def _table_keys(table: str, value: Any) -> tuple[str, ...] | None:
+    """The keys the job's own ``table`` knows (None: keyed by anchor index, checked with the values)."""
+    if table == "scene":
+        return tuple(f.name for f in dataclasses.fields(SceneSpec))
+    if table == "trajectory":
+        from videofrom3d.scene.trajectory import GENERATORS
+
+        gen = GENERATORS.get(value.get("generator")) if isinstance(value, dict) else None
+        import inspect
+
+        extra = tuple(p for p in inspect.signature(gen).parameters if p not in ("size", "frames")) if gen else ()
+        return TRAJECTORY_KEYS + extra
+    if table == "size":
+        return ("width", "height")
+    if table == "arcs":
+        return ("frames_per_arc",)
+    if table == "style":
+        return ("image", "identifier")
+    if table == "models":
+        from videofrom3d.models import MODELS
+
+        return tuple(MODELS)
+    return None
+
+
+def job_schema() -> dict[str, tuple[str, ...] | None]:
+    """Every table of a job file -> its known keys ("" = the top level; None = keyed by anchor index). The
+    trajectory's generator keys depend on the generator: here those of every generator."""
+    from videofrom3d.scene.trajectory import GENERATORS
+
+    schema: dict[str, tuple[str, ...] | None] = {"": JOB_KEYS + JOB_TABLES + tuple(stage_tables())}
+    for table in JOB_TABLES:
+        schema[table] = _table_keys(table, {})
+    schema["trajectory"] = tuple(dict.fromkeys(k for g in GENERATORS for k in _table_keys("trajectory", {"generator": g})))
+    for table, cls in stage_tables().items():
+        schema[table] = tuple(f.name for f in dataclasses.fields(cls))
+    return schema
+
+
+def unknown_key(where: str, table: str, key: str, known) -> JobError:
+    """``job.toml: [size] widht: unknown key; did you mean 'width'?`` (else the known keys)."""
+    known = sorted(known)
+    close = difflib.get_close_matches(str(key), known, n=1, cutoff=0.6) or \
+        [k for k in known if k.startswith(str(key)) or str(key).startswith(k)][:1]
+    hint = f"did you mean {close[0]!r}?" if close else f"known: {', '.join(known)}"
+    place = f"{table} {key}" if table else str(key)
+    return JobError(f"{where}{place}: unknown {'key' if table else 'key or table'}; {hint}")
+
+
+def check_keys(doc: dict, where: str = "") -> None:
+    """Every top-level key and every key of the job's tables and stage tables known, else a one-line
+    :class:`JobError` with a "did you mean" (values are checked by :func:`job_from_dict`)."""
+    stages = stage_tables()
+    top = JOB_KEYS + JOB_TABLES + tuple(stages)
+    for key in doc:
+        if key not in top:
+            raise unknown_key(where, "", key, top)
+    for table, value in doc.items():
+        if table == "style":
+            items = value if isinstance(value, list) else [value]
+            labels = ["[[style]]"] if len(items) == 1 else [f"[[style]] #{i + 1}" for i in range(len(items))]
+            tables = list(zip(labels, items, strict=True))
+        else:
+            tables = [(f"[{table}]", value)]
+        for label, t in tables:
+            if not isinstance(t, dict):
+                continue  # shorthand (scene = "town.glb") or a wrong type: the value checks say which
+            known = tuple(f.name for f in dataclasses.fields(stages[table])) if table in stages \
+                else _table_keys(table, t)
+            if known is None:
+                continue
+            for key in t:
+                if key not in known:
+                    raise unknown_key(where, label, key, known)
+
+
 def override_job(job: Job, **changes: Any) -> Job:
     """``dataclasses.replace`` for command-line flags that override a job file, with the checks
     :func:`job_from_dict` makes on the size and the seed (a flag must not bypass them)."""
@@ -279,6 +385,8 @@ def override_job(job: Job, **changes: Any) -> Job:
     err = _key_error(None)
     _frame_size(new.width, new.height, err)
     _integer(new.seed, "seed", err, minimum=0)
+    if new.trajectory.frames is not None:
+        _integer(new.trajectory.frames, "trajectory.frames", err, minimum=MIN_FRAMES)
     return new
 
 
@@ -318,18 +426,22 @@ def job_trajectory(job: Job):
     size = (job.width, job.height)
     if spec.generator is None:
         extra = spec.param_dict()
-        if extra:
-            raise JobError(f"{_where(job)}[trajectory] unknown key(s) {sorted(extra)} next to path; known: path, camera, frames, timing")
-        return load_trajectory(spec.path, camera=spec.camera, size=size)
+        if extra:  # a Job made in code skips job_from_dict's key check
+            raise unknown_key(_where(job), "[trajectory]", sorted(extra)[0], TRAJECTORY_KEYS)
+        return checked_length(load_trajectory(spec.path, camera=spec.camera, size=size))
     fn = tr.GENERATORS[spec.generator]
     params = {k: _thaw(v) for k, v in spec.param_dict().items()}
+    if Path(job.scene.path).is_file():  # keys left out come from the scene's bounds (else the generator's own)
+        derived = {k: v for k, v in tr.generator_defaults(spec.generator, _scene_bounds(job)).items()
+                   if k not in params}
+        if derived:
+            shown = ", ".join(f"{k} = {_short(v)}" for k, v in derived.items())
+            tr.note(f"{spec.generator} from the scene's bounds: {shown} (scene units; set them in [trajectory])")
+        params = {**derived, **params}
     accepted = set(inspect.signature(fn).parameters) - {"size", "frames"}
     unknown = set(params) - accepted
     if unknown:
-        raise JobError(
-            f"{_where(job)}[trajectory] unknown key(s) {sorted(unknown)} for generator {spec.generator!r}; "
-            f"known: {sorted(accepted)}"
-        )
+        raise unknown_key(_where(job), "[trajectory]", sorted(unknown)[0], (*TRAJECTORY_KEYS, *accepted))
     hints = typing.get_type_hints(fn)
     for key, value in params.items():  # typed keys get the same checks (and messages) as stage options
         if key in hints:
@@ -339,6 +451,24 @@ def job_trajectory(job: Job):
         return fn(**params, frames=frames, size=size)
     except TypeError as e:
         raise JobError(f"{_where(job)}[trajectory] {spec.generator}: {e}") from e
+
+
+def _scene_bounds(job: Job):
+    p = Path(job.scene.path)
+    return _bounds_of(str(p.resolve()), p.stat().st_mtime_ns, job.scene.up, job.scene.unit_scale)
+
+
+@functools.lru_cache(maxsize=4)
+def _bounds_of(path: str, mtime_ns: int, up: str, unit_scale: float):
+    from videofrom3d.scene.mesh import load_scene
+
+    return load_scene(path, up=up, unit_scale=unit_scale).bounds
+
+
+def _short(v: Any) -> str:
+    if isinstance(v, list):
+        return "[" + ", ".join(_short(x) for x in v) + "]"
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
 def arc_frame_count(count: int, frames_per_arc: int) -> int:
@@ -370,10 +500,12 @@ def job_cameras(job: Job) -> list:
         origin = "[trajectory] frames" if spec.frames is not None else f"the camera path {traj.source}"
         note(
             f"{origin} gives {count} frames, but arcs of {n}+1 frames with shared ends need K*{n}+1; "
-            f"resampled to {valid} frames ({(valid - 1) // n} arcs). Set [trajectory] frames = {valid} "
+            f"resampled to {valid} frames ({plural((valid - 1) // n, 'arc')}). Set [trajectory] frames = {valid} "
             "(or another K*N+1) to choose."
         )
         count = valid
+    elif spec.frames is not None:
+        _note_resampled(traj, count, "[trajectory] frames")
     if traj.per_frame and count == len(traj) and spec.timing in ("auto", "keys"):
         return traj.cameras(job.width, job.height)
     return traj.resample(count, spec.timing).cameras(job.width, job.height)
@@ -405,9 +537,9 @@ def config_from_options(cls: type, options: dict[str, Any], section: str):
 
     Unknown keys and wrong types raise :class:`JobError` naming ``[section].key``; tuples accept lists."""
     fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = set(options) - set(fields)
-    if unknown:
-        raise JobError(f"[{section}] unknown option(s) {sorted(unknown)}; known: {sorted(fields)}")
+    for key in options:
+        if key not in fields:
+            raise unknown_key("", f"[{section}]", key, fields)
     hints = typing.get_type_hints(cls)
     values = {}
     for key, value in options.items():
@@ -427,8 +559,11 @@ def stage_config(cls: type, job: Job, section: str, defaults: dict[str, Any] | N
 
 
 def anchor_prompt(job: Job, k: int, style: int | None = None) -> str:
-    """Anchor k's prompt, for every engine: the identifier prompt of style ``style`` (default: the job's
-    ``[anchors] style``, else 0) followed by the post-prompt words for anchor k (paper Fig. 8)."""
+    """Anchor k's prompt, for every engine: the identifier prompt of style ``style`` (default: the one
+    ``[anchor_styles]`` gives anchor k, else ``[anchors] style``, else 0) followed by the post-prompt words for
+    anchor k (paper Fig. 8)."""
+    if style is None:
+        style = job.anchor_style(k)
     if style is None:
         style = job.options("anchors").get("style", 0)
         if not isinstance(style, int) or isinstance(style, bool):
@@ -504,34 +639,64 @@ def _integer(v: Any, key: str, err, minimum: int | None = None) -> int:
 
 
 def export_trajectory(
-    source: str | os.PathLike, output: str | os.PathLike, frames: int | None = None, size: str | None = None
+    source: str | os.PathLike, output: str | os.PathLike, frames: int | None = None, size: str | None = None,
+    camera: str | None = None,
 ) -> Path:
     """Write per-frame cameras ``{"width", "height", "frames": [{"K", "world_to_cam"}]}`` (OpenCV) for a job
     file (the cameras the pipeline uses) or any supported trajectory file (per-frame formats frame by frame,
-    keyframes at their natural count); ``frames`` resamples to exactly that many, ``size`` is "WxH"."""
+    keyframes at their natural count); ``frames`` (>= 2) resamples to exactly that many, ``size`` is "WxH",
+    ``camera`` picks one camera of a file that holds several (it overrides the job's)."""
     from videofrom3d.scene.camera import save_cameras
     from videofrom3d.scene.trajectory import TrajectoryError
     from videofrom3d.scene.trajectory_formats import load_trajectory
 
     source = Path(source)
     wh = parse_size(size) if size else None
-    if frames is not None and frames < 1:
-        raise TrajectoryError(f"--frames must be positive, got {frames}")
+    if frames is not None and frames < MIN_FRAMES:
+        raise TrajectoryError(f"--frames must be at least {MIN_FRAMES} (a start and an end), got {frames}")
     if source.suffix.lower() == ".toml":
         job = load_job(source)
         if wh is not None:
-            job = dataclasses.replace(job, width=wh[0], height=wh[1])
+            job = override_job(job, width=wh[0], height=wh[1])
+        if camera is not None:
+            job = dataclasses.replace(job, trajectory=dataclasses.replace(job.trajectory, camera=camera))
         if frames is None:
             cams = job_cameras(job)
         else:
-            cams = job_trajectory(job).resample(frames, job.trajectory.timing).cameras(job.width, job.height)
+            traj = job_trajectory(job)
+            _note_resampled(traj, frames, "--frames")
+            cams = traj.resample(frames, job.trajectory.timing).cameras(job.width, job.height)
     else:
-        traj = load_trajectory(source, size=wh)
+        traj = checked_length(load_trajectory(source, camera=camera, size=wh))
         w, h = wh or (traj.width, traj.height)
         if frames is not None:
+            _note_resampled(traj, frames, "--frames")
             cams = traj.resample(frames).cameras(w, h)
         elif traj.per_frame:
             cams = traj.cameras(w, h)
         else:
             cams = traj.resample(traj.natural_frames()).cameras(w, h)
     return save_cameras(output, cams)
+
+
+def checked_length(traj):
+    """``traj`` when it holds at least :data:`MIN_FRAMES` cameras, else a one-line TrajectoryError."""
+    from videofrom3d.scene.trajectory import TrajectoryError
+
+    if len(traj) < MIN_FRAMES:
+        raise TrajectoryError(f"{traj.source or 'the camera path'}: {plural(len(traj), 'camera')}; a camera path "
+                              f"needs at least {MIN_FRAMES} (a start and an end)")
+    return traj
+
+
+def _note_resampled(traj, frames: int, why: str) -> None:
+    """The note every resampling of a per-frame list prints: both counts and what asked for it."""
+    from videofrom3d.scene.trajectory import note
+
+    if traj.per_frame and frames != len(traj):
+        note(f"{traj.source or 'the camera path'}: {plural(len(traj), 'frame')} resampled to {frames} ({why})")
+
+
+def plural(n: int, word: str) -> str:
+    """``plural(1, "arc")`` -> "1 arc", ``plural(3, "arc")`` -> "3 arcs"."""
+    return f"{n} {word}" if n == 1 else f"{n} {word}s"

@@ -49,7 +49,7 @@ class AnchorConfig:
     schedule: Literal["official", "diffusers"] = "official"  # sigma shift; see anchors.sampling
     style: int = 0  # which [[style]] identifier the anchors use
     no_replace_anchors: tuple[int, ...] = ()  # anchors generated without SAG (their style changes on purpose)
-    replace_on_prompt_change: bool = True  # False: no SAG for an anchor whose prompt differs from the previous one
+    replace_on_prompt_change: bool = False  # paper 3.2: no SAG across a style or prompt change (a transition)
     max_sequence_length: int = 512  # T5 tokens (x-flux uses 512)
     lora_scale: float = 1.0  # strength of the alignment LoRA
     device: str = "auto"  # "auto" = cuda if available
@@ -91,9 +91,10 @@ def erode_px_at(height: int, px_at_720: int = 24) -> int:
 
 
 def job_prompts(job, cfg: AnchorConfig) -> list[str]:
-    """Every distinct prompt a job's anchors can use (encoded once up front)."""
-    out = [anchor_prompt(job, -1, cfg.style)]
-    out += [anchor_prompt(job, k, cfg.style) for k, _ in job.anchor_prompts]
+    """Every distinct prompt a job's anchors can use (encoded once up front): the default style's identifier
+    for unlisted anchors and each anchor named by ``[anchor_prompts]`` or ``[anchor_styles]``."""
+    named = sorted({k for k, _ in job.anchor_prompts} | {k for k, _ in job.anchor_styles})
+    out = [anchor_prompt(job, -1, cfg.style)] + [anchor_prompt(job, k) for k in named]
     return list(dict.fromkeys(out))
 
 
@@ -146,14 +147,17 @@ class AnchorGenerator:
         self.text.release()
         self.replacement = replacement_rule(cfg)
 
-    def guide(self, previous_anchor: np.ndarray, arc) -> AnchorGuide:
+    def guide(self, previous_anchor: np.ndarray, arc, flow=None) -> AnchorGuide:
         """Anchor k-1 warped into ``arc``'s end view, its mask eroded by ``[anchors] mask_erode_px``."""
-        return make_anchor_guide(previous_anchor, arc, self.cfg.mask_erode_px)
+        return make_anchor_guide(previous_anchor, arc, self.cfg.mask_erode_px, flow=flow)
 
     def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None = None,
-                      style: int | None = None) -> np.ndarray:
-        """The anchor at local ``frame`` of the prepared ``arc`` (the engine interface)."""
-        return self.generate(arc.edge_maps[frame], prompt, seed, guide=guide, style=style)
+                      edge_map: np.ndarray | None = None, style: int | None = None) -> np.ndarray:
+        """The anchor at local ``frame`` of the prepared ``arc`` (the engine interface); ``edge_map``: the view's
+        edge map at the anchor size in place of the arc's; ``style``: the style index whose reference tokens it
+        uses (reference mode)."""
+        return self.generate(arc.edge_maps[frame] if edge_map is None else edge_map, prompt, seed, guide=guide,
+                             style=style)
 
     def generate(self, edge_map: np.ndarray, prompt: str, seed: int, guide: AnchorGuide | None = None,
                  arc: Any = None, step_callback=None, style: int | None = None) -> np.ndarray:

@@ -5,10 +5,11 @@
     WORK/manifest.json               input/output hashes of every stage item, anchor edits, run history
     WORK/prepare/arcNNN/             one prepared arc: edge maps, depth, normals, object ids, flows
     WORK/prepare/arcNNN/noise.npy    its warped noise (+ noise.mp4 preview); preview.mp4: the arc's debug video
+    WORK/prepare/arcNNN/anchor_views.npz   its end views at the anchor size (diffusion: 1.5x the job size)
     WORK/align/preview_style.json    preview engine: palette and sky colours of the style image(s)
     WORK/align/lora.safetensors      diffusion engine: the style LoRA (paper 3.2)
     WORK/align/reference.safetensors diffusion engine, [align] mode = "reference": pooled Redux tokens, no LoRA
-    WORK/anchors/NNN.png             anchor k, the view at global frame k*N
+    WORK/anchors/NNN.png             anchor k, the view at global frame k*N, at the engine's anchor size
     WORK/edits/anchorNNN.png         a user's replacement for anchor k (``--anchor K image.png``)
     WORK/edits/unedited/NNN-H.png    edited anchor k as it is without the edit (it guides anchor k+1)
     WORK/inbetween/arcNNN/NNNN.png   the N+1 frames of arc k (local index; frames 0 and N are the anchors' views)
@@ -25,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 # Files of a prepared arc's folder outside its recorded hash: previews, and the warped noise (its own item).
-ARC_EXTRAS = ("preview.mp4", "noise.npy", "noise.mp4")
+ARC_EXTRAS = ("preview.mp4", "noise.npy", "noise.mp4", "anchor_views.npz")
 # Top-level folders the runner writes (where a killed run's temporaries can be).
 STAGE_FOLDERS = ("prepare", "align", "anchors", "inbetween", "video", "edits", "frames")
 
@@ -54,6 +55,10 @@ class WorkFolder:
 
     def noise(self, k: int) -> Path:
         return self.arc(k) / "noise.npy"
+
+    def anchor_views(self, k: int) -> Path:
+        """Arc k's end views at the engine's anchor size (:mod:`videofrom3d.prepare.anchor_inputs`)."""
+        return self.arc(k) / "anchor_views.npz"
 
     def arc_preview(self, k: int) -> Path:
         return self.arc(k) / "preview.mp4"

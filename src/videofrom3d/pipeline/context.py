@@ -68,12 +68,18 @@ class RunContext:
     anchor_base: list[str] = field(default_factory=list)
     scene_extent: float = 0.0
     edge_choice: Any = None  # prepare.edge_mode.EdgeChoice: HED or drawn lines, decided by the plan
+    anchor_size: tuple[int, int] | None = None  # (W, H) of the engine's anchors when not the job's
+    scene: Any = None  # the Scene the plan loaded and checked (prepare reuses it)
     _arcs: OrderedDict = field(default_factory=OrderedDict)
     _stage_objects: dict[str, Any] = field(default_factory=dict)
 
     @property
     def work(self) -> WorkFolder:
         return WorkFolder(self.job.work_dir)
+
+    @property
+    def job_size(self) -> tuple[int, int]:
+        return (self.job.width, self.job.height)
 
     @property
     def n_arcs(self) -> int:

@@ -62,11 +62,10 @@ def choose_engine(engine: str = "auto", models: str = "real", job=None) -> tuple
 
 
 def check_scene_and_styles(job) -> None:
+    from videofrom3d.pipeline.preflight import check_style_images
     from videofrom3d.scene.mesh import SUPPORTED_SUFFIXES
 
-    for s in job.styles:
-        if not Path(s.image).is_file():
-            raise PipelineError(f"style image not found: {s.image}")
+    check_style_images(job.styles)
     if not Path(job.scene.path).is_file():
         raise PipelineError(f"scene file not found: {job.scene.path}")
     if Path(job.scene.path).suffix.lower() not in SUPPORTED_SUFFIXES:
@@ -92,14 +91,21 @@ def stage_configs(job, spec) -> dict:
 
 
 def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, progress: bool,
-         log: Callable[[str], None]) -> RunContext:
+         log: Callable[[str], None], force: bool = False, with_noise: bool | None = None) -> RunContext:
     """Everything checked, then (only then) the work folder opened: stale temporaries removed, the edits
-    written and the run begun in the manifest. ``edits`` = (reseed_anchor, anchor_images, reset_edits)."""
+    written and the run begun in the manifest. ``edits`` = (reseed_anchor, anchor_images, reset_edits);
+    ``force`` goes on when the memory or disk estimate exceeds the machine."""
     from videofrom3d import __version__
     from videofrom3d.job import job_cameras
+    from videofrom3d.pipeline import preflight
     from videofrom3d.prepare.arcs import arc_ranges, check_cameras
+    from videofrom3d.prepare.camera_checks import checks_key, warn_cameras
+    from videofrom3d.scene.mesh import load_scene, warn_scale
 
     check_scene_and_styles(job)
+    preflight.check_writable(job.work_dir, "work folder")
+    scene = load_scene(job.scene.path, up=job.scene.up, unit_scale=job.scene.unit_scale)
+    warn_scale(scene)
     cameras = job_cameras(job)
     try:
         ranges = arc_ranges(len(cameras), job.frames_per_arc)
@@ -108,6 +114,10 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
     check_cameras(cameras)
     spec = get_engine(engine)
     configs = stage_configs(job, spec)
+    noise = with_noise if with_noise is not None else spec.needs_noise
+    estimate = preflight.estimate_resources(job.width, job.height, job.frames_per_arc, len(ranges),
+                                            configs["noise"] if noise else None, job.work_dir)
+    preflight.check_resources(estimate, job.width, job.height, job.frames_per_arc, force)
     try:
         spec.check(job, models, until, configs)
     except EngineError as e:
@@ -116,7 +126,10 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
 
     # HED or drawn lines, decided before any work (prepare alone never needs HED: it may precede a preview)
     edge_choice = edges_for_job(job, spec.name if until != "prepare" else "preview", models)
-    checked = check_edits(*edits[:2], edits[2], len(ranges) + 1, (job.width, job.height), log)
+    anchor_size = spec.anchor_size(job, configs)
+    checked = check_edits(*edits[:2], edits[2], len(ranges) + 1, anchor_size or (job.width, job.height), log)
+    camera_key = checks_key(scene, cameras)
+    found = warn_cameras(scene, cameras, found=_cached_camera_checks(WorkFolder(job.work_dir), camera_key))
     # everything checked: now the work folder may change
     work = WorkFolder(job.work_dir)
     work.root.mkdir(parents=True, exist_ok=True)
@@ -129,10 +142,22 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
     # what `videofrom3d report WORK` draws the geometry from
     manifest.data["scene"] = {"path": str(Path(job.scene.path).resolve()), "up": job.scene.up,
                               "unit_scale": job.scene.unit_scale}
+    manifest.data["camera_checks"] = {"key": camera_key, "found": found}  # a re-run warns without re-rendering
     manifest.begin_run(engine=engine, engine_reason=reason, models=models, edits={k: dict(v) for k, v in current.items()})
     return RunContext(job=job, spec=spec, engine_reason=reason, models=models, configs=configs, cameras=cameras,
                       ranges=ranges, manifest=manifest, version=__version__, progress=progress, log=log,
-                      edge_choice=edge_choice)
+                      edge_choice=edge_choice, anchor_size=anchor_size, scene=scene)
+
+
+def _cached_camera_checks(work: WorkFolder, key: str) -> dict | None:
+    """The camera checks an earlier run recorded for the same scene and cameras (read only; None if none)."""
+    import json
+
+    try:
+        rec = json.loads(work.manifest.read_text()).get("camera_checks") or {}
+    except (OSError, ValueError, AttributeError):
+        return None
+    return {k: list(v) for k, v in rec["found"].items()} if rec.get("key") == key else None
 
 
 def remove_stale_temporaries(work: WorkFolder) -> None:

@@ -12,6 +12,7 @@ K-1 and K that touch it (:mod:`videofrom3d.pipeline.edits`); ``reset_edits=True`
 
 from __future__ import annotations
 
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -85,6 +86,7 @@ def render(
     with_noise: bool | None = None,
     reset_edits: bool = False,
     log: Callable[[str], None] | None = None,
+    force: bool = False,
 ) -> RenderResult:
     """Run the stages up to ``until`` (``prepare``, ``align``, ``anchors``, ``inbetween`` or ``video``),
     reusing what the work folder already holds for the same inputs.
@@ -95,12 +97,16 @@ def render(
     pairs; both redo only anchor K and the two arcs that touch it. ``export_official``: also write the
     prepared arcs in the authors' folder layout there. ``with_noise``: compute the warped noise in
     ``prepare`` (default: when the engine reads it or an official export is asked for). ``log`` receives
-    the lines the command prints (default: stdout)."""
+    the lines the command prints (default: stdout). ``force``: go on when the memory or disk estimate
+    exceeds what the machine has. A run that fails before any item is done removes the work folder it
+    made (a later failure leaves it resumable)."""
     if until not in STAGES:
         raise PipelineError(f"until must be one of {', '.join(STAGES)}, got {until!r}")
     log = log or (lambda s: print(s, flush=True))
     chosen, reason = choose_engine(engine, models, job)
-    ctx = plan(job, chosen, reason, models, until, (reseed_anchor, anchor_images, reset_edits), progress, log)
+    created = not Path(job.work_dir).exists()
+    ctx = plan(job, chosen, reason, models, until, (reseed_anchor, anchor_images, reset_edits), progress, log,
+               force=force, with_noise=with_noise)
     log(f"engine: {chosen} ({reason})")
     steps = {
         "prepare": lambda: stages.prepare(ctx, with_noise, export_official),  # paper 3.1
@@ -119,7 +125,10 @@ def render(
             ctx.manifest.finish_stage(name, res.ran, res.reused, res.seconds, key=stage_key)
             ctx.manifest.note_redone(name, res.ran)
             results.append(res)
-            log(f"{name:<10} {res.seconds:6.1f}s  ran {len(res.ran)}, reused {len(res.reused)}")
+    except BaseException:
+        if created and not any(ctx.manifest.items(s) for s in STAGES):
+            shutil.rmtree(ctx.work.root, ignore_errors=True)  # nothing done: no manifest of nothing
+        raise
     finally:
         ctx.close()  # models and arcs are freed on errors too
     work = ctx.work

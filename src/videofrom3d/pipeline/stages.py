@@ -10,6 +10,7 @@ have, so a killed run resumes to the same bytes.
 from __future__ import annotations
 
 import shutil
+import warnings
 from functools import partial
 from pathlib import Path
 
@@ -39,9 +40,9 @@ def _scene_files(path: Path) -> list[Path]:
 class _SceneOnce:
     """The scene and its G-buffer renderer, loaded on the first arc that must be prepared."""
 
-    def __init__(self, job, backend: str, edge_choice):
+    def __init__(self, job, backend: str, edge_choice, scene=None):
         self.job, self.backend, self.edge_choice = job, backend, edge_choice
-        self._scene = self._renderer = self._hed = None
+        self._scene, self._renderer, self._hed = scene, None, None
 
     def scene(self):
         if self._scene is None:
@@ -73,7 +74,7 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
     need_noise = (ctx.spec.needs_noise if with_noise is None else bool(with_noise)) or export_official is not None
     scene_digest = digest_json([digest_file(p) for p in _scene_files(Path(job.scene.path))]
                                + [job.scene.up, job.scene.unit_scale])
-    loaded = _SceneOnce(job, cfg.backend, ctx.edge_choice)
+    loaded = _SceneOnce(job, cfg.backend, ctx.edge_choice, ctx.scene)
     cfg_dict = json_ready(_asdict(cfg))
     cfg_dict.pop("preview", None)  # the preview mp4 is a by-product, not an input of later stages
     for k in ctx.bar(range(ctx.n_arcs), "prepare", total=ctx.n_arcs):
@@ -89,7 +90,10 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
             from videofrom3d.prepare import prepare_arc
             from videofrom3d.prepare.arcs import write_arc_preview
 
-            arc = prepare_arc(loaded.renderer(), loaded.scene(), cams, cfg, index=k, first_frame=a, hed=loaded.hed())
+            with warnings.catch_warnings():  # the plan's camera checks named every frame, one line per kind
+                warnings.filterwarnings("ignore", message=r"arc \d+: camera (sees nothing|is inside)")
+                arc = prepare_arc(loaded.renderer(), loaded.scene(), cams, cfg, index=k, first_frame=a,
+                                  hed=loaded.hed())
             arc.save(ctx.work.arc(k))
             if cfg.preview:
                 write_arc_preview(arc, ctx.work.arc_preview(k), fps=job.fps)
@@ -99,6 +103,8 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
         ctx.digests[item] = ctx.manifest.item("prepare", item)["output"]
         if need_noise:
             res.add(f"noise{k:03d}", _noise(ctx, k, preview=cfg.preview))
+        if ctx.anchor_size is not None:
+            res.add(f"views{k:03d}", _anchor_views(ctx, k, loaded))
         res.outputs.append(ctx.work.arc(k))
     ctx.scene_extent = _scene_extent(ctx, scene_digest, loaded)
     if ctx.manifest.stage("prepare").get("edges") != ctx.edge_choice.record():
@@ -108,6 +114,7 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
         ctx.log(ctx.edge_choice.notice)
     ctx.prune("prepare", "arc", ctx.n_arcs, ctx.work.arc)
     ctx.prune("prepare", "noise", ctx.n_arcs, ctx.work.noise)
+    ctx.prune("prepare", "views", ctx.n_arcs, ctx.work.anchor_views)
     if export_official is not None:
         from videofrom3d.prepare.arcs import PreparedArc
         from videofrom3d.prepare.official import export_official as export
@@ -159,6 +166,26 @@ def _noise(ctx: RunContext, k: int, preview: bool) -> bool:
     return ran
 
 
+def _anchor_views(ctx: RunContext, k: int, loaded: _SceneOnce) -> bool:
+    """Arc k's end views at the engine's anchor size (edge maps and the end->start flow rendered at that size,
+    paper 3.2: the authors' FLUX anchors are 1.5x the video) into ``anchor_views.npz``. True when it ran."""
+    item, path = f"views{k:03d}", ctx.work.anchor_views(k)
+    a, b = ctx.ranges[k]
+    key = digest_json({**ctx.common("prepare"), "arc": ctx.digests[f"arc{k:03d}"], "size": list(ctx.anchor_size),
+                       "edges": ctx.edge_choice.record()})
+
+    def make():
+        from videofrom3d.prepare.anchor_inputs import anchor_view_inputs
+
+        views = anchor_view_inputs(loaded.renderer(), ctx.cameras[a], ctx.cameras[b], ctx.anchor_size,
+                                   ctx.configs["prepare"], hed=loaded.hed())
+        views.save(path)
+
+    ran = ctx.manifest.cached("prepare", item, key, path, make)
+    ctx.digests[item] = ctx.manifest.item("prepare", item)["output"]
+    return ran
+
+
 # ------------------------------------------------------------------------------------------------ align
 
 
@@ -198,7 +225,8 @@ def anchors(ctx: RunContext) -> StageResult:
         prompt = anchor_prompt(job, k)
         prev = views[-1] if views else None
         guided = prev is not None and use_replacement(engine.replacement, k, prompt, prev["prompt"])
-        base = digest_json({**common, "view": [ctx.digests[f"arc{arc_k:03d}"], frame], "prompt": prompt,
+        view_id = [ctx.digests[f"arc{arc_k:03d}"], frame, ctx.digests.get(f"views{arc_k:03d}")]
+        base = digest_json({**common, "view": view_id if ctx.anchor_size else view_id[:2], "prompt": prompt,
                             "seed": job.seed, "previous": prev["base"] if guided else None})
         view = {"k": k, "arc": arc_k, "frame": frame, "prompt": prompt, "guided": guided, "base": base,
                 "edit": edits.get(str(k))}
@@ -226,7 +254,7 @@ def _make_anchor(ctx: RunContext, views: list[dict], k: int) -> dict:
         with atomic_path(unedited) as tmp:
             shutil.copyfile(path, tmp)
     if edit and "image" in edit:
-        image = edit_image(ctx.work, k, edit, (ctx.job.width, ctx.job.height))
+        image = edit_image(ctx.work, k, edit, ctx.anchor_size or ctx.job_size)
     else:
         seed = int(edit["seed"]) if edit and "seed" in edit else seed
         image = _generate_anchor(ctx, views, k, seed)
@@ -238,8 +266,19 @@ def _generate_anchor(ctx: RunContext, views: list[dict], k: int, seed: int) -> n
     """Anchor k from its view, guided by anchor k-1 *without its edit*, read back from disk: an edit applies
     to its own anchor only, so the anchors after it come out the same whether made before or after it."""
     view, engine = views[k], ctx.stage_object("anchors")
-    guide = engine.guide(_unedited_anchor(ctx, views, k - 1), ctx.load_arc(k - 1)) if view["guided"] else None
-    return engine.render_anchor(ctx.load_arc(view["arc"]), view["frame"], view["prompt"], seed, guide)
+    if ctx.anchor_size is None:  # the engine works at the job size, from the prepared arcs
+        guide = engine.guide(_unedited_anchor(ctx, views, k - 1), ctx.load_arc(k - 1)) if view["guided"] else None
+        return engine.render_anchor(ctx.load_arc(view["arc"]), view["frame"], view["prompt"], seed, guide)
+    from videofrom3d.prepare.anchor_inputs import AnchorViews
+
+    guide = None
+    if view["guided"]:  # anchor k-1 warped along arc k-1's end->start flow made at the anchor size
+        prev = AnchorViews.load(ctx.work.anchor_views(k - 1))
+        guide = engine.guide(_unedited_anchor(ctx, views, k - 1), ctx.load_arc(k - 1),
+                             flow=(prev.flow_end_to_start, prev.flow_end_to_start_valid))
+    own = AnchorViews.load(ctx.work.anchor_views(view["arc"]))
+    edge = own.edge_start if view["frame"] == 0 else own.edge_end
+    return engine.render_anchor(ctx.load_arc(view["arc"]), view["frame"], view["prompt"], seed, guide, edge_map=edge)
 
 
 def _unedited_anchor(ctx: RunContext, views: list[dict], k: int) -> np.ndarray:
@@ -297,10 +336,11 @@ def inbetween(ctx: RunContext) -> StageResult:
 def _make_arc_frames(ctx: RunContext, engine, k: int, source: str, prompt: str) -> dict:
     n = ctx.job.frames_per_arc
     arc = ctx.load_arc(k)
-    start = {"anchor": lambda: read_image(ctx.work.anchor(k)),
+    size = ctx.job_size  # anchors made at another size are resized for the inbetween stage
+    start = {"anchor": lambda: read_image(ctx.work.anchor(k), size=size),
              "last_decoded": lambda: read_image(ctx.work.tail(k - 1)),
              "last_kept": lambda: read_image(ctx.work.arc_frame(k - 1, n))}[source]()
-    end = read_image(ctx.work.anchor(k + 1))
+    end = read_image(ctx.work.anchor(k + 1), size=size)
     seed = arc_seed(ctx.job.seed, k)
     folder = ctx.work.arc_frames(k)
     with atomic_path(folder, suffix="") as tmp:

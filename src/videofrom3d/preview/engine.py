@@ -70,12 +70,14 @@ class PreviewAnchors(_Base):
 
     replacement = ReplacementRule()  # every anchor after the first is guided by the previous one
 
-    def guide(self, previous_anchor: np.ndarray, arc) -> AnchorGuide:
+    def guide(self, previous_anchor: np.ndarray, arc, flow=None) -> AnchorGuide:
         """Anchor k-1 warped into ``arc``'s end view (the mask is eroded and feathered in :meth:`generate`)."""
         warped, observed = backward_warp(previous_anchor, arc.flow_end_to_start, arc.flow_end_to_start_valid)
         return AnchorGuide(warped, observed)
 
-    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None = None) -> np.ndarray:
+    def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None = None,
+                      edge_map: np.ndarray | None = None) -> np.ndarray:
+        """The preview works at the job size: ``edge_map`` is never given (no ``anchor_size``)."""
         return self.generate(arc.edge_maps[frame], prompt, seed, guide, arc=arc, frame=frame)
 
     def generate(
@@ -187,7 +189,7 @@ def _feather(mask: np.ndarray, sigma: float) -> np.ndarray:
 
 
 def _configs(job) -> dict:
-    return {"preview": stage_config(PreviewConfig, job, "preview")}
+    return {table: stage_config(cls, job, table) for table, cls in ENGINE.tables.items()}
 
 
 def _styled(cls, ctx: EngineContext):
@@ -202,4 +204,5 @@ ENGINE = EngineSpec(
     aligner=lambda ctx: PreviewAligner(ctx.job, ctx.configs["preview"]),
     anchors=lambda ctx: _styled(PreviewAnchors, ctx),
     inbetween=lambda ctx: _styled(PreviewInbetweener, ctx),
+    tables={"preview": PreviewConfig},
 )

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from videofrom3d.errors import VideoFrom3DError
+from videofrom3d.errors import VideoFrom3DError, VideoFrom3DWarning
 
 SUPPORTED_SUFFIXES = (".glb", ".gltf", ".obj", ".ply", ".stl", ".off")
 
@@ -83,7 +83,7 @@ def make_scene(
     f = f.astype(np.int64)
     if not np.isfinite(v).all():
         bad = int((~np.isfinite(v).all(axis=1)).sum())
-        raise SceneError(f"{name}: {bad} vertices have NaN or inf coordinates")
+        raise SceneError(f"{name}: {bad} {'vertex has' if bad == 1 else 'vertices have'} NaN or inf coordinates")
     if f.min() < 0 or f.max() >= len(v):
         raise SceneError(
             f"{name}: face indices out of range (min {f.min()}, max {f.max()}, {len(v)} vertices)"
@@ -96,11 +96,49 @@ def make_scene(
     scale = max(float(np.ptp(v, axis=0).max()), 1e-12)
     degenerate = (f[:, 0] == f[:, 1]) | (f[:, 1] == f[:, 2]) | (f[:, 0] == f[:, 2]) | (area2 <= 1e-14 * scale**2)
     if degenerate.any():
-        warnings.warn(f"{name}: dropped {int(degenerate.sum())} degenerate faces", stacklevel=2)
+        count = int(degenerate.sum())
+        warnings.warn(f"{name}: dropped {count} degenerate face{'' if count == 1 else 's'}", VideoFrom3DWarning,
+                      stacklevel=2)
         f, obj = f[~degenerate], obj[~degenerate]
         if len(f) == 0:
             raise SceneError(f"{name}: the scene has no triangles (all faces are degenerate)")
     return Scene(v, f, obj, tuple(names), source)
+
+
+METRE_RANGE = (0.05, 1000.0)  # a scene's longest side in metres outside this suggests other units
+
+
+def unit_scale_hint(longest_side: float) -> tuple[float, str] | None:
+    """The ``unit_scale`` that would bring a scene whose longest side is ``longest_side`` units into
+    :data:`METRE_RANGE`, with the unit it assumes (None when it already is): 1472 -> (0.01, "centimetres")."""
+    lo, hi = METRE_RANGE
+    if longest_side > hi:
+        scale, unit = (0.001, "millimetres") if longest_side > 100 * hi else (0.01, "centimetres")
+    elif 0 < longest_side < lo:
+        scale, unit = 1000.0, "kilometres"
+    else:
+        return None
+    return scale, unit
+
+
+def scale_warning(scene: Scene) -> str | None:
+    """One line when the scene's size suggests it is not in metres, naming the ``unit_scale`` that fixes it."""
+    lo, hi = scene.bounds
+    size = hi - lo
+    hint = unit_scale_hint(float(size.max()))
+    if hint is None:
+        return None
+    scale, unit = hint
+    dims = " x ".join(f"{v:.4g}" for v in size)
+    return (f"{scene.source or 'the scene'} is {dims} units (x, y, z), which as metres is unusually "
+            f"{'large' if scale < 1 else 'small'}; if it is in {unit}, set [scene] unit_scale = {scale:g} "
+            f"(scene info: --unit-scale {scale:g})")
+
+
+def warn_scale(scene: Scene) -> None:
+    line = scale_warning(scene)
+    if line is not None:
+        warnings.warn(line, VideoFrom3DWarning, stacklevel=2)
 
 
 def load_scene(path: str | os.PathLike, up: str = "y", unit_scale: float = 1.0) -> Scene:

@@ -1,4 +1,4 @@
-"""The trajectory picture: a top-down plan of the scene with the camera path, plus the first frame's view.
+"""The trajectory picture: a top-down plan of the scene with the camera path, plus every anchor's view.
 
 The plan looks straight down the world's -Y axis (Y is up): world +x points right and +z points down in
 the picture. Triangles are projected onto the ground plane and painted lowest first, coloured by height
@@ -34,10 +34,10 @@ def trajectory_picture(
     cameras: list[Camera],
     frames_per_arc: int,
     title: str = "",
-    view: np.ndarray | None = None,
+    views: list[tuple[str, np.ndarray, bool]] | None = None,
 ) -> np.ndarray:
-    """(H, W, 3) uint8 picture in OpenCV's BGR order: the plan on the left; the first view ((h, w, 3) RGB,
-    if given) and a legend on the right."""
+    """(H, W, 3) uint8 picture in OpenCV's BGR order: the plan on the left; on the right the anchor views
+    (``views``: (label, (h, w, 3) RGB thumbnail, flagged by a camera check) each, if given) and a legend."""
     import cv2
 
     n = frames_per_arc
@@ -45,11 +45,11 @@ def trajectory_picture(
     region = _plan_region(scene, centres)
     plan, to_px = _plan_image(scene, region)
     _draw_path(plan, cameras, centres, n, to_px, region)
-    _draw_scale_bar(plan, region)
+    _draw_scale_bar(plan, region, length_unit(scene))
     _draw_axes(plan)
 
     ph, pw = plan.shape[:2]
-    side = _side_panel(scene, cameras, n, view, ph)
+    side = _side_panel(scene, cameras, n, views or [], ph)
     title_h = 46 if title else 0
     H = max(ph, side.shape[0]) + title_h + 2 * MARGIN
     W = pw + side.shape[1] + 3 * MARGIN
@@ -196,7 +196,15 @@ def _draw_path(img, cameras, centres, n, to_px, region) -> None:
             cv2.fillConvexPoly(img, _fix(head), _bgr(INK), cv2.LINE_AA, 4)
 
 
-def _draw_scale_bar(img, region) -> None:
+def length_unit(scene: Scene) -> str:
+    """"m", or "units" when the scene's size suggests it is not in metres (see ``mesh.unit_scale_hint``)."""
+    from videofrom3d.scene.mesh import unit_scale_hint
+
+    lo, hi = scene.bounds
+    return "m" if unit_scale_hint(float((hi - lo).max())) is None else "units"
+
+
+def _draw_scale_bar(img, region, unit_name: str = "m") -> None:
     import cv2
 
     ph, pw = img.shape[:2]
@@ -211,7 +219,7 @@ def _draw_scale_bar(img, region) -> None:
         xa, xb = x0 + bar * i / 4, x0 + bar * (i + 1) / 4
         cv2.rectangle(img, (int(xa), y0 - 4), (int(xb), y0 + 2), _bgr(INK if i % 2 == 0 else PAPER), -1)
     cv2.rectangle(img, (x0, y0 - 4), (int(x0 + bar), y0 + 2), _bgr(INK), 1)
-    unit = f"{length:g} m"
+    unit = f"{length:g} {unit_name}"
     _text(img, "0", (x0 - 4, y0 - 9), 0.4, INK, 1)
     _text(img, unit, (int(x0 + bar) - 4, y0 - 9), 0.4, INK, 1)
 
@@ -257,20 +265,39 @@ def shade_gbuffer(
     return np.clip(rgb, 0, 255).astype(np.uint8)
 
 
-def _side_panel(scene: Scene, cameras: list[Camera], n: int, view: np.ndarray | None, plan_h: int) -> np.ndarray:
-    import cv2
-
+def _side_panel(scene: Scene, cameras: list[Camera], n: int, views: list, plan_h: int) -> np.ndarray:
     rows: list[np.ndarray] = []
     width = PANEL_W
-    if view is not None:
+    if views:
         head = _blank(width, 26)
-        _text(head, "first frame (anchor 0): depth + normal shading", (0, 18), 0.5, INK, 1)
-        framed = view[:, :, ::-1].copy()
-        cv2.rectangle(framed, (0, 0), (framed.shape[1] - 1, framed.shape[0] - 1), _bgr(MUTED), 1)
-        rows += [head, framed, _blank(width, 18)]
+        _text(head, "anchor views: depth + normal shading (red: a camera check)", (0, 18), 0.5, INK, 1)
+        rows += [head, _thumbnail_grid(views, width), _blank(width, 18)]
     rows.append(_legend(scene, cameras, n, width))
-    panel = np.concatenate(rows, axis=0)
-    return panel
+    return np.concatenate(rows, axis=0)
+
+
+def thumbnail_columns(count: int) -> int:
+    """Columns of the anchor-view grid: one view full width, up to 4 in two columns, more in three or four."""
+    return 1 if count <= 1 else 2 if count <= 4 else 3 if count <= 12 else 4
+
+
+def _thumbnail_grid(views: list, width: int) -> np.ndarray:
+    """Labelled thumbnails in rows of :func:`thumbnail_columns`, each resized to the column width."""
+    import cv2
+
+    cols, gap, label_h = thumbnail_columns(len(views)), 8, 18
+    tw = (width - (cols - 1) * gap) // cols
+    th = max(1, round(views[0][1].shape[0] * tw / views[0][1].shape[1]))
+    rows = -(-len(views) // cols)
+    grid = _blank(width, rows * (th + label_h + gap))
+    for i, (label, rgb, flagged) in enumerate(views):
+        x, y = (i % cols) * (tw + gap), (i // cols) * (th + label_h + gap)
+        colour = (200, 30, 30) if flagged else INK
+        _text(grid, label, (x, y + 13), 0.4, colour, 1)
+        thumb = cv2.resize(rgb[:, :, ::-1], (tw, th), interpolation=cv2.INTER_AREA)
+        grid[y + label_h : y + label_h + th, x : x + tw] = thumb
+        cv2.rectangle(grid, (x, y + label_h), (x + tw - 1, y + label_h + th - 1), _bgr(colour), 2 if flagged else 1)
+    return grid
 
 
 def _legend(scene: Scene, cameras: list[Camera], n: int, width: int) -> np.ndarray:
@@ -303,14 +330,17 @@ def _legend(scene: Scene, cameras: list[Camera], n: int, width: int) -> np.ndarr
     ramp = _ramp(np.linspace(0, 1, 160)).astype(np.uint8)[:, ::-1]
     img[y - 12 : y, 4:164] = ramp[None]
     cv2.rectangle(img, (4, y - 12), (163, y), _bgr(MUTED), 1)
-    _text(img, f"height {ylo:.1f} to {yhi:.1f} m (Y is up)", (172, y - 1), 0.45, INK, 1)
+    unit = length_unit(scene)
+    _text(img, f"height {ylo:.1f} to {yhi:.1f} {unit} (Y is up)", (172, y - 1), 0.45, INK, 1)
     y += 30
     cam = cameras[0]
     facts = [
         f"{count} frames, {arcs} arc{'s' if arcs != 1 else ''} of {n}+1 (shared ends), {cam.width}x{cam.height}",
-        f"path length {length:.1f} m;  fov {cam.fov_x_deg:.1f} x {cam.fov_y_deg:.1f} deg (h x v)",
+        f"path length {length:.1f} {unit};  fov {cam.fov_x_deg:.1f} x {cam.fov_y_deg:.1f} deg (h x v)",
         f"scene: {scene.triangle_count:,} triangles, {len(scene.object_names)} objects",
     ]
+    if unit != "m":
+        facts.append("not metres? set [scene] unit_scale (see the warning)")
     for line in facts:
         _text(img, line, (0, y), 0.45, MUTED, 1)
         y += 22

@@ -386,6 +386,30 @@ def _generated(P, T, orientation, fov_y, fov_x, up, frames, size, name) -> Traje
 
 
 GENERATORS = {"orbit": orbit, "flythrough": flythrough}
+EYE_HEIGHT = 1.6  # metres (scene units): a standing person's eye height, for the flythrough default
+
+
+def generator_defaults(name: str, bounds: np.ndarray) -> dict:
+    """The keys of generator ``name`` that a job may leave out, from the scene's (2, 3) bounds (Y up, scene
+    units). Orbit: ``center`` = the middle of the footprint on the ground (lowest y), ``radius`` = the
+    footprint's half diagonal (the path clears its corners), ``height`` = half the scene's height, at least
+    :data:`EYE_HEIGHT`. Flythrough: ``waypoints`` = across the footprint's longer side through its middle,
+    :data:`EYE_HEIGHT` above the ground."""
+    lo, hi = np.asarray(bounds, np.float64)
+    mid = (lo + hi) / 2
+    size = hi - lo
+    if name == "orbit":
+        return {"center": [float(mid[0]), float(lo[1]), float(mid[2])],
+                "radius": max(float(np.hypot(size[0], size[2])) / 2, 1e-3),
+                "height": max(float(size[1]) / 2, EYE_HEIGHT)}
+    if name == "flythrough":
+        eye = float(lo[1]) + EYE_HEIGHT
+        if size[0] >= size[2]:
+            ends = [[float(lo[0]), eye, float(mid[2])], [float(hi[0]), eye, float(mid[2])]]
+        else:
+            ends = [[float(mid[0]), eye, float(lo[2])], [float(mid[0]), eye, float(hi[2])]]
+        return {"waypoints": ends}
+    return {}
 
 
 # ---------------------------------------------------------------------------------------------- validation
