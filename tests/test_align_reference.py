@@ -216,3 +216,29 @@ def test_each_anchor_uses_its_styles_reference():
     assert [anchor_style(job, k, cfg) for k in range(3)] == [0, 1, 0]
     arc0, arc2 = SimpleNamespace(index=0), SimpleNamespace(index=2)
     assert (anchor_index(arc0, 0), anchor_index(arc0, 45), anchor_index(arc2, 45)) == (0, 1, 3)
+
+
+def test_anchor_styles_pick_the_reference_in_a_render(tmp_path, monkeypatch):
+    """Reference mode with two styles and [anchor_styles]: each anchor gets its style's Redux tokens."""
+    from videofrom3d.anchors.generate import AnchorGenerator as Gen
+    from videofrom3d.cli import main
+    from videofrom3d.io.images import write_image
+
+    styles = []
+    real = Gen.generate_latents
+
+    def spy(self, edge_map, prompt, seed, guide=None, step_callback=None, style=None):
+        styles.append((prompt, style, float(self.reference_for(style).sum())))
+        return real(self, edge_map, prompt, seed, guide, step_callback, style=style)
+
+    monkeypatch.setattr(Gen, "generate_latents", spy)
+    extra = ('[[style]]\nimage = "style2.png"\nidentifier = "a watercolour of sks town"\n'
+             "[anchor_styles]\n1 = 1\n" + TINY)
+    job = make_job(tmp_path, width=32, height=32, frames_per_arc=4, arcs=2, extra=extra)
+    write_image(tmp_path / "style2.png", _image(seed=9).astype(np.float32) / 255)
+    assert main(["anchors", str(job), "--engine", "diffusion", "--models", "tiny-random", "--quiet"]) == 0
+    tokens, _ = ref.read_references(tmp_path / "work" / "align" / "reference.safetensors")
+    assert [(p, s) for p, s, _ in styles] == [("a photo of sks town", 0), ("a watercolour of sks town", 1),
+                                              ("a photo of sks town", 0)]
+    assert [t for _, _, t in styles] == pytest.approx([float(tokens[s].sum()) for s in (0, 1, 0)])
+    assert float((tokens[0] - tokens[1]).abs().max()) > 1e-4
