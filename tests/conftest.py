@@ -22,3 +22,9 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "torch" in item.keywords and not HAS_TORCH:
             item.add_marker(skip_torch)
+
+
+@pytest.fixture(autouse=True)
+def _shared_cache_in_tmp(tmp_path_factory, monkeypatch):
+    """The shared style cache (videofrom3d.io.cache) of every test in a fresh temp folder, never ~/.cache."""
+    monkeypatch.setenv("VIDEOFROM3D_CACHE", str(tmp_path_factory.mktemp("shared-cache")))

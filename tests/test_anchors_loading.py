@@ -113,9 +113,9 @@ def test_chain_uses_replacement_and_prompts(tmp_path):
     calls = []
     real_generate = gen.generate
 
-    def spy(edge, prompt, seed, guide=None, arc=None):
+    def spy(edge, prompt, seed, guide=None, arc=None, **kw):
         calls.append((prompt, seed, guide))
-        return real_generate(edge, prompt, seed, guide=guide, arc=arc)
+        return real_generate(edge, prompt, seed, guide=guide, arc=arc, **kw)
 
     gen.generate = spy
     prompts = [anchor_prompt(job, k, cfg.style) for k in range(len(arcs) + 1)]

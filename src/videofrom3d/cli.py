@@ -22,6 +22,7 @@ Stages (each takes a job file, or the equivalent flags, and reuses what earlier 
   demo        render the bundled example into out/demo
   doctor      what this machine has: Python, torch, GPU, and every model weight (found / missing)
   eval        metrics of one or more rendered work folders
+  eval-styles render one job with each style mode (lora, quick, reference) and compare them
   train-ggi   train the inbetweening model on a folder of videos (paper 3.4; accelerate launch for GPUs)
   report      a static 3D report of a work folder (opens from disk);  view  serve it on 127.0.0.1
   batch       plan a jobs.jsonl and run it over local GPU/CPU workers or Ray;  serve  the local job server
@@ -478,6 +479,50 @@ def _register_eval(add) -> None:
     p.add_argument("--device", help="torch device for model metrics (default cuda if available, else cpu)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=cmd_eval)
+
+    p = add(
+        "eval-styles",
+        "render one job with each style mode (lora, quick, reference) and compare them",
+        "Render the job once per [align] mode into sibling work folders WORK-style-MODE (a cold shared cache\n"
+        "each, so the times are a first job's) and print the table: time to first video, the align stage's\n"
+        "time, peak memory, CLIP-I to the style image (with --eval-models and its weights), CIELAB colour\n"
+        "distance of the anchors and frames to it, cross-anchor consistency along the mesh flow and edge\n"
+        "agreement with the input edge maps. --models tiny-random runs without weights and says so.",
+    )
+    p.add_argument("job", type=Path, metavar="JOB", help="job file (diffusion engine)")
+    p.add_argument("--modes", default="lora,quick,reference", help="comma-separated (default lora,quick,reference)")
+    p.add_argument("--models", choices=["real", "tiny-random"], default="real",
+                   help="real weights (default) or tiny random models (the plumbing, not the quality)")
+    p.add_argument("--until", choices=["anchors", "video"], default="video",
+                   help="stop each render after this stage (default video)")
+    p.add_argument("--eval-models", action="store_true", help="also the weight metrics (CLIP-I) where weights are here")
+    p.add_argument("--models-dir", type=Path, help="folder holding the eval model folders")
+    p.add_argument("--json", type=Path, help="write the rows as JSON")
+    p.add_argument("--markdown", type=Path, help="write the table as Markdown")
+    p.add_argument("--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=cmd_eval_styles)
+
+
+def cmd_eval_styles(args) -> int:
+    import json
+
+    from videofrom3d.eval.styles import compare_style_modes, to_markdown
+    from videofrom3d.io.atomic import atomic_write_bytes
+    from videofrom3d.job import load_job
+
+    modes = tuple(m.strip() for m in args.modes.split(",") if m.strip())
+    rows = compare_style_modes(load_job(args.job), modes, models=args.models, until=args.until,
+                               eval_models=args.eval_models,
+                               models_dir=args.models_dir, progress=not args.quiet)
+    table = to_markdown(rows)
+    print(table, end="")
+    if args.json:
+        atomic_write_bytes(args.json, json.dumps(rows, indent=2).encode())
+        print(f"wrote {args.json}")
+    if args.markdown:
+        atomic_write_bytes(args.markdown, table.encode())
+        print(f"wrote {args.markdown}")
+    return 0
 
 
 def cmd_eval(args) -> int:

@@ -1,12 +1,12 @@
 """The diffusion engine (``--engine diffusion``), the paper's method: the style LoRA on FLUX.1-dev + the HED
-ControlNet (align, paper 3.2), SAG anchors on FLUX (paper 3.2) and GGI inbetweening on CogVideoX-5B-I2V
-(paper 3.3), or, with ``[inbetween] model = "wan-vace"``, Wan VACE first/last-frame generation
-(:mod:`videofrom3d.inbetween.wan`). The stage objects are light: models load on the first anchor or arc that must be made, so a
+ControlNet (align, paper 3.2; or, by ``[align] mode``, the quick LoRA recipe or FLUX.1 Redux reference tokens
+with no training), SAG anchors on FLUX (paper 3.2) and GGI inbetweening on CogVideoX-5B-I2V (paper 3.3), or,
+with ``[inbetween] model = "wan-vace"``, Wan VACE first/last-frame generation (:mod:`videofrom3d.inbetween.wan`).
+The stage objects are light: models load on the first anchor or arc that must be made, so a
 re-run that reuses every output loads none; one diffusion model is in memory at a time."""
 
 from __future__ import annotations
 
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -39,18 +39,59 @@ class LoraAligner:
         self.cfg = ctx.configs["align"]
 
     def cache_key(self) -> dict:
-        job = self.ctx.job
-        return {"engine": "diffusion", "models": self.ctx.models,
-                "model_ids": _model_ids(job, ("flux", "controlnet_hed", "hed")), "styles": style_digests(job),
-                "config": json_ready(dataclasses.asdict(self.cfg)), "seed": job.seed}
+        from videofrom3d.align.train import recipe
 
-    def align(self, out: Path) -> None:
+        job = self.ctx.job
+        ids = ("flux", "controlnet_hed", "hed") + (("redux", "siglip") if self.cfg.reference_conditioning else ())
+        return {"engine": "diffusion", "models": self.ctx.models, "model_ids": _model_ids(job, ids),
+                "styles": style_digests(job), "config": json_ready(recipe(self.cfg)), "seed": job.seed}
+
+    def align(self, out: Path) -> dict | None:
         from videofrom3d.align import train_style_lora
 
         lora = Path(train_style_lora(self.ctx.job, self.cfg, out.parent, models=self.ctx.models,
                                      progress=self.ctx.progress))
         if lora != out:
             shutil.copyfile(lora, out)
+        return {"mode": self.cfg.mode} if self.cfg.mode != "lora" else None
+
+
+class ReferenceAligner:
+    """``[align] mode = "reference"``: no training. Writes ``WORK/align/reference.safetensors``, each style
+    image's FLUX.1 Redux tokens pooled and weighted (:mod:`videofrom3d.align.reference`); the raw tokens come
+    from the shared cache when another job encoded the same image, so this stage then loads no model."""
+
+    item = "diffusion"
+    output = "reference.safetensors"
+
+    def __init__(self, ctx: EngineContext):
+        self.ctx = ctx
+        self.cfg = ctx.configs["align"]
+        self.note = " (reference mode: Redux tokens, no LoRA)"
+
+    def cache_key(self) -> dict:
+        job = self.ctx.job
+        return {"engine": "diffusion", "mode": "reference", "models": self.ctx.models,
+                "model_ids": _model_ids(job, ("redux", "siglip")), "styles": style_digests(job),
+                "pool": self.cfg.reference_pool, "weight": self.cfg.reference_weight}
+
+    def align(self, out: Path) -> dict:
+        from videofrom3d.align.reference import NOTE, encode_references, reference_context, save_references
+
+        job = self.ctx.job
+        tokens = encode_references(job, self.ctx.models)
+        contexts = [reference_context(t, self.cfg.reference_pool, self.cfg.reference_weight) for t in tokens]
+        save_references(out, contexts, {
+            "identifiers": [s.identifier_prompt for s in job.styles],
+            "reference_images": [Path(s.image).name for s in job.styles],
+            "pool": self.cfg.reference_pool, "weight": self.cfg.reference_weight,
+            "tokens": [list(t.shape) for t in tokens], "note": NOTE})
+        return {"mode": "reference", "lora": None, "why": NOTE}
+
+
+def make_aligner(ctx: EngineContext):
+    """The align stage object for ``[align] mode``: the LoRA trainer ("lora", "quick") or Redux ("reference")."""
+    return ReferenceAligner(ctx) if ctx.configs["align"].mode == "reference" else LoraAligner(ctx)
 
 
 class FluxAnchors:
@@ -77,12 +118,15 @@ class FluxAnchors:
 
     def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None = None,
                       edge_map: np.ndarray | None = None) -> np.ndarray:
+        from videofrom3d.anchors.generate import anchor_index, anchor_style
+
         if self._generator is None:
             from videofrom3d.anchors import load_anchor_generator
 
             self._generator = load_anchor_generator(self.ctx.job, self.cfg, models=self.ctx.models,
                                                     lora_path=self.ctx.style[0])
-        return self._generator.render_anchor(arc, frame, prompt, seed, guide, edge_map=edge_map)
+        style = anchor_style(self.ctx.job, anchor_index(arc, frame), self.cfg)  # its reference tokens, if any
+        return self._generator.render_anchor(arc, frame, prompt, seed, guide, edge_map=edge_map, style=style)
 
     def close(self) -> None:
         if self._generator is not None:
@@ -163,12 +207,14 @@ def _tables() -> dict[str, type]:
 
 
 def _configs(job) -> dict:
+    from videofrom3d.align.train import align_defaults
     from videofrom3d.job import stage_config
 
     if not job.styles:
         raise EngineError("the diffusion engine needs a style image: add [[style]] image = ... and "
                           "identifier = ... to the job (or --style IMAGE --identifier TEXT)")
-    configs = {table: stage_config(cls, job, table) for table, cls in ENGINE.tables.items()}
+    configs = {table: stage_config(cls, job, table, align_defaults(job.options(table)) if table == "align" else None)
+               for table, cls in ENGINE.tables.items()}  # [align] mode = "quick": its preset under the job's values
     configs["inbetween"] = configs["inbetween"].config  # the config of [inbetween] model: GGI's or Wan VACE's
     return configs
 
@@ -182,6 +228,11 @@ def _check(job, models: str, until: str, configs: dict) -> None:
 
     stage = STAGES.index(until)
     needed = ["flux", "controlnet_hed"] if stage >= STAGES.index("align") else []
+    align = configs["align"]
+    if needed and (align.mode == "reference" or align.reference_conditioning):
+        from videofrom3d.align.reference import redux_missing
+
+        needed += redux_missing(job)
     if stage >= STAGES.index("inbetween"):
         inb = configs["inbetween"]
         if _is_wan(inb):
@@ -235,7 +286,7 @@ ENGINE = EngineSpec(
     name="diffusion",
     anchor_size=_anchor_size,
     configs=_configs,
-    aligner=LoraAligner,
+    aligner=make_aligner,
     anchors=FluxAnchors,
     inbetween=_inbetween,
     needs_noise=True,

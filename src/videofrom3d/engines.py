@@ -61,7 +61,8 @@ class StyleAligner(Protocol):
 
     def cache_key(self) -> dict: ...
 
-    def align(self, out: Path) -> None: ...
+    def align(self, out: Path) -> dict | None:
+        """Write ``out``; may return fields the manifest records beside it (e.g. why there is no LoRA)."""
 
 
 class AnchorEngine(Protocol):

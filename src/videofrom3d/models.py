@@ -46,6 +46,15 @@ MODELS: dict[str, ModelSpec] = {
             "FLUX.1 [dev] Non-Commercial License", "~1.5 GB", "align, anchors (paper 3.2)",
         ),
         ModelSpec(
+            "redux", "black-forest-labs/FLUX.1-Redux-dev", "image_embedder/config.json",
+            "FLUX.1 [dev] Non-Commercial License (gated: accept it on the model page first)", "~1 GB",
+            'align, anchors: [align] mode = "reference" (the Redux image embedder; its image_encoder/ is SigLIP)',
+        ),
+        ModelSpec(
+            "siglip", "google/siglip-so400m-patch14-384", "config.json", "Apache-2.0", "~0.9 GB",
+            'align: the Redux image encoder when the Redux folder has no image_encoder/',
+        ),
+        ModelSpec(
             "cogvideox", "THUDM/CogVideoX-5b-I2V", "model_index.json",
             "CogVideoX License (transformer); Apache-2.0 (VAE, T5)", "~21 GB", "inbetween (paper 3.3)",
         ),

@@ -11,7 +11,9 @@ here q, k and v get their own, so the LoRA has about 17.3 M parameters instead o
 File layout: keys ``transformer.<module>.lora_A.weight`` / ``.lora_B.weight`` and ``controlnet.<...>``
 (diffusers' LoRA naming), metadata ``format``, ``rank``, ``alpha``, ``transformer_double_blocks``,
 ``transformer_single_blocks``, ``controlnet_double_blocks`` (JSON lists), ``identifiers``,
-``reference_sha256`` (JSON lists, one per style image), ``steps``.
+``reference_sha256`` (JSON lists, one per style image), ``steps``; from the quick recipe also ``mode``,
+``sampling_max_sequence_length`` (the anchors' T5 length) and, with reference conditioning, ``reference``
+(pool, weight) plus tensors ``reference.<i>`` (see :mod:`videofrom3d.align.reference`).
 """
 
 from __future__ import annotations
@@ -94,8 +96,9 @@ def set_lora_state_dict(model, state: dict, adapter: str = ADAPTER) -> None:
         raise LoraFileError(f"LoRA keys do not fit the model: unexpected {unexpected[:3]}, missing {missing[:3]}")
 
 
-def save_style_lora(path: str | Path, transformer, controlnet, metadata: dict) -> Path:
-    """Write the LoRA weights of both models (and only those) to ``path`` atomically."""
+def save_style_lora(path: str | Path, transformer, controlnet, metadata: dict, extra: dict | None = None) -> Path:
+    """Write the LoRA weights of both models (and only those, plus ``extra`` tensors by name, e.g. the quick
+    recipe's ``reference.<i>`` tokens) to ``path`` atomically."""
     from safetensors.torch import save
 
     from videofrom3d.io.atomic import atomic_path
@@ -104,6 +107,7 @@ def save_style_lora(path: str | Path, transformer, controlnet, metadata: dict) -
     if controlnet is not None and getattr(controlnet, "peft_config", None):
         tensors.update({f"controlnet.{k}": v.detach().float().cpu().contiguous()
                         for k, v in lora_state_dict(controlnet).items()})
+    tensors.update({k: v.detach().float().cpu().contiguous() for k, v in (extra or {}).items()})
     meta = {"format": FORMAT}
     meta.update({k: json.dumps(v) for k, v in metadata.items()})  # every value JSON-encoded
     path = Path(path)

@@ -69,8 +69,27 @@ class AlignConfig:
     dtype: str = "auto"  # base weights: bf16 on GPU, fp32 on CPU; the LoRA is always fp32
     memory: Literal["auto", "none", "model", "sequential"] = "auto"
     fp8: bool = False  # fp8 storage of the frozen base weights
+    # Style modes (README "Style modes"; research/next-speed-style.md 1-2). "lora": the paper's recipe above;
+    # "quick": the same LoRA made cheap (QUICK_PRESET under the job's own values); "reference": no training,
+    # FLUX.1 Redux tokens of the style image (align.reference).
+    mode: Literal["lora", "quick", "reference"] = "lora"
+    reference_pool: int = 3  # Redux tokens 27x27 -> 9x9 (InvokeAI#7875, ComfyUI_AdvancedRefluxControl)
+    reference_weight: float = 0.4  # scale of the pooled Redux tokens (community range 0.3-0.4)
+    reference_conditioning: bool = False  # quick: train (and sample) with the Redux tokens in the context
+    curriculum_resolution: int | None = None  # quick: long side of the crops for the first steps (None: off)
+    curriculum_fraction: float = 0.75  # share of the steps at curriculum_resolution
+    cache_inputs: bool = False  # keep crop latents, edge maps and identifier embeddings in the shared cache
+    text_length_at_sampling: bool = False  # the anchors use this max_sequence_length (FLUX attends to padding)
 
     def __post_init__(self):
+        if self.mode not in ("lora", "quick", "reference"):
+            raise ValueError(f'[align].mode must be "lora", "quick" or "reference", got {self.mode!r}')
+        if self.reference_pool < 1:
+            raise ValueError(f"[align].reference_pool must be >= 1, got {self.reference_pool}")
+        if not 0 <= self.curriculum_fraction <= 1:
+            raise ValueError(f"[align].curriculum_fraction must be in [0, 1], got {self.curriculum_fraction}")
+        if self.curriculum_resolution is not None and self.curriculum_resolution < 32:
+            raise ValueError(f"[align].curriculum_resolution must be >= 32, got {self.curriculum_resolution}")
         for a in self.aspects:
             if a not in ASPECTS:
                 raise ValueError(f"[align].aspects: {a!r} is not one of {sorted(ASPECTS)}")
@@ -78,6 +97,35 @@ class AlignConfig:
             raise ValueError("[align].steps, rank and checkpoint_every must be >= 1")
         if self.resolution < 32:
             raise ValueError(f"[align].resolution must be >= 32, got {self.resolution}")
+
+
+# "quick" = these defaults under the job's own [align] values (research/next-speed-style.md 2, "quick" preset:
+# cached inputs, T5 length 64 used the same way at sampling, lr 3e-4, 150 steps at 512 + 50 at the full crop)
+QUICK_PRESET = {"steps": 200, "learning_rate": 3e-4, "max_sequence_length": 64, "curriculum_resolution": 512,
+                "curriculum_fraction": 0.75, "checkpoint_every": 25, "cache_inputs": True,
+                "text_length_at_sampling": True}
+# Fields added after the paper's recipe: left out of its hashes at their defaults, so "lora" work folders and
+# LoRA files made before the modes existed stay current.
+_MODE_FIELDS = ("mode", "reference_pool", "reference_weight", "reference_conditioning", "curriculum_resolution",
+                "curriculum_fraction", "cache_inputs", "text_length_at_sampling")
+
+
+def align_defaults(options: dict) -> dict:
+    """The defaults an ``[align]`` table is read over: :data:`QUICK_PRESET` when it says mode = "quick"."""
+    return dict(QUICK_PRESET) if options.get("mode") == "quick" else {}
+
+
+def recipe(cfg: AlignConfig) -> dict:
+    """The config as hashed: every field, the style-mode ones only where they differ from the default (and the
+    Redux pool and weight only where Redux is used)."""
+    out = dataclasses.asdict(cfg)
+    uses_redux = cfg.mode == "reference" or cfg.reference_conditioning
+    for f in dataclasses.fields(cfg):
+        if f.name in _MODE_FIELDS and (out[f.name] == f.default or (f.name.startswith("reference_")
+                                                                    and f.name != "reference_conditioning"
+                                                                    and not uses_redux)):
+            out.pop(f.name)
+    return out
 
 
 class AlignError(VideoFrom3DError, ValueError):
@@ -138,6 +186,8 @@ def train_style_lora(job, cfg: AlignConfig | None = None, out_dir: str | Path | 
     import torch
 
     cfg = cfg or AlignConfig()
+    if cfg.mode == "reference":
+        raise AlignError('[align] mode = "reference" trains nothing (align.reference writes the Redux tokens)')
     out_dir = Path(out_dir) if out_dir is not None else job.work_dir / "align"
     final = out_dir / "lora.safetensors"
     if not job.styles:
@@ -155,7 +205,7 @@ def train_style_lora(job, cfg: AlignConfig | None = None, out_dir: str | Path | 
     detector = align_edge_detector(cfg.edge_detector, model_desc if model_desc in ("real", "tiny-random") else "custom",
                                    hed_weights)  # before any work: a real run never falls back silently
     fingerprint = digest_json(
-        {"cfg": dataclasses.asdict(cfg), "identifiers": identifiers, "images": hashes, "seed": seed,
+        {"cfg": recipe(cfg), "identifiers": identifiers, "images": hashes, "seed": seed,
          "models": [model_desc, job.model("flux"), job.model("controlnet_hed")],
          "edges": [detector, str(hed_weights) if detector == "network" else None]})
     if final.is_file() and _metadata_fingerprint(final) == fingerprint:
@@ -167,7 +217,14 @@ def train_style_lora(job, cfg: AlignConfig | None = None, out_dir: str | Path | 
     transformer, controlnet = comps.transformer, comps.controlnet
     _attach_trainable_lora(comps, cfg)
 
-    samples, text = prepare_training_data(comps, job, cfg, detector)
+    shared = _SharedInputs(job, model_desc, detector, hed_weights) if cfg.cache_inputs else None
+    samples, text = prepare_training_data(comps, job, cfg, detector, shared=shared)
+    low_samples = None
+    if cfg.curriculum_resolution is not None and cfg.curriculum_resolution != cfg.resolution:
+        low_samples = prepare_training_data(comps, job, cfg, detector, resolution=cfg.curriculum_resolution,
+                                            text=text, shared=shared)[0]
+    low_steps = round(cfg.curriculum_fraction * cfg.steps) if low_samples is not None else 0
+    references = _reference_contexts(job, cfg, models) if cfg.reference_conditioning else None
     schedule = torch.from_numpy(training_timesteps(cfg.shift_mu)).float()
     lora_params = [p for m in (transformer, controlnet) for p in m.parameters() if p.requires_grad]
     dit_params = [p for p in transformer.parameters() if p.requires_grad]
@@ -183,6 +240,13 @@ def train_style_lora(job, cfg: AlignConfig | None = None, out_dir: str | Path | 
                                                        "[align].controlnet_double_blocks"),
             "identifiers": identifiers, "reference_sha256": hashes, "reference_images": [Path(s.image).name for s in job.styles],
             "fingerprint": fingerprint}
+    if cfg.mode != "lora":
+        meta["mode"] = cfg.mode
+    if cfg.text_length_at_sampling:
+        meta["sampling_max_sequence_length"] = cfg.max_sequence_length
+    if references is not None:
+        meta["reference"] = {"pool": cfg.reference_pool, "weight": cfg.reference_weight}
+    extra = {f"reference.{i}": r for i, r in enumerate(references)} if references is not None else None
 
     step = _resume(out_dir, fingerprint, comps, opt, gen)
     use_ckpt = cfg.gradient_checkpointing and dev.type == "cuda"
@@ -196,7 +260,8 @@ def train_style_lora(job, cfg: AlignConfig | None = None, out_dir: str | Path | 
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, desc="align")
     with comps.on_device(transformer, controlnet):
         while step < cfg.steps:
-            loss = training_step(comps, samples, text, identifiers, schedule, gen, cfg)
+            batch = low_samples if step < low_steps else samples  # resolution curriculum (quick)
+            loss = training_step(comps, batch, text, identifiers, schedule, gen, cfg, references)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if cfg.grad_clip > 0:
@@ -206,7 +271,7 @@ def train_style_lora(job, cfg: AlignConfig | None = None, out_dir: str | Path | 
             bar.update()
             bar.set_postfix(loss=f"{loss.item():.4f}")
             if step % cfg.checkpoint_every == 0 and step < cfg.steps:
-                _save_checkpoint(out_dir, step, comps, opt, gen, meta)
+                _save_checkpoint(out_dir, step, comps, opt, gen, meta, extra)
             if callback is not None:
                 callback(step, float(loss.item()))
     bar.close()
@@ -214,36 +279,58 @@ def train_style_lora(job, cfg: AlignConfig | None = None, out_dir: str | Path | 
         m.eval()
     from videofrom3d.align.lora import save_style_lora
 
-    save_style_lora(final, transformer, controlnet, {**meta, "steps": step})
+    save_style_lora(final, transformer, controlnet, {**meta, "steps": step}, extra)
     shutil.rmtree(out_dir / "checkpoints", ignore_errors=True)
     return final
 
 
-def prepare_training_data(comps, job, cfg: AlignConfig, detector: str | None = None):
-    """Per style image and crop aspect: (control (1, 3, H, W) in [-1, 1], latent mean, latent std), and the
-    prompt encoder with every identifier encoded (text encoders released afterwards). ``detector``: the
-    control-image mode from :func:`videofrom3d.prepare.edge_mode.align_edge_detector` (default: the
-    config's, the weights from the job's ``[models].hed``)."""
+def prepare_training_data(comps, job, cfg: AlignConfig, detector: str | None = None, resolution: int | None = None,
+                          text=None, shared: _SharedInputs | None = None):
+    """Per style image and crop aspect: (control (1, 3, H, W) in [-1, 1], latent mean, latent std) with crops
+    of long side ``resolution`` (default ``cfg.resolution``), and the prompt encoder with every identifier
+    encoded (text encoders released afterwards; ``text``: one already made). ``detector``: the control-image
+    mode from :func:`videofrom3d.prepare.edge_mode.align_edge_detector` (default: the config's, the weights
+    from the job's ``[models].hed``). ``shared``: take and keep all of it in the shared cache across jobs."""
     from videofrom3d.anchors.components import PromptEncoder
     from videofrom3d.io.images import read_image
 
-    text = PromptEncoder(comps, cfg.max_sequence_length)
-    text.encode_all([s.identifier_prompt for s in job.styles])
-    text.release()
-    detector = _edge_detector(detector or cfg.edge_detector, comps.device, job.model("hed"))
+    if text is None:
+        text = PromptEncoder(comps, cfg.max_sequence_length)
+        for ident in dict.fromkeys(s.identifier_prompt for s in job.styles):
+            if shared is not None:
+                got = shared.text(ident, cfg.max_sequence_length, lambda i=ident: text.encode(i))
+                text.cache[ident] = (got[0].to(comps.device, comps.dtype), got[1].to(comps.device, comps.dtype))
+            else:
+                text.encode(ident)
+        text.release()
+    mode = detector or cfg.edge_detector
+    edges = []  # built on the first crop that is not in the shared cache
+
+    def detect(crop):
+        if not edges:
+            edges.append(_edge_detector(mode, comps.device, job.model("hed")))
+        return edges[0](crop)
+
+    resolution = resolution or cfg.resolution
     samples = []
     for style in job.styles:
-        img = read_image(style.image)
+        img = None
         per = []
         for aspect in cfg.aspects:
-            crop = centre_crop(img, aspect, cfg.resolution)
-            per.append(_encode_sample(comps, crop, detector(crop)))
+            def make(aspect=aspect, style=style):
+                nonlocal img
+                img = read_image(style.image) if img is None else img
+                crop = centre_crop(img, aspect, resolution)
+                return _encode_sample(comps, crop, detect(crop))
+
+            per.append(shared.sample(style.image, aspect, resolution, make) if shared is not None else make())
         samples.append(per)
     return samples, text
 
 
-def training_step(comps, samples, text, identifiers, schedule, gen, cfg: AlignConfig):
-    """One flow-matching loss on a random (image, crop) pair; all draws from ``gen`` (CPU)."""
+def training_step(comps, samples, text, identifiers, schedule, gen, cfg: AlignConfig, references=None):
+    """One flow-matching loss on a random (image, crop) pair; all draws from ``gen`` (CPU). ``references``:
+    per style the Redux tokens appended to the transformer's context (not the ControlNet's), or None."""
     import torch
 
     from videofrom3d.anchors.sampling import latent_image_ids, pack_latents
@@ -258,6 +345,11 @@ def training_step(comps, samples, text, identifiers, schedule, gen, cfg: AlignCo
     dev, dtype = comps.device, comps.dtype
     embeds, pooled = text.encode(identifiers[k])
     _, _, h, w = mean.shape
+    dit_embeds = embeds
+    if references is not None:
+        from videofrom3d.align.reference import append_reference
+
+        dit_embeds = append_reference(embeds, references[k])
     tokens = pack_latents(xt).to(dev, dtype)
     img_ids = latent_image_ids(h, w, dev, dtype)
     txt_ids = torch.zeros(embeds.shape[1], 3, device=dev, dtype=dtype)
@@ -270,8 +362,9 @@ def training_step(comps, samples, text, identifiers, schedule, gen, cfg: AlignCo
     )
     pred = comps.transformer(
         hidden_states=tokens, timestep=timestep, guidance=guidance, pooled_projections=pooled,
-        encoder_hidden_states=embeds, controlnet_block_samples=block_res, controlnet_single_block_samples=single_res,
-        txt_ids=txt_ids, img_ids=img_ids, return_dict=False,
+        encoder_hidden_states=dit_embeds, controlnet_block_samples=block_res,
+        controlnet_single_block_samples=single_res,
+        txt_ids=torch.zeros(dit_embeds.shape[1], 3, device=dev, dtype=dtype), img_ids=img_ids, return_dict=False,
         controlnet_blocks_repeat=comps.controlnet.input_hint_block is not None,
     )[0]
     target = pack_latents(x0 - x1).to(dev)
@@ -294,7 +387,8 @@ def _components_for_training(job, cfg: AlignConfig, models):
             raise AlignError('[align].memory = "sequential" cannot train (weights stream per layer); use "model" '
                              'with fp8 = true on a 24 GB GPU, or "none"')
         return load_flux_components(job.model("flux"), job.model("controlnet_hed"), device=cfg.device,
-                                    dtype=cfg.dtype, memory=cfg.memory, fp8=cfg.fp8, place=False)
+                                    dtype=cfg.dtype, memory=cfg.memory, fp8=cfg.fp8, place=False,
+                                    text=not cfg.cache_inputs)  # cached embeddings: T5 loads only if missing
     raise ValueError(f'models must be "real", "tiny-random" or FluxComponents, got {models!r}')
 
 
@@ -332,11 +426,43 @@ def _encode_sample(comps, crop: np.ndarray, edges: np.ndarray):
     return (control_image(edges), *latent_posterior(comps, crop))
 
 
+class _SharedInputs:
+    """The quick recipe's inputs in the shared cache (:mod:`videofrom3d.io.cache`), keyed by the image bytes,
+    the crop, the edge detector and the weights: a second job with the same style encodes nothing."""
+
+    def __init__(self, job, model_desc: str, detector: str, hed_weights):
+        from videofrom3d.io.cache import SharedCache
+
+        self.cache = SharedCache("align-inputs")
+        self.common = {"format": 1, "models": model_desc, "flux": job.model("flux")}
+        self.edges = [detector, str(hed_weights) if detector == "network" else None]
+
+    def sample(self, image: Path, aspect: str, resolution: int, make) -> tuple:
+        key = {**self.common, "image": file_sha256(image), "aspect": aspect, "resolution": resolution,
+               "edges": self.edges}
+        got = self.cache.get(key, lambda: dict(zip(("control", "mean", "std"), make(), strict=True)))
+        return got["control"], got["mean"], got["std"]
+
+    def text(self, identifier: str, length: int, make) -> tuple:
+        key = {**self.common, "identifier": identifier, "max_sequence_length": length}
+        got = self.cache.get(key, lambda: dict(zip(("embeds", "pooled"), make(), strict=True)))
+        return got["embeds"], got["pooled"]
+
+
+def _reference_contexts(job, cfg: AlignConfig, models) -> list:
+    """Per style the pooled, weighted Redux tokens (quick with reference_conditioning)."""
+    from videofrom3d.align.reference import encode_references, reference_context
+
+    desc = models if isinstance(models, str) else ("tiny-random" if getattr(models, "source", "") == "tiny-random"
+                                                   else "real")
+    return [reference_context(t, cfg.reference_pool, cfg.reference_weight) for t in encode_references(job, desc)]
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Checkpoints
 
 
-def _save_checkpoint(out_dir: Path, step: int, comps, opt, gen, meta: dict) -> Path:
+def _save_checkpoint(out_dir: Path, step: int, comps, opt, gen, meta: dict, extra: dict | None = None) -> Path:
     import torch
 
     from videofrom3d.align.lora import save_style_lora
@@ -345,7 +471,7 @@ def _save_checkpoint(out_dir: Path, step: int, comps, opt, gen, meta: dict) -> P
     target = out_dir / "checkpoints" / f"step-{step:06d}"
     with atomic_path(target, suffix="") as tmp:
         tmp.mkdir(parents=True)
-        save_style_lora(tmp / "lora.safetensors", comps.transformer, comps.controlnet, {**meta, "steps": step})
+        save_style_lora(tmp / "lora.safetensors", comps.transformer, comps.controlnet, {**meta, "steps": step}, extra)
         torch.save({"step": step, "optimizer": opt.state_dict(), "rng": gen.get_state(),
                     "fingerprint": meta["fingerprint"]}, tmp / "state.pt")
     for old in (out_dir / "checkpoints").glob("step-*"):

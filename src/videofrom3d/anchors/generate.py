@@ -132,13 +132,16 @@ class AnchorGenerator:
     ``generate(edge_map (H, W) f32, prompt, seed, guide=None, arc=None) -> (H, W, 3) f32 in [0, 1]``. The
     initial noise depends only on ``seed`` and the size (drawn on the CPU), so passing the job's seed to
     every anchor reproduces the official "same initial noise" setting. ``arc`` is accepted for interface
-    compatibility with the preview engine and ignored."""
+    compatibility with the preview engine and ignored. ``references``: per style index the Redux tokens
+    (:mod:`videofrom3d.align.reference`) appended to the prompt's T5 tokens for the transformer only;
+    ``style`` picks one per anchor (default ``[anchors] style``)."""
 
-    def __init__(self, comps, cfg: AnchorConfig, prompts: Sequence[str] = ()):
+    def __init__(self, comps, cfg: AnchorConfig, prompts: Sequence[str] = (), references: Sequence | None = None):
         from videofrom3d.anchors.components import PromptEncoder
 
         self.comps = comps
         self.cfg = cfg
+        self.references = list(references) if references is not None else None  # per style (1, R, D) or None
         self.text = PromptEncoder(comps, cfg.max_sequence_length)
         self.text.encode_all([cfg.negative_prompt, *prompts])
         self.text.release()
@@ -149,18 +152,30 @@ class AnchorGenerator:
         return make_anchor_guide(previous_anchor, arc, self.cfg.mask_erode_px, flow=flow)
 
     def render_anchor(self, arc, frame: int, prompt: str, seed: int, guide: AnchorGuide | None = None,
-                      edge_map: np.ndarray | None = None) -> np.ndarray:
-        """The anchor at local ``frame`` of the prepared ``arc`` (the engine interface)."""
-        return self.generate(arc.edge_maps[frame] if edge_map is None else edge_map, prompt, seed, guide=guide)
+                      edge_map: np.ndarray | None = None, style: int | None = None) -> np.ndarray:
+        """The anchor at local ``frame`` of the prepared ``arc`` (the engine interface); ``edge_map``: the view's
+        edge map at the anchor size in place of the arc's; ``style``: the style index whose reference tokens it
+        uses (reference mode)."""
+        return self.generate(arc.edge_maps[frame] if edge_map is None else edge_map, prompt, seed, guide=guide,
+                             style=style)
 
     def generate(self, edge_map: np.ndarray, prompt: str, seed: int, guide: AnchorGuide | None = None,
-                 arc: Any = None, step_callback=None) -> np.ndarray:
+                 arc: Any = None, step_callback=None, style: int | None = None) -> np.ndarray:
         """The anchor image (H, W, 3) f32 in [0, 1] for ``edge_map`` (H, W) f32 (white lines on black)."""
-        latents = self.generate_latents(edge_map, prompt, seed, guide, step_callback)
+        latents = self.generate_latents(edge_map, prompt, seed, guide, step_callback, style=style)
         return decode_image(self.comps, latents)
 
+    def reference_for(self, style: int | None):
+        """The reference tokens of style index ``style`` (default ``[anchors] style``), or None without any."""
+        if self.references is None:
+            return None
+        s = self.cfg.style if style is None else int(style)
+        if not 0 <= s < len(self.references):
+            raise ValueError(f"style {s} has no reference tokens: the align stage encoded {len(self.references)}")
+        return self.references[s]
+
     def generate_latents(self, edge_map: np.ndarray, prompt: str, seed: int, guide: AnchorGuide | None = None,
-                         step_callback=None):
+                         step_callback=None, style: int | None = None):
         """Like :meth:`generate` but returns the final latents (1, C, H/8, W/8) before VAE decoding."""
         import torch
 
@@ -180,6 +195,12 @@ class AnchorGenerator:
         noise = torch.randn((1, c.latent_channels, h, w), generator=torch.Generator("cpu").manual_seed(int(seed)))
         noise = noise.to(c.device)
         embeds, pooled = self.text.encode(prompt)
+        cn_embeds = None
+        reference = self.reference_for(style)
+        if reference is not None:  # the ControlNet keeps the text-only context it was trained with
+            from videofrom3d.align.reference import append_reference
+
+            cn_embeds, embeds = embeds, append_reference(embeds, reference)
         neg_embeds = neg_pooled = None
         if cfg.true_cfg > 1:
             neg_embeds, neg_pooled = self.text.encode(cfg.negative_prompt)
@@ -195,7 +216,7 @@ class AnchorGenerator:
                 neg_embeds, neg_pooled, guidance=cfg.guidance, true_cfg=cfg.true_cfg,
                 true_cfg_start_step=cfg.true_cfg_start_step, controlnet_scale=cfg.controlnet_scale,
                 replace_steps=cfg.replace_steps, observed_latents=z_obs, observed_mask=mask,
-                step_callback=step_callback, progress=log.isEnabledFor(logging.INFO),
+                controlnet_prompt_embeds=cn_embeds, step_callback=step_callback, progress=log.isEnabledFor(logging.INFO),
             )
 
     def close(self) -> None:
@@ -262,8 +283,13 @@ def load_anchor_generator(job, cfg: AnchorConfig | None = None, models: Any = "r
     """Build the anchor generator for ``job``: ``models="real"`` loads FLUX.1-dev + the HED ControlNet (ids or
     folders from the job's ``[models]``; see :mod:`videofrom3d.models`), ``"tiny-random"`` builds tiny random
     models (a smoke test: outputs are noise), or pass ready :class:`FluxComponents`. ``lora_path``: the
-    alignment LoRA (``videofrom3d align``). Every prompt the job can use is encoded here, once."""
+    alignment LoRA (``videofrom3d align``), or the reference mode's ``reference.safetensors``: its Redux tokens
+    (and the quick recipe's, with its T5 length) go to the generator. Every prompt the job can use is encoded
+    here, once."""
+    import dataclasses
+
     from videofrom3d.align.lora import load_style_lora
+    from videofrom3d.align.reference import read_style_extras
     from videofrom3d.anchors.components import (
         FluxComponents,
         load_flux_components,
@@ -272,6 +298,12 @@ def load_anchor_generator(job, cfg: AnchorConfig | None = None, models: Any = "r
     )
 
     cfg = cfg or AnchorConfig()
+    references = None
+    if lora_path is not None:
+        references, text_length, has_lora = read_style_extras(lora_path)
+        if text_length is not None:  # the quick recipe's shorter T5 sequence, used as it was trained
+            cfg = dataclasses.replace(cfg, max_sequence_length=text_length)
+        lora_path = lora_path if has_lora else None
     if isinstance(models, FluxComponents):
         comps = models
         if lora_path is not None:
@@ -288,4 +320,17 @@ def load_anchor_generator(job, cfg: AnchorConfig | None = None, models: Any = "r
         place_components(comps)  # after the LoRA so fp8 storage leaves the LoRA weights alone
     else:
         raise ValueError(f'models must be "real", "tiny-random" or FluxComponents, got {models!r}')
-    return AnchorGenerator(comps, cfg, prompts=job_prompts(job, cfg))
+    return AnchorGenerator(comps, cfg, prompts=job_prompts(job, cfg), references=references)
+
+
+def anchor_style(job, k: int, cfg: AnchorConfig) -> int:
+    """Anchor k's style index: ``job.anchor_style(k)`` (the ``[anchor_styles]`` table), else ``[anchors] style``."""
+    pick = getattr(job, "anchor_style", None)
+    style = pick(k) if callable(pick) else None
+    return cfg.style if style is None else int(style)
+
+
+def anchor_index(arc, frame: int) -> int:
+    """The anchor a (prepared arc, local frame) view is: anchor 0 at arc 0's first frame, anchor k + 1 at arc
+    k's last (:func:`videofrom3d.chaining.anchor_view` inverted)."""
+    return int(arc.index) + (1 if frame > 0 else 0)

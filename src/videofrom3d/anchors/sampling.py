@@ -130,6 +130,7 @@ def sample_anchor(
     replace_steps: int = 12,
     observed_latents: torch.Tensor | None = None,
     observed_mask: torch.Tensor | None = None,
+    controlnet_prompt_embeds: torch.Tensor | None = None,
     step_callback: Callable[[int, torch.Tensor], None] | None = None,
     progress: bool = False,
 ) -> torch.Tensor:
@@ -144,6 +145,9 @@ def sample_anchor(
     True CFG (the official run): from ``true_cfg_start_step`` on, ``v = v_neg + true_cfg * (v_pos - v_neg)``
     with the empty prompt as negative; both passes run the ControlNet (``controlnet_on_negative=False``
     reuses the positive pass's residuals, as diffusers' pipeline does). ``true_cfg <= 1`` disables it.
+    ``controlnet_prompt_embeds`` (1, L', D): the ControlNet's context in the conditional pass when it differs
+    from the transformer's (reference mode: the text tokens without the appended Redux tokens); the
+    negative pass gives both models ``negative_prompt_embeds``.
     ``step_callback(i, latents_packed)`` sees the latents after the replacement of step i, before the model.
     """
     _, _, h, w = noise.shape
@@ -157,24 +161,27 @@ def sample_anchor(
         obs_tokens = pack_latents(observed_latents.float())
         mask_tokens = pack_latents(observed_mask.expand_as(observed_latents).float()) > 0.5
     img_ids = latent_image_ids(h, w, device, dtype)
-    txt_ids = torch.zeros(prompt_embeds.shape[1], 3, device=device, dtype=dtype)
     guidance_vec = torch.full((1,), guidance, device=device, dtype=torch.float32)
     control_image = control_image.to(device, dtype)
     repeat = getattr(controlnet, "input_hint_block", None) is not None  # XLabs: residual j % 2 to block j
 
+    def txt_ids(embeds: torch.Tensor) -> torch.Tensor:
+        return torch.zeros(embeds.shape[1], 3, device=device, dtype=dtype)  # FLUX: text tokens at position 0
+
     def velocity(x: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor, pooled: torch.Tensor,
-                 residuals=None):
+                 residuals=None, cn_embeds: torch.Tensor | None = None):
         if residuals is None:
+            cn_embeds = embeds if cn_embeds is None else cn_embeds
             residuals = controlnet(
                 hidden_states=x, controlnet_cond=control_image, conditioning_scale=controlnet_scale,
-                timestep=timestep, guidance=guidance_vec, pooled_projections=pooled, encoder_hidden_states=embeds,
-                txt_ids=txt_ids, img_ids=img_ids, return_dict=False,
+                timestep=timestep, guidance=guidance_vec, pooled_projections=pooled, encoder_hidden_states=cn_embeds,
+                txt_ids=txt_ids(cn_embeds), img_ids=img_ids, return_dict=False,
             )
         block_res, single_res = residuals
         return residuals, transformer(
             hidden_states=x, timestep=timestep, guidance=guidance_vec, pooled_projections=pooled,
             encoder_hidden_states=embeds, controlnet_block_samples=block_res,
-            controlnet_single_block_samples=single_res, txt_ids=txt_ids, img_ids=img_ids, return_dict=False,
+            controlnet_single_block_samples=single_res, txt_ids=txt_ids(embeds), img_ids=img_ids, return_dict=False,
             controlnet_blocks_repeat=repeat,
         )[0]
 
@@ -187,7 +194,7 @@ def sample_anchor(
             step_callback(i, latents)
         x = latents.to(dtype)
         timestep = (timesteps[i] / 1000).expand(1).to(dtype)  # = t, as diffusers feeds it
-        residuals, v = velocity(x, timestep, prompt_embeds, pooled_prompt_embeds)
+        residuals, v = velocity(x, timestep, prompt_embeds, pooled_prompt_embeds, cn_embeds=controlnet_prompt_embeds)
         if true_cfg > 1 and i >= true_cfg_start_step and negative_prompt_embeds is not None:
             _, v_neg = velocity(x, timestep, negative_prompt_embeds, negative_pooled_prompt_embeds,
                                 None if controlnet_on_negative else residuals)

@@ -8,6 +8,7 @@
     WORK/prepare/arcNNN/anchor_views.npz   its end views at the anchor size (diffusion: 1.5x the job size)
     WORK/align/preview_style.json    preview engine: palette and sky colours of the style image(s)
     WORK/align/lora.safetensors      diffusion engine: the style LoRA (paper 3.2)
+    WORK/align/reference.safetensors diffusion engine, [align] mode = "reference": pooled Redux tokens, no LoRA
     WORK/anchors/NNN.png             anchor k, the view at global frame k*N, at the engine's anchor size
     WORK/edits/anchorNNN.png         a user's replacement for anchor k (``--anchor K image.png``)
     WORK/edits/unedited/NNN-H.png    edited anchor k as it is without the edit (it guides anchor k+1)

@@ -202,11 +202,11 @@ def align(ctx: RunContext) -> StageResult:
     path = ctx.work.align_dir / aligner.output
     key = align_key(aligner, ctx.version)
 
-    def make():
+    def make():  # the aligner may return fields to record (e.g. why there is no LoRA)
         path.parent.mkdir(parents=True, exist_ok=True)
         if ctx.style_cache is not None:  # made once per style for every work folder sharing the cache
             return copy_style(ctx.style_cache, key, aligner, path)
-        aligner.align(path)
+        return aligner.align(path)
 
     res.add(aligner.item, ctx.manifest.cached("align", aligner.item, key, path, make))
     res.note = aligner.note
