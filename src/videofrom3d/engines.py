@@ -102,12 +102,13 @@ class InbetweenEngine(Protocol):
 
 @dataclass(frozen=True)
 class EngineSpec:
-    """An engine by name. ``configs(job)`` parses (and so checks) every stage table it reads, one-line errors;
+    """An engine by name. ``configs(job, models)`` parses (and so checks) every stage table it reads, one-line
+    errors; ``models`` ("real" or "tiny-random") lets an engine pick other defaults for a smoke test;
     ``check(job, models, until, configs)`` refuses what cannot run (missing weights) before any work;
     ``needs_noise``: whether prepare computes the warped noise by default."""
 
     name: str
-    configs: Callable[[Any], dict[str, Any]]
+    configs: Callable[[Any, str], dict[str, Any]]
     aligner: Callable[[EngineContext], StyleAligner]
     anchors: Callable[[EngineContext], AnchorEngine]
     inbetween: Callable[[EngineContext], InbetweenEngine]

@@ -73,8 +73,9 @@ def check_scene_and_styles(job) -> None:
         raise PipelineError(f"{job.scene.path}: unsupported scene format; use one of {', '.join(SUPPORTED_SUFFIXES)}")
 
 
-def stage_configs(job, spec) -> dict:
-    """Every stage table this engine reads, parsed once (one-line errors naming the key)."""
+def stage_configs(job, spec, models: str = "real") -> dict:
+    """Every stage table this engine reads, parsed once (one-line errors naming the key); ``models`` as
+    ``render`` takes it (the engine may shrink its defaults for tiny random models)."""
     from videofrom3d.job import stage_config
     from videofrom3d.prepare.arcs import PrepareConfig
     from videofrom3d.prepare.noise_warp import NoiseConfig
@@ -85,7 +86,7 @@ def stage_configs(job, spec) -> dict:
         "noise": stage_config(NoiseConfig, job, "noise", defaults={"latent_size": [job.height // 8, job.width // 8]}),
     }
     try:
-        configs.update(spec.configs(job))
+        configs.update(spec.configs(job, models))
     except EngineError as e:
         raise PipelineError(str(e)) from None
     return configs
@@ -107,7 +108,7 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
         raise PipelineError(str(e)) from None
     check_cameras(cameras)
     spec = get_engine(engine)
-    configs = stage_configs(job, spec)
+    configs = stage_configs(job, spec, models)
     try:
         spec.check(job, models, until, configs)
     except EngineError as e:
