@@ -119,10 +119,12 @@ def fp8_matmuls(model, device) -> bool:
     return True
 
 
-def enable_step_cache(transformer, kind: str, threshold: float, interval: int, start_step: int) -> None:
+def enable_step_cache(transformer, kind: str, threshold: float, interval: int, start_step: int,
+                      attention_modules: tuple[str, ...] | None = None) -> None:
     """Install diffusers' cache hooks on ``transformer``: ``"first_block"`` (threshold on the first block's
     relative residual change) or ``"taylorseer"`` (full compute every ``interval`` steps, Taylor-extrapolated
-    in between, from ``start_step``). The sampler wraps each call in :func:`cache_call`."""
+    in between, from ``start_step``; ``attention_modules``: regexes of the attention modules it predicts,
+    default diffusers' names). The sampler wraps each call in :class:`StepCache`."""
     if kind == "none":
         return
     if kind == "first_block":
@@ -132,7 +134,9 @@ def enable_step_cache(transformer, kind: str, threshold: float, interval: int, s
     elif kind == "taylorseer":
         from diffusers.hooks import TaylorSeerCacheConfig
 
-        transformer.enable_cache(TaylorSeerCacheConfig(cache_interval=interval, disable_cache_before_step=start_step))
+        transformer.enable_cache(TaylorSeerCacheConfig(
+            cache_interval=interval, disable_cache_before_step=start_step,
+            cache_identifiers=list(attention_modules) if attention_modules else None))
     else:
         raise ValueError(f"cache must be one of {CACHES}, got {kind!r}")
 

@@ -43,6 +43,7 @@ PROMPT_HINT = (
 # turns on the GPU and the two CFG passes run one after the other (half the activations).
 MEMORY_PRESETS = {"24gb": ("none", False, None), "16gb": ("none", True, None), "12gb": ("model", True, False)}
 COGVIDEOX_BLOCKS = ("CogVideoXBlock",)
+COGVIDEOX_ATTENTION = (r"transformer_blocks\.\d+\.attn1",)  # diffusers' TaylorSeer names miss CogVideoX's
 
 
 def resolve_memory(cfg: InbetweenConfig) -> tuple[str, bool, bool | None]:
@@ -125,7 +126,8 @@ class Inbetweener:
         cfg, t = self.cfg, self.components.transformer
         sw = speed.speed_switches(replace(cfg, cfg_batch=True if cfg_batch is None else cfg_batch))  # batched by default
         fp8_matmul = sw.fp8_matmul and not self.fp8 and speed.fp8_matmuls(t, self.device)
-        speed.enable_step_cache(t, sw.cache, cfg.cache_threshold, cfg.cache_interval, cfg.cache_start_step)
+        speed.enable_step_cache(t, sw.cache, cfg.cache_threshold, cfg.cache_interval, cfg.cache_start_step,
+                                COGVIDEOX_ATTENTION)
         compiled = sw.compile and not self._sequential
         if compiled:
             speed.compile_blocks(t, COGVIDEOX_BLOCKS)
