@@ -120,17 +120,23 @@ def fp8_matmuls(model, device) -> bool:
 
 
 def enable_step_cache(transformer, kind: str, threshold: float, interval: int, start_step: int,
-                      attention_modules: tuple[str, ...] | None = None) -> None:
+                      attention_modules: tuple[str, ...] | None = None) -> str:
     """Install diffusers' cache hooks on ``transformer``: ``"first_block"`` (threshold on the first block's
     relative residual change) or ``"taylorseer"`` (full compute every ``interval`` steps, Taylor-extrapolated
     in between, from ``start_step``; ``attention_modules``: regexes of the attention modules it predicts,
-    default diffusers' names). The sampler wraps each call in :class:`StepCache`."""
+    default diffusers' names). The sampler wraps each call in :class:`StepCache`. Returns the cache installed
+    ("none" for a model with a single block, which a first-block cache cannot split)."""
     if kind == "none":
-        return
+        return kind
     if kind == "first_block":
         from diffusers.hooks import FirstBlockCacheConfig
 
-        transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+        try:
+            transformer.enable_cache(FirstBlockCacheConfig(threshold=threshold))
+        except IndexError:  # diffusers needs a head and a tail block
+            transformer.disable_cache()
+            log.warning("the first-block cache needs a model of 2 blocks or more; running without it")
+            return "none"
     elif kind == "taylorseer":
         from diffusers.hooks import TaylorSeerCacheConfig
 
@@ -139,6 +145,7 @@ def enable_step_cache(transformer, kind: str, threshold: float, interval: int, s
             cache_identifiers=list(attention_modules) if attention_modules else None))
     else:
         raise ValueError(f"cache must be one of {CACHES}, got {kind!r}")
+    return kind
 
 
 def has_step_cache(model) -> bool:

@@ -229,13 +229,13 @@ def apply_speed(comps: FluxComponents, cfg) -> Any:
     fp8_matmul = sw.fp8_matmul and not comps.fp8  # fp8 storage already casts the weights per layer
     if fp8_matmul:
         fp8_matmul = all([speed.fp8_matmuls(m, comps.device) for m in comps.denoisers()])
-    speed.enable_step_cache(comps.transformer, sw.cache, cfg.cache_threshold, cfg.cache_interval,
-                            cfg.cache_start_step)
+    cache = speed.enable_step_cache(comps.transformer, sw.cache, cfg.cache_threshold, cfg.cache_interval,
+                                    cfg.cache_start_step)
     compiled = sw.compile and comps.memory != "sequential"  # accelerate's per-layer hooks break the graphs
     if compiled:
         for m in comps.denoisers():
             speed.compile_blocks(m, FLUX_BLOCKS)
-    comps.speed = speed.SpeedSwitches(sw.cfg_batch, compiled, backend or "native", fp8_matmul, sw.cache)
+    comps.speed = speed.SpeedSwitches(sw.cfg_batch, compiled, backend or "native", fp8_matmul, cache)
     return comps.speed
 
 

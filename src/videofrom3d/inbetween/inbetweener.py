@@ -126,15 +126,15 @@ class Inbetweener:
         cfg, t = self.cfg, self.components.transformer
         sw = speed.speed_switches(replace(cfg, cfg_batch=True if cfg_batch is None else cfg_batch))  # batched by default
         fp8_matmul = sw.fp8_matmul and not self.fp8 and speed.fp8_matmuls(t, self.device)
-        speed.enable_step_cache(t, sw.cache, cfg.cache_threshold, cfg.cache_interval, cfg.cache_start_step,
-                                COGVIDEOX_ATTENTION)
+        cache = speed.enable_step_cache(t, sw.cache, cfg.cache_threshold, cfg.cache_interval, cfg.cache_start_step,
+                                        COGVIDEOX_ATTENTION)
         compiled = sw.compile and not self._sequential
         if compiled:
             speed.compile_blocks(t, COGVIDEOX_BLOCKS)
         attention = sw.attention if sw.attention in ("_native_flash", "_native_cudnn", "_native_efficient") else "native"
         if sw.attention == "auto" and self.device.type == "cuda":
             attention = "_native_cudnn" if torch.cuda.get_device_capability(self.device) >= (9, 0) else "_native_flash"
-        return speed.SpeedSwitches(sw.cfg_batch, compiled, attention, bool(fp8_matmul), sw.cache)
+        return speed.SpeedSwitches(sw.cfg_batch, compiled, attention, bool(fp8_matmul), cache)
 
     def _on_device(self, *modules):
         """Model CPU offload (``memory = "model"``): ``modules`` on the device for a stage only."""
