@@ -26,3 +26,18 @@ def test_bench_presets_tiny_cpu(capsys):
     assert all(float(r[2]) > 0 for r in rows)
     assert all(float(r[3]) == 1.0 for r in rows if r[1] == "diffusers")
     assert all(math.isfinite(float(r[3])) for r in rows)
+
+
+@pytest.mark.gpu
+@pytest.mark.slow
+@pytest.mark.parametrize("stage", ["flux", "cogvideox"])
+def test_card_presets_fit_under_a_capped_memory_fraction(stage):
+    """Full-size random weights, two steps of each card preset with the process capped at 24/16/12 GB."""
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    spec = importlib.util.spec_from_file_location("bench_presets", BENCH)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.fit_check(stage, torch.device("cuda"), torch.bfloat16, 2, (1072, 720))
+    assert [r["note"] for r in rows] == ["fits"] * 3, rows
