@@ -43,6 +43,7 @@ def _sync(device):
 
 
 def _reset(device):
+    torch._dynamo.reset()  # compiled blocks of the previous preset's models hold their memory otherwise
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
