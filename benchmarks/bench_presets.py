@@ -42,8 +42,13 @@ def _sync(device):
         torch.cuda.synchronize(device)
 
 
+def _release(device):
+    """Between runs: the previous models' compiled graphs hold their memory otherwise."""
+    torch._dynamo.reset()
+    _reset(device)
+
+
 def _reset(device):
-    torch._dynamo.reset()  # compiled blocks of the previous preset's models hold their memory otherwise
     gc.collect()
     if device.type == "cuda":
         torch.cuda.empty_cache()
@@ -234,7 +239,7 @@ def bench_stage(stage: str, tiny: bool, device, dtype, steps: int, presets, size
     switches = switches or {}
     rows = []
     for name in ("diffusers", *presets):
-        _reset(device)
+        _release(device)
         try:
             if stage == "flux":
                 comps = flux_components(tiny, device, dtype)
