@@ -218,3 +218,10 @@ def test_inbetween_taylorseer(plain_arc):
     out, calls, _ = arc(cache="taylorseer", cache_interval=2, cache_start_step=2)
     assert calls == 4  # one batched context: calls 0, 1, 3, 5 in full
     assert 1e-6 < rel(out, ref) < 0.05
+
+
+def test_inbetween_attention_kernel_choice_is_lossless_on_the_cpu(plain_arc):
+    """A preferred SDPA kernel that cannot run here (flash on a CPU) falls back; the frames are unchanged."""
+    ref, _, _ = plain_arc
+    out, _, sw = arc(attention="_native_flash")
+    assert sw.attention == "_native_flash" and np.abs(out - ref).max() < 1e-5

@@ -140,15 +140,18 @@ def denoise(
 
 
 def _sdpa_kernel(name: str):
-    """A context that makes torch SDPA use one fused kernel ("_native_flash", "_native_cudnn",
-    "_native_efficient"); "native" leaves torch's choice."""
+    """A context that makes torch SDPA try one fused kernel first ("_native_flash", "_native_cudnn",
+    "_native_efficient"), the others after it when it cannot run; "native" leaves torch's order."""
     import contextlib
 
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     kernels = {"_native_flash": SDPBackend.FLASH_ATTENTION, "_native_cudnn": SDPBackend.CUDNN_ATTENTION,
                "_native_efficient": SDPBackend.EFFICIENT_ATTENTION}
-    return sdpa_kernel(kernels[name]) if name in kernels else contextlib.nullcontext()
+    if name not in kernels:
+        return contextlib.nullcontext()
+    order = [kernels[name], *[k for k in kernels.values() if k != kernels[name]], SDPBackend.MATH]
+    return sdpa_kernel(order, set_priority=True)
 
 
 def vae_decode_video(vae, latents: torch.Tensor, device=None) -> np.ndarray:
