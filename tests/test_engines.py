@@ -110,7 +110,7 @@ def test_a_toy_third_engine_renders_a_job_through_the_registry(tmp_path):
     from videofrom3d.job import load_job
     from videofrom3d.pipeline import render
 
-    register_engine(EngineSpec("toy", configs=lambda job: {}, aligner=Toy, anchors=Toy, inbetween=Toy))
+    register_engine(EngineSpec("toy", configs=lambda job, models: {}, aligner=Toy, anchors=Toy, inbetween=Toy))
     job = load_job(make_job(tmp_path, width=64, height=48, frames_per_arc=4, arcs=2))
     res = render(job, engine="toy", progress=False, log=lambda s: None)
     assert res.engine == "toy" and (job.work_dir / "align" / "toy.txt").read_text() == "toy style"
@@ -122,3 +122,17 @@ def test_a_toy_third_engine_renders_a_job_through_the_registry(tmp_path):
     assert np.abs(last - read_image(res.anchors[2])).max() <= 1 / 255  # the video ends on the last anchor
     again = render(job, engine="toy", progress=False, log=lambda s: None)
     assert all(not ran for ran in again.redone.values())  # the toy engine's cache keys make a re-run reuse all
+
+
+def test_tiny_random_shrinks_the_diffusion_defaults_unless_the_job_sets_them(tmp_path):
+    from videofrom3d.diffusion import ENGINE, SMOKE_DEFAULTS
+    from videofrom3d.job import load_job
+
+    job = load_job(make_job(tmp_path, extra="[anchors]\nsteps = 3\n"))
+    real, smoke = ENGINE.configs(job, "real"), ENGINE.configs(job, "tiny-random")
+    assert (real["align"].steps, real["align"].resolution, real["inbetween"].steps) == (400, 1024, 30)
+    assert (smoke["align"].steps, smoke["align"].resolution) == (2, 64)
+    assert smoke["align"].max_sequence_length == SMOKE_DEFAULTS["align"]["max_sequence_length"] < 512
+    assert smoke["inbetween"].steps == 2
+    assert real["anchors"].steps == smoke["anchors"].steps == 3  # the job's own value wins
+    assert get_engine("preview").configs(job, "tiny-random")["preview"] == get_engine("preview").configs(job, "real")["preview"]

@@ -60,7 +60,7 @@ def test_no_guidance_across_a_style_change_by_default(tmp_path):
             guided[prompt, arc.index, frame] = guide is not None
             return super().render_anchor(arc, frame, prompt, seed, guide, edge_map)
 
-    register_engine(EngineSpec("spy", configs=lambda job: {}, aligner=Spy, anchors=Spy, inbetween=Spy))
+    register_engine(EngineSpec("spy", configs=lambda job, models: {}, aligner=Spy, anchors=Spy, inbetween=Spy))
     job = _job(tmp_path)
     render(job, engine="spy", until="anchors", progress=False, log=lambda s: None)
     assert list(guided.values()) == [False, True, False, False]

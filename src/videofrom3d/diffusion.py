@@ -198,6 +198,16 @@ def missing_weights(job=None) -> list[str]:
     return missing
 
 
+# `--models tiny-random` is a smoke test of the code path, not of the output (noise either way): these
+# settings replace the paper's heavy defaults unless the job sets the key itself. The alignment recipe is the
+# costly one (400 steps at 1024 px would take over 20 minutes on a CPU even with tiny models).
+SMOKE_DEFAULTS = {
+    "align": {"steps": 2, "resolution": 64, "aspects": ["none"], "max_sequence_length": 16},
+    "anchors": {"steps": 2, "max_sequence_length": 16},
+    "inbetween": {"steps": 2},
+}
+
+
 def _tables() -> dict[str, type]:
     from videofrom3d.align import AlignConfig
     from videofrom3d.anchors import AnchorConfig
@@ -206,15 +216,22 @@ def _tables() -> dict[str, type]:
     return {"align": AlignConfig, "anchors": AnchorConfig, "inbetween": InbetweenTable}
 
 
-def _configs(job) -> dict:
+def _configs(job, models: str = "real") -> dict:
+    """The align, anchors and inbetween configs from the job's tables; over :data:`SMOKE_DEFAULTS` for
+    ``models="tiny-random"``."""
     from videofrom3d.align.train import align_defaults
     from videofrom3d.job import stage_config
 
     if not job.styles:
         raise EngineError("the diffusion engine needs a style image: add [[style]] image = ... and "
                           "identifier = ... to the job (or --style IMAGE --identifier TEXT)")
-    configs = {table: stage_config(cls, job, table, align_defaults(job.options(table)) if table == "align" else None)
-               for table, cls in ENGINE.tables.items()}  # [align] mode = "quick": its preset under the job's values
+    smoke = SMOKE_DEFAULTS if models == "tiny-random" else {}
+
+    def defaults(table):  # the job's values win over [align] mode = "quick"'s preset, which wins over smoke ones
+        base = dict(smoke.get(table, {}))
+        return {**base, **align_defaults(job.options(table))} if table == "align" else base
+
+    configs = {table: stage_config(cls, job, table, defaults(table)) for table, cls in ENGINE.tables.items()}
     configs["inbetween"] = configs["inbetween"].config  # the config of [inbetween] model: GGI's or Wan VACE's
     return configs
 

@@ -107,8 +107,9 @@ class InbetweenEngine(Protocol):
 @dataclass(frozen=True)
 class EngineSpec:
     """An engine by name. ``tables``: the job tables it reads and their frozen config classes (also the job
-    file's schema, :func:`videofrom3d.job.job_schema`); ``configs(job)`` parses (and so checks) them, one-line
-    errors; ``check(job, models, until, configs)`` refuses what cannot run (missing weights) before any work;
+    file's schema, :func:`videofrom3d.job.job_schema`); ``configs(job, models)`` parses (and so checks) them,
+    one-line errors (``models``, "real" or "tiny-random", lets an engine pick other defaults for a smoke
+    test); ``check(job, models, until, configs)`` refuses what cannot run (missing weights) before any work;
     ``needs_noise``: whether prepare computes the warped noise by default; ``anchor_size(job, configs)``: the
     (W, H) anchors are made at when it differs from the job's (prepare then renders each arc's end views at
     that size; anchors are stored at it and resized to the job's for the inbetween stage), else None;
@@ -116,7 +117,7 @@ class EngineSpec:
     count), under the job's own keys."""
 
     name: str
-    configs: Callable[[Any], dict[str, Any]]
+    configs: Callable[[Any, str], dict[str, Any]]
     aligner: Callable[[EngineContext], StyleAligner]
     anchors: Callable[[EngineContext], AnchorEngine]
     inbetween: Callable[[EngineContext], InbetweenEngine]

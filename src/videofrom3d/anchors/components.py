@@ -47,6 +47,10 @@ from videofrom3d.models import (
 log = logging.getLogger(__name__)
 
 MEMORY_MODES = ("auto", "none", "model", "sequential")
+# Card sizes -> (mode, fp8 storage). fp8 weights resident peak at 15.3 GB (H100, 1024x1024, README); model
+# offload keeps the text encoders off the GPU while sampling; 12 GB: only sequential offload fits (0.3-0.7 GB).
+MEMORY_PRESETS = {"24gb": ("model", True), "16gb": ("model", True), "12gb": ("sequential", False)}
+FLUX_BLOCKS = ("FluxTransformerBlock", "FluxSingleTransformerBlock")  # repeated blocks, compiled regionally
 
 
 @dataclass
@@ -70,6 +74,7 @@ class FluxComponents:
     fp8: bool = False
     source: str = "tiny-random"
     text_loader: Any = None  # callable returning (text_encoder, tokenizer, text_encoder_2, tokenizer_2)
+    speed: Any = None  # the videofrom3d.speed.SpeedSwitches installed by apply_speed
 
     @property
     def vae_scale_factor(self) -> int:
@@ -100,9 +105,13 @@ class FluxComponents:
 
 def resolve_memory(memory: str, device: torch.device, fp8: bool) -> tuple[str, bool]:
     """Pick a memory mode for ``"auto"`` from the GPU's total memory: >= 40 GB: everything resident;
-    >= 20 GB: model offload with fp8 weights; else sequential offload."""
+    >= 20 GB: model offload with fp8 weights; else sequential offload. A card size (``"24gb"``...) gives
+    its :data:`MEMORY_PRESETS` entry (on the CPU: its fp8 storage, nothing moves)."""
+    if memory in MEMORY_PRESETS:  # a card size: its mode, fp8 storage when it needs it
+        mode, preset_fp8 = MEMORY_PRESETS[memory]
+        return (mode, fp8 or preset_fp8) if device.type == "cuda" else ("none", fp8 or preset_fp8)
     if memory not in MEMORY_MODES:
-        raise ValueError(f"memory must be one of {MEMORY_MODES}, got {memory!r}")
+        raise ValueError(f"memory must be one of {(*MEMORY_MODES, *MEMORY_PRESETS)}, got {memory!r}")
     if device.type != "cuda":
         return "none", fp8
     if memory != "auto":
@@ -203,6 +212,31 @@ def place_components(comps: FluxComponents) -> FluxComponents:
     if comps.text_encoder is not None:
         _place_text(comps)
     return comps
+
+
+def apply_speed(comps: FluxComponents, cfg) -> Any:
+    """Install the speed switches of ``cfg`` (an :class:`~videofrom3d.anchors.AnchorConfig`; see
+    :mod:`videofrom3d.speed`) on the placed components, once; returns the switches in effect."""
+    from videofrom3d import speed
+
+    if comps.speed is not None:
+        return comps.speed
+    sw = speed.speed_switches(cfg)
+    backend = speed.attention_backend(sw.attention, comps.device)
+    if backend is not None:
+        for m in comps.denoisers():
+            m.set_attention_backend(backend)
+    fp8_matmul = sw.fp8_matmul and not comps.fp8  # fp8 storage already casts the weights per layer
+    if fp8_matmul:
+        fp8_matmul = all([speed.fp8_matmuls(m, comps.device) for m in comps.denoisers()])
+    cache = speed.enable_step_cache(comps.transformer, sw.cache, cfg.cache_threshold, cfg.cache_interval,
+                                    cfg.cache_start_step)
+    compiled = sw.compile and comps.memory != "sequential"  # accelerate's per-layer hooks break the graphs
+    if compiled:
+        for m in comps.denoisers():
+            speed.compile_blocks(m, FLUX_BLOCKS)
+    comps.speed = speed.SpeedSwitches(sw.cfg_batch, compiled, backend or "native", fp8_matmul, cache)
+    return comps.speed
 
 
 def _place_text(comps: FluxComponents) -> None:

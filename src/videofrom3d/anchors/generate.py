@@ -54,12 +54,26 @@ class AnchorConfig:
     lora_scale: float = 1.0  # strength of the alignment LoRA
     device: str = "auto"  # "auto" = cuda if available
     dtype: str = "auto"  # "auto" = bfloat16 on GPU, float32 on CPU
-    memory: Literal["auto", "none", "model", "sequential"] = "auto"  # see anchors.components
+    memory: Literal["auto", "none", "model", "sequential", "24gb", "16gb", "12gb"] = "auto"
+    # a mode (see anchors.components) or a card size's preset (MEMORY_PRESETS there)
     fp8: bool = False  # store transformer/ControlNet weights in float8 (upcast per layer)
+    # speed (videofrom3d.speed): a preset and its switches; None = the preset's choice
+    preset: Literal["none", "exact", "fast"] = "none"
+    cfg_batch: bool | None = None  # the true-CFG passes in one batch of 2
+    compile: bool | None = None  # regional torch.compile of the transformer/ControlNet blocks
+    attention: str | None = None  # diffusers attention backend: "auto", "native", "flash", "_flash_3", "sage"...
+    fp8_matmul: bool | None = None  # torchao float8 matmuls (GPU with compute capability >= 8.9)
+    cache: Literal["none", "first_block", "taylorseer"] | None = None  # diffusers step-cache hooks
+    cache_threshold: float = 0.05  # first-block cache (diffusers' default; ParaAttention)
+    cache_interval: int = 3  # TaylorSeer: full compute every n steps
+    cache_start_step: int = 12  # no caching while SAG replaces latents (replace_steps, paper 3.2)
 
     def __post_init__(self):
         if self.steps < 1:
             raise ValueError(f"[anchors].steps must be >= 1, got {self.steps}")
+        from videofrom3d.speed import check_speed_options
+
+        check_speed_options(self, "anchors")
         if self.encode_mode not in ("sample", "mode"):
             raise ValueError(f'[anchors].encode_mode must be "sample" or "mode", got {self.encode_mode!r}')
         if self.replace_steps < 0:
@@ -137,11 +151,12 @@ class AnchorGenerator:
     ``style`` picks one per anchor (default ``[anchors] style``)."""
 
     def __init__(self, comps, cfg: AnchorConfig, prompts: Sequence[str] = (), references: Sequence | None = None):
-        from videofrom3d.anchors.components import PromptEncoder
+        from videofrom3d.anchors.components import PromptEncoder, apply_speed
 
         self.comps = comps
         self.cfg = cfg
         self.references = list(references) if references is not None else None  # per style (1, R, D) or None
+        self.speed = apply_speed(comps, cfg)
         self.text = PromptEncoder(comps, cfg.max_sequence_length)
         self.text.encode_all([cfg.negative_prompt, *prompts])
         self.text.release()
@@ -216,7 +231,9 @@ class AnchorGenerator:
                 neg_embeds, neg_pooled, guidance=cfg.guidance, true_cfg=cfg.true_cfg,
                 true_cfg_start_step=cfg.true_cfg_start_step, controlnet_scale=cfg.controlnet_scale,
                 replace_steps=cfg.replace_steps, observed_latents=z_obs, observed_mask=mask,
-                controlnet_prompt_embeds=cn_embeds, step_callback=step_callback, progress=log.isEnabledFor(logging.INFO),
+                controlnet_prompt_embeds=cn_embeds, step_callback=step_callback,
+                progress=log.isEnabledFor(logging.INFO), cfg_batch=self.speed.cfg_batch,
+                cache_start_step=cfg.cache_start_step,
             )
 
     def close(self) -> None:

@@ -133,6 +133,8 @@ def sample_anchor(
     controlnet_prompt_embeds: torch.Tensor | None = None,
     step_callback: Callable[[int, torch.Tensor], None] | None = None,
     progress: bool = False,
+    cfg_batch: bool = False,
+    cache_start_step: int = 0,
 ) -> torch.Tensor:
     """Sample one anchor's latents (paper Eq. 1 with FLUX + HED ControlNet).
 
@@ -149,7 +151,13 @@ def sample_anchor(
     from the transformer's (reference mode: the text tokens without the appended Redux tokens); the
     negative pass gives both models ``negative_prompt_embeds``.
     ``step_callback(i, latents_packed)`` sees the latents after the replacement of step i, before the model.
+    ``cfg_batch`` runs both CFG passes as one batch of 2 (equal to the two passes up to float rounding; not
+    with ``controlnet_prompt_embeds``, whose contexts differ in length).
+    A transformer with diffusers cache hooks (:func:`videofrom3d.speed.enable_step_cache`) caches from
+    ``cache_start_step`` on.
     """
+    from videofrom3d.speed import StepCache
+
     _, _, h, w = noise.shape
     dtype = prompt_embeds.dtype
     device = noise.device
@@ -168,22 +176,42 @@ def sample_anchor(
     def txt_ids(embeds: torch.Tensor) -> torch.Tensor:
         return torch.zeros(embeds.shape[1], 3, device=device, dtype=dtype)  # FLUX: text tokens at position 0
 
+    cache = StepCache(transformer, cache_start_step)
+    cache.begin()
+
+    def run_controlnet(x, timestep, embeds, pooled):
+        b = x.shape[0]
+        return controlnet(
+            hidden_states=x, controlnet_cond=control_image.expand(b, -1, -1, -1), conditioning_scale=controlnet_scale,
+            timestep=timestep.expand(b), guidance=guidance_vec.expand(b), pooled_projections=pooled,
+            encoder_hidden_states=embeds, txt_ids=txt_ids(embeds), img_ids=img_ids, return_dict=False,
+        )
+
     def velocity(x: torch.Tensor, timestep: torch.Tensor, embeds: torch.Tensor, pooled: torch.Tensor,
-                 residuals=None, cn_embeds: torch.Tensor | None = None):
+                 residuals=None, context: str = "cond", step: int = 0, cn_embeds: torch.Tensor | None = None):
         if residuals is None:
-            cn_embeds = embeds if cn_embeds is None else cn_embeds
-            residuals = controlnet(
-                hidden_states=x, controlnet_cond=control_image, conditioning_scale=controlnet_scale,
-                timestep=timestep, guidance=guidance_vec, pooled_projections=pooled, encoder_hidden_states=cn_embeds,
-                txt_ids=txt_ids(cn_embeds), img_ids=img_ids, return_dict=False,
-            )
+            residuals = run_controlnet(x, timestep, embeds if cn_embeds is None else cn_embeds, pooled)
         block_res, single_res = residuals
-        return residuals, transformer(
-            hidden_states=x, timestep=timestep, guidance=guidance_vec, pooled_projections=pooled,
-            encoder_hidden_states=embeds, controlnet_block_samples=block_res,
-            controlnet_single_block_samples=single_res, txt_ids=txt_ids(embeds), img_ids=img_ids, return_dict=False,
-            controlnet_blocks_repeat=repeat,
-        )[0]
+        b = x.shape[0]
+        with cache.call(context, step):
+            return residuals, transformer(
+                hidden_states=x, timestep=timestep.expand(b), guidance=guidance_vec.expand(b), pooled_projections=pooled,
+                encoder_hidden_states=embeds, controlnet_block_samples=block_res,
+                controlnet_single_block_samples=single_res, txt_ids=txt_ids(embeds), img_ids=img_ids, return_dict=False,
+                controlnet_blocks_repeat=repeat,
+            )[0]
+
+    def batched_cfg_velocity(x, timestep, step):
+        """Positive and negative passes in one batch of 2 -> (v_pos, v_neg)."""
+        embeds = torch.cat([prompt_embeds, negative_prompt_embeds])
+        pooled = torch.cat([pooled_prompt_embeds, negative_pooled_prompt_embeds])
+        if controlnet_on_negative:
+            residuals = run_controlnet(torch.cat([x, x]), timestep, embeds, pooled)
+        else:  # the positive pass's residuals serve both
+            residuals = run_controlnet(x, timestep, prompt_embeds, pooled_prompt_embeds)
+            residuals = tuple(None if r is None else [t.repeat(2, *[1] * (t.ndim - 1)) for t in r] for r in residuals)
+        _, v = velocity(torch.cat([x, x]), timestep, embeds, pooled, residuals, "cfg", step)
+        return v.chunk(2)
 
     bar = _progress(steps, progress)
     for i in range(steps):
@@ -194,10 +222,16 @@ def sample_anchor(
             step_callback(i, latents)
         x = latents.to(dtype)
         timestep = (timesteps[i] / 1000).expand(1).to(dtype)  # = t, as diffusers feeds it
-        residuals, v = velocity(x, timestep, prompt_embeds, pooled_prompt_embeds, cn_embeds=controlnet_prompt_embeds)
-        if true_cfg > 1 and i >= true_cfg_start_step and negative_prompt_embeds is not None:
-            _, v_neg = velocity(x, timestep, negative_prompt_embeds, negative_pooled_prompt_embeds,
-                                None if controlnet_on_negative else residuals)
+        use_cfg = true_cfg > 1 and i >= true_cfg_start_step and negative_prompt_embeds is not None
+        if use_cfg and cfg_batch and controlnet_prompt_embeds is None:
+            v, v_neg = batched_cfg_velocity(x, timestep, i)
+        else:
+            residuals, v = velocity(x, timestep, prompt_embeds, pooled_prompt_embeds, step=i,
+                                    cn_embeds=controlnet_prompt_embeds)
+            if use_cfg:
+                _, v_neg = velocity(x, timestep, negative_prompt_embeds, negative_pooled_prompt_embeds,
+                                    None if controlnet_on_negative else residuals, "uncond", i)
+        if use_cfg:
             v = v_neg + true_cfg * (v - v_neg)
         latents = latents + (t_next - t) * v.float()  # Euler: z <- z + (t_next - t) * v
         bar.update()

@@ -39,12 +39,23 @@ class InbetweenConfig:
     encode_mode: Literal["sample", "mode"] = "sample"  # VAE posterior: sample (ggi.py, seeded here) or mean
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"  # CogVideoX-5B runs in bf16
     device: str = "auto"  # auto: cuda when available, else cpu
-    memory: Literal["none", "model", "sequential"] = "none"  # CPU offload (same names as [anchors] memory)
+    memory: Literal["none", "model", "sequential", "24gb", "16gb", "12gb"] = "none"
+    # CPU offload (same names as [anchors] memory) or a card size's preset (inbetweener.MEMORY_PRESETS)
     fp8: bool = False  # store transformer weights in float8_e4m3fn, compute in dtype (as [anchors] fp8)
     vae_slicing: bool = True  # ggi.py: enable_slicing
     vae_tiling: bool = True  # ggi.py: enable_tiling
     release_text_encoder: bool = True  # drop T5 (9.5 GB) after encoding; prompts are cached
     caption_max_tokens: int = 30  # BLIP-2 caption length
+    # speed (videofrom3d.speed): a preset and its switches; None = the preset's choice
+    preset: Literal["none", "exact", "fast"] = "none"
+    cfg_batch: bool | None = None  # both CFG passes in one batch of 2 (False halves activation memory)
+    compile: bool | None = None  # regional torch.compile of the CogVideoX blocks
+    attention: str | None = None  # "auto", "native" or a torch SDPA kernel ("_native_flash", "_native_cudnn"...)
+    fp8_matmul: bool | None = None  # torchao float8 matmuls (GPU with compute capability >= 8.9)
+    cache: Literal["none", "first_block", "taylorseer"] | None = None  # diffusers step-cache hooks
+    cache_threshold: float = 0.05  # first-block cache (diffusers' default; ParaAttention)
+    cache_interval: int = 3  # TaylorSeer: full compute every n steps
+    cache_start_step: int = 3  # full steps first: the layout is set in the first steps
 
     def __post_init__(self):
         if self.steps < 1:
@@ -53,5 +64,11 @@ class InbetweenConfig:
             raise InbetweenError(f"[inbetween].degradation must be in [0, 1], got {self.degradation}")
         if self.guidance_scale < 0:
             raise InbetweenError(f"[inbetween].guidance_scale must be >= 0, got {self.guidance_scale}")
+        from videofrom3d.speed import check_speed_options
+
+        try:
+            check_speed_options(self, "inbetween")
+        except ValueError as e:
+            raise InbetweenError(str(e)) from None
         if self.transformer == "checkpoint" and not self.checkpoint_path:
             raise InbetweenError('[inbetween].transformer = "checkpoint" needs checkpoint_path = "/path/to/folder"')

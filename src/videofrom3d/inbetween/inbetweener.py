@@ -38,6 +38,22 @@ PROMPT_HINT = (
     "BLIP-2: put Salesforce/blip2-opt-2.7b in the Hugging Face cache or set [models] blip2 = \"/path/to/blip2\")"
 )
 
+# Card sizes -> (memory mode, fp8 storage, CFG batching or None for the preset's). H100, 5B at 49x720x480:
+# 13.2 GiB peak resident in bf16 (README); fp8 storage halves the 11 GB transformer; at 12 GB the models take
+# turns on the GPU and the two CFG passes run one after the other (half the activations).
+MEMORY_PRESETS = {"24gb": ("none", False, None), "16gb": ("none", True, None), "12gb": ("model", True, False)}
+COGVIDEOX_BLOCKS = ("CogVideoXBlock",)
+COGVIDEOX_ATTENTION = (r"transformer_blocks\.\d+\.attn1",)  # diffusers' TaylorSeer names miss CogVideoX's
+
+
+def resolve_memory(cfg: InbetweenConfig) -> tuple[str, bool, bool | None]:
+    """(memory mode, fp8 storage, CFG batching override) of ``[inbetween] memory`` and ``fp8``."""
+    if cfg.memory in MEMORY_PRESETS:
+        mode, fp8, cfg_batch = MEMORY_PRESETS[cfg.memory]
+        return mode, fp8 or cfg.fp8, cfg_batch if cfg.cfg_batch is None else cfg.cfg_batch
+    return cfg.memory, cfg.fp8, cfg.cfg_batch
+
+
 class Inbetweener:
     """CogVideoX components loaded once, with a memory mode, a per-prompt text-embedding cache and an
     optional captioner. ``last_decoded`` holds every decoded frame of the latest arc (49 for 46 kept)."""
@@ -58,8 +74,10 @@ class Inbetweener:
         self._captions: dict[str, str] = {}
         self._closed = False
         self._sequential = False
+        self.memory, self.fp8, cfg_batch = resolve_memory(cfg)
         self.chaining = ArcChaining(cfg.chain, cfg.chain_frame)
         self._setup_memory()
+        self.speed = self._setup_speed(cfg_batch)
 
     # ------------------------------------------------------------------ the engine interface
     @property
@@ -83,23 +101,44 @@ class Inbetweener:
             c.vae.enable_slicing()
         if cfg.vae_tiling:
             c.vae.enable_tiling()
-        if cfg.fp8:
+        if self.fp8:
             compute = next(c.transformer.parameters()).dtype
             c.transformer.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute)
-        if cfg.memory == "sequential" and self.device.type != "cpu":
+        if self.memory == "sequential" and self.device.type != "cpu":
             from accelerate import cpu_offload
 
             for module in (c.transformer, c.vae):
                 cpu_offload(module, execution_device=self.device)
             self._sequential = True
-        elif cfg.memory == "none":
+        elif self.memory == "none":
             c.transformer.to(self.device)
             c.vae.to(self.device)
         # "model": everything stays on the CPU and moves to the device for its stage only (_on_device)
 
+    def _setup_speed(self, cfg_batch: bool | None):
+        """The speed switches (:mod:`videofrom3d.speed`) on the transformer; returns those in effect.
+        CogVideoX's attention processor calls torch SDPA itself, so the backend is a torch SDPA kernel
+        chosen around the loop (``sdpa_kernel``), not the diffusers dispatcher."""
+        from dataclasses import replace
+
+        from videofrom3d import speed
+
+        cfg, t = self.cfg, self.components.transformer
+        sw = speed.speed_switches(replace(cfg, cfg_batch=True if cfg_batch is None else cfg_batch))  # batched by default
+        fp8_matmul = sw.fp8_matmul and not self.fp8 and speed.fp8_matmuls(t, self.device)
+        cache = speed.enable_step_cache(t, sw.cache, cfg.cache_threshold, cfg.cache_interval, cfg.cache_start_step,
+                                        COGVIDEOX_ATTENTION)
+        compiled = sw.compile and not self._sequential
+        if compiled:
+            speed.compile_blocks(t, COGVIDEOX_BLOCKS)
+        attention = sw.attention if sw.attention in ("_native_flash", "_native_cudnn", "_native_efficient") else "native"
+        if sw.attention == "auto" and self.device.type == "cuda":
+            attention = "_native_cudnn" if torch.cuda.get_device_capability(self.device) >= (9, 0) else "_native_flash"
+        return speed.SpeedSwitches(sw.cfg_batch, compiled, attention, bool(fp8_matmul), cache)
+
     def _on_device(self, *modules):
         """Model CPU offload (``memory = "model"``): ``modules`` on the device for a stage only."""
-        return model_offload(self.cfg.memory, self.device, *modules)
+        return model_offload(self.memory, self.device, *modules)
 
     # ------------------------------------------------------------------ text
     def text_embeddings(self, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
@@ -118,7 +157,7 @@ class Inbetweener:
             if self.cfg.release_text_encoder:
                 c.text_encoder = None
                 self._free()
-            elif self.cfg.memory != "none":
+            elif self.memory != "none":
                 c.text_encoder.to("cpu")
         return self._embeds[prompt], self._embeds[self.cfg.negative_prompt]
 
@@ -156,6 +195,7 @@ class Inbetweener:
                 seed=seed,
                 device=self.device,
                 return_decoded=True,
+                speed=self.speed,
             )
         self.last_decoded = decoded
         return frames

@@ -83,10 +83,17 @@ def denoise(
     dtype: torch.dtype | None = None,
     eta: float = 0.0,
     on_step: Callable[[int, int, torch.Tensor], None] | None = None,
+    cfg_batch: bool = True,
+    cache_start_step: int = 0,
+    attention: str = "native",
 ) -> torch.Tensor:
     """Run ``steps`` scheduler steps from ``latents`` (1, T, 16, h, w) with ``condition`` (1, T, C, h, w)
     concatenated to the model input; CFG when ``guidance_scale > 1`` (negative branch first, as diffusers).
-    Latents stay float32 between steps; the model runs in ``dtype``. Returns the final latents (float32)."""
+    Latents stay float32 between steps; the model runs in ``dtype``. Returns the final latents (float32).
+    ``cfg_batch=False`` runs the two CFG passes one after the other (half the activation memory; equal up to
+    float rounding). A transformer with diffusers cache hooks caches from ``cache_start_step``;
+    ``attention`` a torch SDPA kernel ("_native_flash", "_native_cudnn", "_native_efficient") or "native"."""
+    from videofrom3d.speed import StepCache
     if getattr(transformer.config, "patch_size_t", None) is not None:
         raise InbetweenError("CogVideoX 1.5 transformers (temporal patches) are not supported; use CogVideoX-5B-I2V")
     device = torch.device(device) if device is not None else latents.device
@@ -101,18 +108,28 @@ def denoise(
     rope = rotary_embeddings(transformer, t_count, h, w, device)
     scheduler.set_timesteps(steps, device=device)
     latents = latents * scheduler.init_noise_sigma
-    for i, t in enumerate(scheduler.timesteps):
-        model_in = torch.cat([latents] * 2) if use_cfg else latents
-        model_in = scheduler.scale_model_input(model_in, t)
-        model_in = torch.cat([model_in.to(dtype), condition], dim=2)
-        with torch.no_grad():
-            v = transformer(
-                hidden_states=model_in,
-                encoder_hidden_states=text,
-                timestep=t.expand(model_in.shape[0]),
+    cache = StepCache(transformer, cache_start_step)
+    cache.begin()
+
+    def velocity(x, txt, cond, t, context, step):
+        with torch.no_grad(), cache.call(context, step), _sdpa_kernel(attention):
+            return transformer(
+                hidden_states=torch.cat([x.to(dtype), cond], dim=2),
+                encoder_hidden_states=txt,
+                timestep=t.expand(x.shape[0]),
                 image_rotary_emb=rope,
                 return_dict=False,
             )[0].float()
+
+    for i, t in enumerate(scheduler.timesteps):
+        model_in = torch.cat([latents] * 2) if use_cfg else latents
+        model_in = scheduler.scale_model_input(model_in, t)
+        if use_cfg and not cfg_batch:
+            half = len(model_in) // 2
+            v = torch.cat([velocity(model_in[:half], text[:half], condition[:half], t, "uncond", i),
+                           velocity(model_in[half:], text[half:], condition[half:], t, "cond", i)])
+        else:
+            v = velocity(model_in, text, condition, t, "cfg" if use_cfg else "cond", i)
         if use_cfg:
             v_uncond, v_text = v.chunk(2)
             v = v_uncond + guidance_scale * (v_text - v_uncond)
@@ -120,6 +137,21 @@ def denoise(
         if on_step is not None:
             on_step(i, int(t), latents)
     return latents
+
+
+def _sdpa_kernel(name: str):
+    """A context that makes torch SDPA try one fused kernel first ("_native_flash", "_native_cudnn",
+    "_native_efficient"), the others after it when it cannot run; "native" leaves torch's order."""
+    import contextlib
+
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    kernels = {"_native_flash": SDPBackend.FLASH_ATTENTION, "_native_cudnn": SDPBackend.CUDNN_ATTENTION,
+               "_native_efficient": SDPBackend.EFFICIENT_ATTENTION}
+    if name not in kernels:
+        return contextlib.nullcontext()
+    order = [kernels[name], *[k for k in kernels.values() if k != kernels[name]], SDPBackend.MATH]
+    return sdpa_kernel(order, set_priority=True)
 
 
 def vae_decode_video(vae, latents: torch.Tensor, device=None) -> np.ndarray:
@@ -166,6 +198,7 @@ def inbetween_arc(
     frame_count: int | None = None,
     on_step: Callable[[int, int, torch.Tensor], None] | None = None,
     return_decoded: bool = False,
+    speed=None,
 ):
     """Frames between ``start`` and ``end`` along the arc (paper 3.3) -> (F, H, W, 3) float32 in [0, 1].
 
@@ -174,7 +207,8 @@ def inbetween_arc(
     or None for plain Gaussian noise; ``prompt`` a string (encoded here with the components' T5) or the pair
     ``(prompt_embeds, negative_embeds)``. F is ``len(edge_maps)``, else ``frame_count``, else every decoded
     frame: 13 latents decode to 49 frames, of which the authors keep the first 46 (the last 3 pad the
-    repeated end). ``return_decoded`` also returns all decoded frames."""
+    repeated end). ``return_decoded`` also returns all decoded frames. ``speed``: the
+    :class:`videofrom3d.speed.SpeedSwitches` in effect (CFG batching, attention kernel), default batched CFG."""
     cfg = cfg if cfg is not None else InbetweenConfig()
     transformer, vae = components.transformer, components.vae
     device = torch.device(device) if device is not None else next(transformer.parameters()).device
@@ -242,6 +276,9 @@ def inbetween_arc(
         dtype=compute_dtype,
         eta=cfg.eta,
         on_step=on_step,
+        cfg_batch=True if speed is None else speed.cfg_batch,
+        cache_start_step=cfg.cache_start_step,
+        attention="native" if speed is None else speed.attention,
     )
     decoded = vae_decode_video(vae, latents, device)
     if len(decoded) != video_frame_count(t_count):

@@ -72,15 +72,16 @@ def check_scene_and_styles(job) -> None:
         raise PipelineError(f"{job.scene.path}: unsupported scene format; use one of {', '.join(SUPPORTED_SUFFIXES)}")
 
 
-def stage_configs(job, spec) -> dict:
-    """Every stage table this engine reads, parsed once (one-line errors naming the key)."""
+def stage_configs(job, spec, models: str = "real") -> dict:
+    """Every stage table this engine reads, parsed once (one-line errors naming the key); ``models`` as
+    ``render`` takes it (the engine may shrink its defaults for tiny random models)."""
     from videofrom3d.job import stage_config
     from videofrom3d.prepare.arcs import PrepareConfig
     from videofrom3d.prepare.noise_warp import NoiseConfig
 
     configs = {"prepare": stage_config(PrepareConfig, job, "prepare")}
     try:
-        configs.update(spec.configs(job))
+        configs.update(spec.configs(job, models))
     except EngineError as e:
         raise PipelineError(str(e)) from None
     # prepare computes the noise for either engine when asked, so it is checked for both
@@ -112,7 +113,7 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
         raise PipelineError(str(e)) from None
     check_cameras(cameras)
     spec = get_engine(engine)
-    configs = stage_configs(job, spec)
+    configs = stage_configs(job, spec, models)
     noise = with_noise if with_noise is not None else spec.needs_noise
     estimate = preflight.estimate_resources(job.width, job.height, job.frames_per_arc, len(ranges),
                                             configs["noise"] if noise else None, job.work_dir)

@@ -188,7 +188,7 @@ def _feather(mask: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.GaussianBlur(m, (0, 0), sigmaX=float(sigma)) * m
 
 
-def _configs(job) -> dict:
+def _configs(job, models: str = "real") -> dict:
     return {table: stage_config(cls, job, table) for table, cls in ENGINE.tables.items()}
 
 
