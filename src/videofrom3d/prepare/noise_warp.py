@@ -111,6 +111,12 @@ class NoiseConfig:
     temporal_stride: int = 4  # latent k takes frame min(4k, N): 0, 4, ..., 44, 45 for N = 45
     backend: Literal["numpy", "torch"] = "numpy"  # torch runs the same warper on ``device`` (e.g. "cuda")
     device: str = "cpu"
+    # random draws of the numpy backend. "fast": counter-based normals made inside the compiled kernel, and
+    # a fresh cell's only when a latent keyframe or a later step reads them (sky cells, refreshed every
+    # step, cost nothing in between): the same statistics, and issue 15's <= 3 s per arc at the paper's
+    # grid is only reachable this way (numpy alone takes ~7 s to draw the ~860 M normals of a sky-heavy
+    # arc). "numpy": numpy's Generator, the same bytes as the vectorised warper and earlier releases.
+    rng: Literal["fast", "numpy"] = "fast"
 
     def __post_init__(self) -> None:
         if self.grid_factor < 1:
@@ -119,6 +125,8 @@ class NoiseConfig:
             raise ValueError("[noise].latent_channels, latent_frames and temporal_stride must be >= 1")
         if len(self.latent_size) != 2 or min(self.latent_size) < 1:
             raise ValueError(f"[noise].latent_size must be (h, w) >= 1, got {self.latent_size}")
+        if self.rng not in ("fast", "numpy"):
+            raise ValueError(f"[noise].rng must be fast or numpy, got {self.rng!r}")
 
 
 class WarpState(NamedTuple):
@@ -504,8 +512,9 @@ def warped_noise_for_arc(
     resolution, in video pixels (``flows[i][y, x] = (dx, dy)``); ``valid`` (F-1, H, W) bool, visible in both
     frames (None: all finite flow is valid). On the fine grid (``cfg.grid_factor`` x H by x W) each cell takes
     the flow of the video pixel that contains it, times the grid factor (nearest upsampling), and the warper
-    uses it forward (see :func:`warp_noise_step`). The same ``seed`` gives the same bytes (numpy backend,
-    either ``kernel``).
+    uses it forward (see :func:`warp_noise_step`). The same ``seed`` gives the same bytes: with
+    ``cfg.rng = "numpy"`` either ``kernel`` (and earlier releases), with "fast" (compiled only) on any number
+    of threads.
     """
     cfg = cfg or NoiseConfig()
     flows = np.asarray(flows)
@@ -528,8 +537,14 @@ def warped_noise_for_arc(
     if cfg.backend == "torch":
         return _arc_torch(flows, valid, keys, cfg, seed, height, width)
 
-    rng = np.random.default_rng(seed)
     c = cfg.latent_channels
+    if cfg.rng == "fast":
+        if kernel == "vectorised" or not _compiled("compiled" if kernel == "auto" else kernel):
+            raise ValueError('[noise].rng = "fast" needs the compiled kernel (numba); use rng = "numpy" without it')
+        from videofrom3d.prepare.noise_kernel import CounterRNG
+
+        return _arc_compiled(flows, valid, keys, cfg, CounterRNG(seed), height, width)
+    rng = np.random.default_rng(seed)
     if _compiled(kernel):
         return _arc_compiled(flows, valid, keys, cfg, rng, height, width)
     state = init_state(height, width, c, rng)
