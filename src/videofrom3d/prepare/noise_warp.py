@@ -111,11 +111,11 @@ class NoiseConfig:
     temporal_stride: int = 4  # latent k takes frame min(4k, N): 0, 4, ..., 44, 45 for N = 45
     backend: Literal["numpy", "torch"] = "numpy"  # torch runs the same warper on ``device`` (e.g. "cuda")
     device: str = "cpu"
-    # random draws of the numpy backend. "fast": counter-based normals made inside the compiled kernel, and
-    # a fresh cell's only when a latent keyframe or a later step reads them (sky cells, refreshed every
-    # step, cost nothing in between): the same statistics, and issue 15's <= 3 s per arc at the paper's
-    # grid is only reachable this way (numpy alone takes ~7 s to draw the ~860 M normals of a sky-heavy
-    # arc). "numpy": numpy's Generator, the same bytes as the vectorised warper and earlier releases.
+    # random draws of the numpy backend. "fast" (default): counter-based normals made inside the compiled
+    # kernel, a fresh cell's only when a latent keyframe or a later step reads them (sky cells, refreshed
+    # every step, cost nothing in between); the same statistics, ~35% less CPU on the bundled example's
+    # arc, where numpy's draws alone took ~8 s (benchmarks/bench_noise.py). "numpy": numpy's Generator,
+    # the same bytes as the vectorised warper and earlier releases.
     rng: Literal["fast", "numpy"] = "fast"
 
     def __post_init__(self) -> None:
