@@ -1,6 +1,8 @@
 """Compiled CPU kernel of the Go-with-the-Flow noise warper (numba): the same steps, the same random draws in
 the same order and the same float rounding as the vectorised warper in :mod:`noise_warp`, so it gives the
-same bytes for the same seed (``tests/test_noise_reference.py`` checks both against a per-cell loop).
+same bytes for the same seed (``tests/test_noise_reference.py`` checks both against a per-cell loop). With a
+:class:`CounterRNG` (``[noise] rng = "fast"``) the draws are its own and fresh cells stay virtual until
+read (below); the same test checks that path against the loop with injected rows.
 
 Why it is faster: the vectorised warper moves all C noise values of every cell every step (two ~350 MB
 passes per step at the paper's grid) and builds a dozen (N,) int64 temporaries. Here the noise is moved

@@ -50,7 +50,9 @@ vectorised code below (numpy, and torch for GPUs with torch's generator), and th
 :mod:`noise_kernel` (numba), the default. The random draws are the same in all three: shared uses'
 zero-sum noise (one (n_shared, C) draw), then fresh cells (one (n_fresh, C) draw) per step, so on a CPU the
 warp costs at least the time numpy takes to draw them (~8 ns a value; scenes with sky draw fresh noise for
-every sky cell at every step).
+every sky cell at every step). ``[noise] rng = "fast"`` (the default) lifts that floor: the compiled kernel
+draws counter-based normals in the same order (rows keyed by draw count) and leaves fresh cells as keys
+whose values are made only when read; the reference test feeds both the same injected rows.
 
 The arc
 =======
