@@ -2,12 +2,14 @@
 resolution: 1920 x 2880 for 720 x 480) and at 1/2 and 1/4 of it.
 
     python benchmarks/bench_noise.py [--grids 4 2 1] [--seeds 3] [--scene camera_path town]
-                                     [--kernels compiled vectorised] [--backend numpy|torch]
+                                     [--kernels fast compiled vectorised] [--backend numpy|torch]
                                      [--device cpu|cuda] [--ensemble 0]
 
-For each grid factor and numpy kernel (the compiled numba kernel and the vectorised numpy warper it
-replaced, in the same run), on one 46-frame 720 x 480 arc: seconds per arc (median and min over the seeds,
-one arc per seed, the warper's buffers warm), whether the kernels gave the same bytes, and over
+For each grid factor and numpy kernel (``fast``: the compiled numba kernel with ``[noise] rng = "fast"``,
+its own counter-based draws; ``compiled``: the same kernel with numpy's draws; ``vectorised``: the numpy
+warper it replaced; all in the same run), on one 46-frame 720 x 480 arc: seconds per arc (median and min
+over the seeds, one arc per seed, the warper's buffers warm), whether the numpy-rng kernels gave the same
+bytes (the fast rng is another stream: "-"), and over
 all 13 latent frames the worst |mean|, |std - 1|, lag-1 neighbour correlation (pooled over channels and
 seeds), the worst RMS of the 120 cross-channel correlations divided by 1/sqrt(N), and, with
 ``--ensemble E``, the fraction of latent pixels whose variance over E seeds (channel-averaged) lies in
@@ -115,7 +117,8 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--grids", type=int, nargs="+", default=[4, 2, 1])
     ap.add_argument("--seeds", type=int, default=3)
-    ap.add_argument("--kernels", nargs="+", default=["compiled", "vectorised"], choices=["compiled", "vectorised"])
+    ap.add_argument("--kernels", nargs="+", default=["fast", "compiled", "vectorised"],
+                    choices=["fast", "compiled", "vectorised"])  # fmt: skip
     ap.add_argument("--scene", nargs="+", default=["camera_path", "town"])
     ap.add_argument("--backend", default="numpy", choices=["numpy", "torch"])
     ap.add_argument("--device", default="cpu")
@@ -142,7 +145,8 @@ def main(argv=None) -> int:
             block = g * 8
             first = None
             for kernel in kernels:
-                kw = {} if kernel == "torch" else {"kernel": kernel}
+                kw = {} if kernel == "torch" else {"kernel": "compiled" if kernel == "fast" else kernel}
+                cfg = dataclasses.replace(cfg, rng="fast" if kernel == "fast" else "numpy")
                 warm = dataclasses.replace(cfg, latent_frames=2)
                 warped_noise_for_arc(flows[:4], 4, warm, seed=99, valid=valid[:4], **kw)  # compile, buffers
                 times, cpus, arcs = [], [], []
@@ -152,8 +156,8 @@ def main(argv=None) -> int:
                     times.append(time.perf_counter() - t0)
                     cpus.append(time.process_time() - c0)
                 arcs = np.stack(arcs)
-                same = "-" if first is None else ("yes" if np.array_equal(arcs, first) else "NO")
-                first = arcs if first is None else first
+                same = "-" if first is None or kernel == "fast" else ("yes" if np.array_equal(arcs, first) else "NO")
+                first = arcs if first is None and kernel != "fast" else first
                 row = {"scene": name, "grid": g, "kernel": kernel, "cells": flows.shape[1] * flows.shape[2] * g * g,
                        "median_s": float(np.median(times)), "min_s": float(np.min(times)),
                        "cpu_s": float(np.median(cpus)), "same": same,
@@ -163,7 +167,7 @@ def main(argv=None) -> int:
                                      for s in range(args.ensemble)])  # fmt: skip
                     var = last.var(axis=0).mean(axis=0)
                     row["ens"] = float(((var > 0.8) & (var < 1.2)).mean())
-                if kernel == "compiled":  # the normal draws every kernel must make, and numpy's time for them
+                if kernel in ("compiled", "fast"):  # the normal draws made eagerly, and numpy's time for them
                     from videofrom3d.prepare import noise_kernel
 
                     row["draws"] = noise_kernel._KEPT.drawn if noise_kernel._KEPT is not None else 0
@@ -185,8 +189,9 @@ def main(argv=None) -> int:
               f"{r['cpu_s']:7.2f} {r['same']:>4} {draws} {r['mean']:7.4f} {r['std']:8.4f} {r['lag1']:7.4f} {r['xch']:5.2f} {ens} {r['drift']:6.3f} "
               f"{r['drift95']:7.3f}")  # fmt: skip
     print("s/arc: median wall seconds over the seeds; cpu s: process CPU seconds (less skewed by other load);")
-    print("same: bytes equal to the first kernel's for the same seeds; draws: normal values every kernel draws")
-    print("per arc (same draws = same bytes); draw s: numpy's time to draw that many alone")
+    print("same: bytes equal to the first numpy-rng kernel's for the same seeds; draws: normal values drawn")
+    print("eagerly per arc (numpy rng: all of them; fast: the initial noise and re-Gaussianisation only, fresh")
+    print("cells are made when read); draw s: numpy's time to draw that many alone")
     print(
         "limits (issue 4): |mean| < 0.015, |std-1| < 0.01, |lag1| < 0.01, xch (RMS x sqrt(N)) < 1.5, "
         "ens >= 0.99; drift in latent pixels after 45 steps"

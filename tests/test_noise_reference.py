@@ -6,7 +6,13 @@ import pytest
 
 from reference_noise_warp import reference_warp_step
 from test_noise_scenes import camera_path_flows, zoom_flows
-from videofrom3d.prepare.noise_warp import NoiseConfig, WarpState, warp_noise_step, warped_noise_for_arc
+from videofrom3d.prepare.noise_warp import (
+    NoiseConfig,
+    WarpState,
+    downsample_to_latent,
+    warp_noise_step,
+    warped_noise_for_arc,
+)
 
 H, W, C = 6, 8, 3
 
@@ -78,7 +84,7 @@ def test_fold_exercises_merges_copies_and_fresh_cells():
 @pytest.mark.parametrize("grid", [1, 2])
 def test_compiled_arc_equals_vectorised_arc(grid):
     flows, valid = camera_path_flows(96, 64)
-    cfg = NoiseConfig(grid_factor=grid, latent_size=(8, 12))
+    cfg = NoiseConfig(grid_factor=grid, latent_size=(8, 12), rng="numpy")
     fast = warped_noise_for_arc(flows, 45, cfg, seed=5, valid=valid, kernel="compiled")
     slow = warped_noise_for_arc(flows, 45, cfg, seed=5, valid=valid, kernel="vectorised")
     assert np.array_equal(fast, slow)
@@ -125,7 +131,100 @@ def test_compiled_rounding_of_the_flow_equals_numpys():
 
 def test_float64_flows_take_numpys_rounding_and_agree():
     flows, valid = zoom_flows(40, 24, 1.03, steps=8)
-    cfg = NoiseConfig(grid_factor=2, latent_size=(6, 10), latent_frames=3)
+    cfg = NoiseConfig(grid_factor=2, latent_size=(6, 10), latent_frames=3, rng="numpy")
     fast = warped_noise_for_arc(flows.astype(np.float64), 8, cfg, seed=1, valid=valid, kernel="compiled")
     slow = warped_noise_for_arc(flows.astype(np.float64), 8, cfg, seed=1, valid=valid, kernel="vectorised")
     assert np.array_equal(fast, slow)
+
+
+# the fast rng: counter-based draws and virtual (lazily made) fresh rows
+
+
+@pytest.mark.parametrize("name", list(FLOWS))
+def test_fast_rng_equals_the_per_cell_reference_with_injected_draws(name):
+    """The fast mode's lazy machinery (virtual fresh rows read by later steps, the dense gather and the
+    latent downsample) against the reference, the draws injected as a table in draw order."""
+    from videofrom3d.prepare.noise_kernel import CounterRNG, LazyWarper
+
+    flow, valid = FLOWS[name]
+    start = np.random.default_rng(0)
+    noise = start.standard_normal((H, W, C), dtype=np.float32)
+    weight = start.uniform(0.5, 2.0, (H, W)).astype(np.float32)
+    table = np.random.default_rng(1).standard_normal((10 * H * W, C), dtype=np.float32)
+    taken = 0
+
+    def ref_draws(rows, channels):
+        nonlocal taken
+        taken += rows
+        return table[taken - rows : taken]
+
+    ok = np.isfinite(flow).all(axis=-1) & (True if valid is None else valid)
+    d = np.floor(np.where(np.isfinite(flow), flow, 0).astype(np.float64) + 0.5).astype(np.int64)
+    warper = LazyWarper(H, W, C).load(noise.reshape(-1, C), weight.reshape(-1))
+    rng = CounterRNG(0, table)
+    ref = (noise, weight)
+    seen_virtual = False
+    for _ in range(4):
+        ref = reference_warp_step(*ref, flow, valid, ref_draws)
+        warper.step(d[..., 1], d[..., 0], ok, 1, rng)
+        assert warper.key == taken  # the same number of rows drawn, so the same rows
+        latent = warper.latent((H // 2, W // 2))  # reads virtual rows in place
+        assert np.array_equal(latent, downsample_to_latent(ref[0], (H // 2, W // 2)))
+        assert np.array_equal(warper.weight, ref[1].reshape(-1))
+        seen_virtual = seen_virtual or bool((warper.idx >= (1 << 30)).any())
+    # fresh cells were left virtual and read in place by latent (zoom in only copies and merges)
+    assert seen_virtual == (name != "zoom in")
+    assert np.array_equal(warper.dense(), ref[0].reshape(-1, C))  # makes the virtual rows real
+    assert not (warper.idx >= (1 << 30)).any()
+
+
+def _arc(seed, threads=None, grid=2):
+    import numba
+
+    flows, valid = camera_path_flows(96, 64)
+    cfg = NoiseConfig(grid_factor=grid, latent_size=(8, 12), rng="fast")
+    before = numba.get_num_threads()
+    try:
+        if threads:
+            numba.set_num_threads(threads)
+        return warped_noise_for_arc(flows, 45, cfg, seed=seed, valid=valid)
+    finally:
+        numba.set_num_threads(before)
+
+
+def test_fast_rng_is_deterministic_across_runs_and_thread_counts():
+    import numba
+
+    one = _arc(5, threads=1)
+    assert np.array_equal(one, _arc(5))
+    assert np.array_equal(one, _arc(5, threads=numba.config.NUMBA_NUM_THREADS))
+    other = _arc(6)
+    assert not np.array_equal(one, other)
+    numpy_rng = warped_noise_for_arc(*camera_path_flows(96, 64)[:1], 45,
+                                     NoiseConfig(grid_factor=2, latent_size=(8, 12), rng="numpy"), seed=5,
+                                     valid=camera_path_flows(96, 64)[1])  # fmt: skip
+    assert not np.array_equal(one, numpy_rng)  # the fast mode is its own stream
+
+
+def test_fast_rng_needs_the_compiled_kernel():
+    flows, valid = camera_path_flows(96, 64)
+    with pytest.raises(ValueError, match="compiled kernel"):
+        warped_noise_for_arc(flows, 45, NoiseConfig(latent_size=(8, 12)), seed=0, valid=valid, kernel="vectorised")
+    with pytest.raises(ValueError, match="rng"):
+        NoiseConfig(rng="philox")
+
+
+def test_counter_normals_are_standard_normal():
+    from scipy import stats
+
+    from videofrom3d.prepare.noise_kernel import CounterRNG, fill_rows
+
+    rng = CounterRNG(3)
+    out = np.empty((1 << 16, 16), np.float32)
+    fill_rows(rng.seed, rng.table_for(16), 0, out)
+    x = out.ravel().astype(np.float64)
+    assert abs(x.mean()) < 0.005 and abs(x.std() - 1) < 0.004  # ~5 SE at 1 M values
+    assert stats.kstest(x, "norm").pvalue > 1e-4
+    part = np.empty((100, 16), np.float32)
+    fill_rows(rng.seed, rng.table_for(16), 500, part)  # a row is a function of its key alone
+    assert np.array_equal(part, out[500:600])

@@ -50,7 +50,9 @@ vectorised code below (numpy, and torch for GPUs with torch's generator), and th
 :mod:`noise_kernel` (numba), the default. The random draws are the same in all three: shared uses'
 zero-sum noise (one (n_shared, C) draw), then fresh cells (one (n_fresh, C) draw) per step, so on a CPU the
 warp costs at least the time numpy takes to draw them (~8 ns a value; scenes with sky draw fresh noise for
-every sky cell at every step).
+every sky cell at every step). ``[noise] rng = "fast"`` (the default) lifts that floor: the compiled kernel
+draws counter-based normals in the same order (rows keyed by draw count) and leaves fresh cells as keys
+whose values are made only when read; the reference test feeds both the same injected rows.
 
 The arc
 =======
@@ -111,6 +113,12 @@ class NoiseConfig:
     temporal_stride: int = 4  # latent k takes frame min(4k, N): 0, 4, ..., 44, 45 for N = 45
     backend: Literal["numpy", "torch"] = "numpy"  # torch runs the same warper on ``device`` (e.g. "cuda")
     device: str = "cpu"
+    # random draws of the numpy backend. "fast" (default): counter-based normals made inside the compiled
+    # kernel, a fresh cell's only when a latent keyframe or a later step reads them (sky cells, refreshed
+    # every step, cost nothing in between); the same statistics, ~35% less CPU on the bundled example's
+    # arc, where numpy's draws alone took ~8 s (benchmarks/bench_noise.py). "numpy": numpy's Generator,
+    # the same bytes as the vectorised warper and earlier releases.
+    rng: Literal["fast", "numpy"] = "fast"
 
     def __post_init__(self) -> None:
         if self.grid_factor < 1:
@@ -119,6 +127,8 @@ class NoiseConfig:
             raise ValueError("[noise].latent_channels, latent_frames and temporal_stride must be >= 1")
         if len(self.latent_size) != 2 or min(self.latent_size) < 1:
             raise ValueError(f"[noise].latent_size must be (h, w) >= 1, got {self.latent_size}")
+        if self.rng not in ("fast", "numpy"):
+            raise ValueError(f"[noise].rng must be fast or numpy, got {self.rng!r}")
 
 
 class WarpState(NamedTuple):
@@ -504,8 +514,9 @@ def warped_noise_for_arc(
     resolution, in video pixels (``flows[i][y, x] = (dx, dy)``); ``valid`` (F-1, H, W) bool, visible in both
     frames (None: all finite flow is valid). On the fine grid (``cfg.grid_factor`` x H by x W) each cell takes
     the flow of the video pixel that contains it, times the grid factor (nearest upsampling), and the warper
-    uses it forward (see :func:`warp_noise_step`). The same ``seed`` gives the same bytes (numpy backend,
-    either ``kernel``).
+    uses it forward (see :func:`warp_noise_step`). The same ``seed`` gives the same bytes: with
+    ``cfg.rng = "numpy"`` either ``kernel`` (and earlier releases), with "fast" (compiled only) on any number
+    of threads.
     """
     cfg = cfg or NoiseConfig()
     flows = np.asarray(flows)
@@ -528,8 +539,14 @@ def warped_noise_for_arc(
     if cfg.backend == "torch":
         return _arc_torch(flows, valid, keys, cfg, seed, height, width)
 
-    rng = np.random.default_rng(seed)
     c = cfg.latent_channels
+    if cfg.rng == "fast":
+        if kernel == "vectorised" or not _compiled("compiled" if kernel == "auto" else kernel):
+            raise ValueError('[noise].rng = "fast" needs the compiled kernel (numba); use rng = "numpy" without it')
+        from videofrom3d.prepare.noise_kernel import CounterRNG
+
+        return _arc_compiled(flows, valid, keys, cfg, CounterRNG(seed), height, width)
+    rng = np.random.default_rng(seed)
     if _compiled(kernel):
         return _arc_compiled(flows, valid, keys, cfg, rng, height, width)
     state = init_state(height, width, c, rng)
