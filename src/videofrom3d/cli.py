@@ -653,6 +653,9 @@ def main(argv: list[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         warnings.simplefilter("always", VideoFrom3DWarning)
+        # the libraries' notes to their own developers (diffusers' deprecate(), e.g. FluxPosEmbed used inside
+        # its ControlNet) are nothing a user can act on
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*deprecated and will be removed")
         try:
             return int(args.func(args) or 0)
         except USER_ERRORS as e:
