@@ -12,7 +12,6 @@ weights time exactly like real ones; no weights are needed.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 import time
@@ -25,23 +24,10 @@ except ImportError:  # run from a checkout without installing
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
+from gpu import peak_gib, reset_peak, sync  # noqa: E402
+
 MODES = ("none", "model", "sequential", "fp8")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_gib(device: torch.device) -> float | None:
-    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-
-
-def _reset_peak(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
 
 
 def build_transformer(tiny: bool, dtype: torch.dtype, device: torch.device):
@@ -97,10 +83,10 @@ def time_steps(model, device, dtype, steps: int):
     stamps: list[float] = []
 
     def on_step(i, t, x):
-        _sync(device)
+        sync(device)
         stamps.append(time.perf_counter())
 
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     denoise(model, scheduler, latents, condition, text, text, steps + 1, 6.0, device=device, dtype=dtype, on_step=on_step)
     first = stamps[0] - t0
@@ -110,7 +96,7 @@ def time_steps(model, device, dtype, steps: int):
 
 def run_mode(mode: str, model, device, dtype, steps: int, arc_steps: int) -> dict:
     row = {"mode": mode}
-    _reset_peak(device)
+    reset_peak(device)
     if mode == "sequential" and device.type != "cuda":
         row["error"] = "needs CUDA"
         return row
@@ -120,10 +106,10 @@ def run_mode(mode: str, model, device, dtype, steps: int, arc_steps: int) -> dic
         if mode == "none":
             model.to(device)
         elif mode == "model":  # the transformer moves in for its stage and out afterwards (T5, VAE likewise)
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             model.to(device)
-            _sync(device)
+            sync(device)
             move = time.perf_counter() - t0
         elif mode == "sequential":
             from accelerate import cpu_offload
@@ -140,7 +126,7 @@ def run_mode(mode: str, model, device, dtype, steps: int, arc_steps: int) -> dic
             first_step_s=first,
             s_per_arc=per_step * arc_steps + 2 * move,
             weights_gib=weights,
-            peak_gib=_peak_gib(device),
+            peak_gib=peak_gib(device),
             move_s=move,
         )
     except torch.cuda.OutOfMemoryError:
@@ -154,7 +140,7 @@ def run_mode(mode: str, model, device, dtype, steps: int, arc_steps: int) -> dic
             remove_hook_from_module(model, recurse=True)
         if mode != "fp8":
             model.to("cpu")
-        _reset_peak(device)
+        reset_peak(device)
     return row
 
 
@@ -175,25 +161,25 @@ def bench_vae(tiny: bool, device, dtype) -> list[dict]:
             vae.enable_tiling()
         for what in ("decode", "encode"):
             row = {"mode": f"vae {what} 49 frames {w}x{h}" + (" tiled" if tiled else "")}
-            _reset_peak(device)
+            reset_peak(device)
             try:
                 with torch.no_grad():
                     if what == "decode":
                         x = torch.randn(1, 16, 13, h // 8, w // 8, device=device, dtype=dtype)
                     else:
                         x = torch.rand(1, 3, 49, h, w, device=device, dtype=dtype) * 2 - 1
-                    _sync(device)
+                    sync(device)
                     t0 = time.perf_counter()
                     out = vae.decode(x).sample if what == "decode" else vae.encode(x).latent_dist.mode()
-                    _sync(device)
-                    row.update(seconds=time.perf_counter() - t0, peak_gib=_peak_gib(device), shape=list(out.shape))
+                    sync(device)
+                    row.update(seconds=time.perf_counter() - t0, peak_gib=peak_gib(device), shape=list(out.shape))
                     del out
             except torch.cuda.OutOfMemoryError:
                 row["error"] = "OOM"
             rows.append(row)
             print_row(row)
     del vae
-    _reset_peak(device)
+    reset_peak(device)
     return rows
 
 
@@ -250,7 +236,7 @@ def main(argv=None) -> int:
         rows.append(row)
         print_row(row)
     del model
-    _reset_peak(device)
+    reset_peak(device)
     if not args.no_vae:
         rows += bench_vae(args.tiny, device, dtype)
     if args.json:

@@ -30,8 +30,12 @@ import argparse
 import gc
 import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
+from gpu import sync  # noqa: E402
 
 FLUX_DEV = {
     "patch_size": 1, "in_channels": 64, "num_layers": 19, "num_single_layers": 38, "attention_head_dim": 128,
@@ -70,7 +74,7 @@ def place(mode: str, transformer, controlnet, device: torch.device, dtype: torch
     elif mode == "model":
         for m in (transformer, controlnet):
             m.to("cpu")
-        _sync(device)
+        sync(device)
         t0 = time.perf_counter()
         for m in (transformer, controlnet):
             m.to(device)
@@ -80,7 +84,7 @@ def place(mode: str, transformer, controlnet, device: torch.device, dtype: torch
         for m in (transformer, controlnet):
             m.to("cpu")
             cpu_offload(m, execution_device=device)
-    _sync(device)
+    sync(device)
     return time.perf_counter() - t0
 
 
@@ -104,16 +108,11 @@ def run_steps(transformer, controlnet, width: int, height: int, steps: int, devi
                              neg, pooled, true_cfg=3.5, true_cfg_start_step=0)
 
     go(1)  # warm-up (kernels, allocator)
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     go(steps)
-    _sync(device)
+    sync(device)
     return (time.perf_counter() - t0) / steps
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _free(device: torch.device) -> None:

@@ -30,16 +30,12 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
 from bench_flux import FLUX_DEV, XLABS_HED  # noqa: E402
+from gpu import sync  # noqa: E402
 
 PRESETS = ("none", "exact", "fast")
 CARDS = ("24gb", "16gb", "12gb")
-
-
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
 
 
 def _release(device):
@@ -66,7 +62,7 @@ class StepClock:
         self.device, self.marks = device, []
 
     def __call__(self, *args, **kwargs):
-        _sync(self.device)
+        sync(self.device)
         self.marks.append(time.perf_counter())
         return kwargs.get("callback_kwargs", {}) if "callback_kwargs" in kwargs else (args[3] if len(args) > 3 else {})
 
@@ -225,12 +221,12 @@ def cogvideox_ours(c, x, steps, preset, device, memory="none", **switches):
 def timed(run, device) -> tuple[float, float]:
     """(median s/step, peak GB) of ``run`` after one untimed warm-up run."""
     run()
-    _sync(device)
+    sync(device)
     _reset(device)
     clock = StepClock(device)
     clock()
     run(clock)
-    _sync(device)
+    sync(device)
     return clock.per_step(), _peak_gb(device)
 
 

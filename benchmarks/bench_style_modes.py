@@ -18,31 +18,28 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 from types import SimpleNamespace
 
 import torch
 
-sys.path.insert(0, __file__.rsplit("/", 1)[0])
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
 from bench_flux import FLUX_DEV, XLABS_HED, build  # noqa: E402
+from gpu import sync  # noqa: E402
 
 SIGLIP_SO400M = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
                  "image_size": 384, "patch_size": 14, "num_channels": 3}
 REDUX = {"redux_dim": 1152, "txt_in_features": 4096}
 
 
-def _sync(device):
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def _median_seconds(fn, device, repeats: int) -> float:
     fn()  # warm-up
-    _sync(device)
+    sync(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
-        _sync(device)
+        sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 

@@ -15,7 +15,6 @@ weights time exactly like real ones; no weights are needed.
 from __future__ import annotations
 
 import argparse
-import gc
 import json
 import sys
 import time
@@ -28,24 +27,11 @@ except ImportError:  # run from a checkout without installing
 
 import torch
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
+from gpu import peak_gib, reset_peak, sync  # noqa: E402
+
 MODES = ("none", "model", "sequential", "fp8")
 NATIVE = {"1.3b": (832, 480), "14b": (1280, 720)}
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _peak_gib(device: torch.device) -> float | None:
-    return torch.cuda.max_memory_allocated(device) / 2**30 if device.type == "cuda" else None
-
-
-def _reset_peak(device: torch.device) -> None:
-    gc.collect()
-    if device.type == "cuda":
-        torch.cuda.empty_cache()
-        torch.cuda.reset_peak_memory_stats(device)
 
 
 def build_transformer(config: str, tiny: bool, dtype: torch.dtype, device: torch.device):
@@ -92,10 +78,10 @@ def time_steps(model, device, dtype, size, frames: int, contexts: int, steps: in
     stamps: list[float] = []
 
     def on_step(i, t, x):
-        _sync(device)
+        sync(device)
         stamps.append(time.perf_counter())
 
-    _sync(device)
+    sync(device)
     t0 = time.perf_counter()
     denoise(c, latents, ctx, text, text, steps + 1, 5.0, device=device, dtype=dtype, on_step=on_step)
     return (stamps[-1] - stamps[0]) / steps, stamps[0] - t0
@@ -103,7 +89,7 @@ def time_steps(model, device, dtype, size, frames: int, contexts: int, steps: in
 
 def run_mode(mode: str, model, device, dtype, size, frames, contexts, steps: int, arc_steps: int) -> dict:
     row = {"mode": mode}
-    _reset_peak(device)
+    reset_peak(device)
     if mode == "sequential" and device.type != "cuda":
         row["error"] = "needs CUDA"
         return row
@@ -113,10 +99,10 @@ def run_mode(mode: str, model, device, dtype, size, frames, contexts, steps: int
         if mode == "none":
             model.to(device)
         elif mode == "model":  # the transformer moves in for the arc and out afterwards
-            _sync(device)
+            sync(device)
             t0 = time.perf_counter()
             model.to(device)
-            _sync(device)
+            sync(device)
             move = time.perf_counter() - t0
         elif mode == "sequential":
             from accelerate import cpu_offload
@@ -129,7 +115,7 @@ def run_mode(mode: str, model, device, dtype, size, frames, contexts, steps: int
         weights = torch.cuda.memory_allocated(device) / 2**30 if device.type == "cuda" else None
         per_step, first = time_steps(model, device, dtype, size, frames, contexts, steps)
         row.update(s_per_step=per_step, first_step_s=first, s_per_arc=per_step * arc_steps + 2 * move,
-                   weights_gib=weights, peak_gib=_peak_gib(device), move_s=move)
+                   weights_gib=weights, peak_gib=peak_gib(device), move_s=move)
     except torch.cuda.OutOfMemoryError:
         row["error"] = "OOM"
     except RuntimeError as e:
@@ -140,7 +126,7 @@ def run_mode(mode: str, model, device, dtype, size, frames, contexts, steps: int
 
             remove_hook_from_module(model, recurse=True)
         model.to("cpu")
-        _reset_peak(device)
+        reset_peak(device)
     return row
 
 
@@ -161,23 +147,23 @@ def bench_vae(config: str, tiny: bool, device, size, frames: int, contexts: int)
         if tiled:
             vae.enable_tiling()
         row = {"config": config, "mode": f"vae {2 * contexts} enc + 1 dec, {frames} fr" + (" tiled" if tiled else "")}
-        _reset_peak(device)
+        reset_peak(device)
         try:
             with torch.no_grad():
                 x = torch.rand(1, 3, frames, h, w, device=device) * 2 - 1
-                _sync(device)
+                sync(device)
                 t0 = time.perf_counter()
                 for _ in range(2 * contexts):
                     z = vae.encode(x).latent_dist.mode()
                 vae.decode(z)
-                _sync(device)
-                row.update(seconds=time.perf_counter() - t0, peak_gib=_peak_gib(device))
+                sync(device)
+                row.update(seconds=time.perf_counter() - t0, peak_gib=peak_gib(device))
         except torch.cuda.OutOfMemoryError:
             row["error"] = "OOM"
         rows.append(row)
         print_row(row)
     del vae
-    _reset_peak(device)
+    reset_peak(device)
     return rows
 
 
@@ -245,7 +231,7 @@ def main(argv=None) -> int:
             rows.append(row)
             print_row(row)
         del model
-        _reset_peak(device)
+        reset_peak(device)
         if not args.no_vae:
             rows += bench_vae(config, args.tiny, device, size, args.frames, args.contexts)
     if args.json:
