@@ -148,16 +148,22 @@ class Job:
         return json.loads(json.dumps(dataclasses.asdict(self), default=str))
 
 
+def read_toml(path: str | os.PathLike, error: type[Exception] = None, what: str = "job file") -> dict:
+    """A TOML file as a dict; a missing or malformed file is one ``error`` (default :class:`JobError`) line."""
+    error = error or JobError
+    path = Path(path)
+    if not path.is_file():
+        raise error(f"{what} not found: {path}")
+    try:
+        return tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise error(f"{path}: not valid TOML ({e})") from None
+
+
 def load_job(path: str | os.PathLike) -> Job:
     """Read and validate a TOML job file."""
     path = Path(path)
-    if not path.is_file():
-        raise JobError(f"job file not found: {path}")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise JobError(f"{path}: not valid TOML ({e})") from e
-    return job_from_dict(doc, base=path.parent, source=path)
+    return job_from_dict(read_toml(path), base=path.parent, source=path)
 
 
 def job_from_dict(doc: dict, base: Path = Path("."), source: Path | None = None) -> Job:

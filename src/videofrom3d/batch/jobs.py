@@ -11,7 +11,6 @@ import itertools
 import json
 import os
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -77,14 +76,9 @@ def read_jobs(path: str | os.PathLike) -> list[JobSpec]:
 
 def build_job(spec: JobSpec, extra: dict[str, Any] | None = None):
     """The :class:`~videofrom3d.job.Job` of one line: the job file, ``set`` (and ``extra``) applied, ``out``."""
-    from videofrom3d.job import JobError, job_from_dict
+    from videofrom3d.job import job_from_dict, read_toml
 
-    if not spec.job.is_file():
-        raise JobError(f"job file not found: {spec.job}")
-    try:
-        doc = tomllib.loads(spec.job.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise JobError(f"{spec.job}: not valid TOML ({e})") from None
+    doc = read_toml(spec.job)
     # the job file's own relative paths are relative to it: make them absolute before mixing in ``set``
     _absolute_paths(doc, spec.job.resolve().parent)
     for key, value in {**spec.set, **(extra or {})}.items():
@@ -156,7 +150,9 @@ def plan_jobs(out: str | os.PathLike, job: str | os.PathLike | None = None, scen
         if not Path(p).exists():
             raise BatchError(f"not found: {p}")
     if identifier is None:
-        doc = tomllib.loads(job.read_text())
+        from videofrom3d.job import read_toml
+
+        doc = read_toml(job)
         first = doc.get("style")
         first = first[0] if isinstance(first, list) and first else first
         identifier = first.get("identifier", "") if isinstance(first, dict) else ""

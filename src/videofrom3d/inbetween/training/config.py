@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -162,13 +161,10 @@ def train_config_from_dict(doc: dict, base: str | os.PathLike = ".", source: Pat
 
 def load_train_config(path: str | os.PathLike) -> TrainConfig:
     """Read TRAIN.toml; errors name the file and the key."""
+    from videofrom3d.job import read_toml
+
     path = Path(path)
-    if not path.is_file():
-        raise TrainConfigError(f"{path}: no such training file")
-    try:
-        doc = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise TrainConfigError(f"{path}: not valid TOML ({e})") from None
+    doc = read_toml(path, TrainConfigError, "training file")
     try:
         return train_config_from_dict(doc, base=path.resolve().parent, source=path)
     except TrainConfigError as e:
