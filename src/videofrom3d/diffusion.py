@@ -7,7 +7,7 @@ re-run that reuses every output loads none; one diffusion model is in memory at 
 
 from __future__ import annotations
 
-import shutil
+import os
 from pathlib import Path
 
 import numpy as np
@@ -51,8 +51,8 @@ class LoraAligner:
 
         lora = Path(train_style_lora(self.ctx.job, self.cfg, out.parent, models=self.ctx.models,
                                      progress=self.ctx.progress))
-        if lora != out:
-            shutil.copyfile(lora, out)
+        if lora != out:  # the style cache aligns into a partial name: move, not copy, the trainer's file
+            os.replace(lora, out)
         return {"mode": self.cfg.mode} if self.cfg.mode != "lora" else None
 
 

@@ -279,12 +279,11 @@ def _generate_anchor(ctx: RunContext, views: list[dict], k: int, seed: int) -> n
         return engine.render_anchor(ctx.load_arc(view["arc"]), view["frame"], view["prompt"], seed, guide)
     from videofrom3d.prepare.anchor_inputs import AnchorViews
 
+    own = AnchorViews.load(ctx.work.anchor_views(view["arc"]))  # for k >= 1 that is arc k-1, the guide's too
     guide = None
     if view["guided"]:  # anchor k-1 warped along arc k-1's end->start flow made at the anchor size
-        prev = AnchorViews.load(ctx.work.anchor_views(k - 1))
         guide = engine.guide(_unedited_anchor(ctx, views, k - 1), ctx.load_arc(k - 1),
-                             flow=(prev.flow_end_to_start, prev.flow_end_to_start_valid))
-    own = AnchorViews.load(ctx.work.anchor_views(view["arc"]))
+                             flow=(own.flow_end_to_start, own.flow_end_to_start_valid))
     edge = own.edge_start if view["frame"] == 0 else own.edge_end
     return engine.render_anchor(ctx.load_arc(view["arc"]), view["frame"], view["prompt"], seed, guide, edge_map=edge)
 
@@ -408,12 +407,13 @@ def video(ctx: RunContext) -> StageResult:
         frames_to_mp4(work.frames_dir, len(sources), job.fps, work.video, progress=ctx.bar)
         return {"frames": len(sources), "fps": job.fps}
 
-    both = (ctx.manifest.is_current("video", "frames", key, work.frames_dir, verify=True)
-            and ctx.manifest.is_current("video", "video", key, work.video, verify=True))
-    if not both:  # the frames and the video are made together
+    if (ctx.manifest.is_current("video", "frames", key, work.frames_dir, verify=True)
+            and ctx.manifest.is_current("video", "video", key, work.video, verify=True)):
+        res.reused += ["frames", "video"]  # each verified once (every frame is hashed)
+    else:  # the frames and the video are made together
         ctx.manifest.items("video").pop("video", None)
         ctx.manifest.items("video").pop("frames", None)
-    res.add("frames", ctx.manifest.cached("video", "frames", key, work.frames_dir, copy_frames))
-    res.add("video", ctx.manifest.cached("video", "video", key, work.video, encode))
+        res.add("frames", ctx.manifest.cached("video", "frames", key, work.frames_dir, copy_frames))
+        res.add("video", ctx.manifest.cached("video", "video", key, work.video, encode))
     res.outputs += [work.frames_dir, work.video]
     return res
