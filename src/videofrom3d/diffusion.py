@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 
 from videofrom3d.chaining import ArcChaining
-from videofrom3d.engines import AnchorGuide, EngineContext, EngineError, EngineSpec, style_digests
+from videofrom3d.engines import STAGES, AnchorGuide, EngineContext, EngineError, EngineSpec, style_digests
 from videofrom3d.io.manifest import json_ready
 
 # Weights the diffusion engine needs; the inbetween stage needs cogvideox and one of ggi / flow_lora.
 DIFFUSION_MODELS = ("flux", "controlnet_hed", "cogvideox")
 INBETWEEN_WEIGHTS = ("ggi", "flow_lora")
-STAGES = ("prepare", "align", "anchors", "inbetween", "video")
 
 
 def _model_ids(job, keys) -> dict:

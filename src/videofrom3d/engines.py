@@ -23,6 +23,8 @@ from videofrom3d.errors import VideoFrom3DError
 from videofrom3d.io.manifest import digest_file
 from videofrom3d.io.workfolder import WorkFolder
 
+STAGES = ("prepare", "align", "anchors", "inbetween", "video")  # the order render() runs them in
+
 
 class EngineError(VideoFrom3DError, ValueError):
     """An unknown engine name or an engine that cannot run this job."""

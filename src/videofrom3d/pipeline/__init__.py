@@ -7,9 +7,10 @@
 - :mod:`~videofrom3d.pipeline.context`: the state the stages share.
 """
 
+from videofrom3d.engines import STAGES
 from videofrom3d.pipeline.context import StageResult, derive_seed
 from videofrom3d.pipeline.edits import PipelineError
-from videofrom3d.pipeline.plan import ENGINES, MODEL_MODES, STAGES, choose_engine, cuda_status
+from videofrom3d.pipeline.plan import ENGINES, MODEL_MODES, choose_engine, cuda_status
 from videofrom3d.pipeline.render import RenderResult, align, generate_anchors, inbetween, prepare, render
 
 __all__ = [

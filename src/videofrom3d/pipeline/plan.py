@@ -13,7 +13,6 @@ from videofrom3d.io.workfolder import STAGE_FOLDERS, WorkFolder
 from videofrom3d.pipeline.context import RunContext
 from videofrom3d.pipeline.edits import PipelineError, apply_edits, check_edits
 
-STAGES = ("prepare", "align", "anchors", "inbetween", "video")
 ENGINES = ("auto", "preview", "diffusion")
 MODEL_MODES = ("real", "tiny-random")
 

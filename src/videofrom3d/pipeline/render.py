@@ -18,12 +18,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from videofrom3d.engines import STAGES
 from videofrom3d.events import make_event, stage_fraction
 from videofrom3d.io.manifest import digest_json
 from videofrom3d.pipeline import stages
 from videofrom3d.pipeline.context import StageResult
 from videofrom3d.pipeline.edits import PipelineError
-from videofrom3d.pipeline.plan import STAGES, choose_engine, plan
+from videofrom3d.pipeline.plan import choose_engine, plan
 
 
 @dataclass
