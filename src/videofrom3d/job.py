@@ -420,9 +420,10 @@ def _frame_size(width: Any, height: Any, err) -> tuple[int, int]:
 GENERATED_ARCS = 3  # arcs of a generated path (orbit, flythrough) when [trajectory] frames is not given
 
 
-def job_trajectory(job: Job):
+def job_trajectory(job: Job, bounds=None):
     """The job's camera path as a :class:`~videofrom3d.scene.trajectory.Trajectory` at the job's size: the
-    file of ``[trajectory] path``, or the generator of ``[trajectory] generator`` with its keys."""
+    file of ``[trajectory] path``, or the generator of ``[trajectory] generator`` with its keys. ``bounds``:
+    the scene's (min, max) corners when the caller already loaded it (else read from the scene file)."""
     import inspect
 
     from videofrom3d.scene import trajectory as tr
@@ -438,7 +439,8 @@ def job_trajectory(job: Job):
     fn = tr.GENERATORS[spec.generator]
     params = {k: _thaw(v) for k, v in spec.param_dict().items()}
     if Path(job.scene.path).is_file():  # keys left out come from the scene's bounds (else the generator's own)
-        derived = {k: v for k, v in tr.generator_defaults(spec.generator, _scene_bounds(job)).items()
+        bounds = _scene_bounds(job) if bounds is None else bounds
+        derived = {k: v for k, v in tr.generator_defaults(spec.generator, bounds).items()
                    if k not in params}
         if derived:
             shown = ", ".join(f"{k} = {_short(v)}" for k, v in derived.items())
@@ -484,7 +486,7 @@ def arc_frame_count(count: int, frames_per_arc: int) -> int:
     return k * frames_per_arc + 1
 
 
-def job_cameras(job: Job) -> list:
+def job_cameras(job: Job, bounds=None) -> list:
     """The cameras the pipeline renders: one :class:`~videofrom3d.scene.camera.Camera` per frame at the
     job's size.
 
@@ -499,7 +501,7 @@ def job_cameras(job: Job) -> list:
 
     spec = job.trajectory
     n = job.frames_per_arc
-    traj = job_trajectory(job)
+    traj = job_trajectory(job, bounds)
     count = spec.frames if spec.frames is not None else traj.natural_frames(fps=job.fps, frames_per_arc=n)
     valid = arc_frame_count(count, n)
     if valid != count:

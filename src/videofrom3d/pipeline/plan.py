@@ -105,7 +105,7 @@ def plan(job, engine: str, reason: str, models: str, until: str, edits: tuple, p
     preflight.check_writable(job.work_dir, "work folder")
     scene = load_scene(job.scene.path, up=job.scene.up, unit_scale=job.scene.unit_scale)
     warn_scale(scene)
-    cameras = job_cameras(job)
+    cameras = job_cameras(job, bounds=scene.bounds)  # the scene is loaded once a run
     try:
         ranges = arc_ranges(len(cameras), job.frames_per_arc)
     except ValueError as e:

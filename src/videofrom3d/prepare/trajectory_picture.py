@@ -20,7 +20,7 @@ def write_trajectory_preview(job, out_png: str | Path, backend: str = "auto") ->
 
     scene = load_scene(job.scene.path, up=job.scene.up, unit_scale=job.scene.unit_scale)
     warn_scale(scene)
-    cameras = job_cameras(job)
+    cameras = job_cameras(job, bounds=scene.bounds)
     n = job.frames_per_arc
     anchors = list(range(0, len(cameras), n))
     views = []
