@@ -7,6 +7,7 @@ in order.
 from __future__ import annotations
 
 import json
+import os
 import re
 import secrets
 import shutil
@@ -124,11 +125,13 @@ class JobStore:
         if not work.is_dir():
             return []
         out = []
-        for p in sorted(work.rglob("*")):
-            rel = p.relative_to(work)
-            if p.is_file() and not any(part.startswith(".") for part in rel.parts):
-                out.append(rel.as_posix())
-        return out
+        # os.walk, not rglob: a running job renames its temporaries away while we list (a folder that vanished
+        # is skipped, not an error), and hidden folders are never entered
+        for root, dirs, files in os.walk(work):
+            dirs[:] = [d for d in dirs if not d.startswith(".")]
+            rel = Path(root).relative_to(work)
+            out += [(rel / f).as_posix() for f in files if not f.startswith(".")]
+        return sorted(out)
 
     def output_path(self, job_id: str, name: str) -> Path:
         """The file ``name`` of the job's work folder; KeyError unless it resolves to a listed file inside it."""
