@@ -89,23 +89,22 @@ class Renderer:
         return self.collect(out)
 
     def _assemble(self, tri: np.ndarray, depth: np.ndarray, out: GBuffer | None = None) -> GBuffer:
-        # per-face lookups with a sentinel row T for misses (normal 0, object -1)
-        hit = tri >= 0
-        idx = np.where(hit, tri, len(self.face_object))
+        # per-face lookups; the extended tables' last row (normal 0, object -1) is what index -1 wraps to
         if out is None:
             out = GBuffer(
                 depth=np.empty(tri.shape, np.float32),
                 normal=np.empty(tri.shape + (3,), np.float32),
                 triangle_id=np.empty(tri.shape, np.int32),
                 object_id=np.empty(tri.shape, np.int32),
-                hit=hit,
+                hit=np.empty(tri.shape, bool),
             )
-        else:
-            out.hit[...] = hit
-        np.take(self._normals_ext, idx, axis=0, out=out.normal)
-        np.take(self._objects_ext, idx, out=out.object_id)
+        np.greater_equal(tri, 0, out=out.hit)
+        # mode="wrap": no bounds check and no buffered copy (ids are in [-1, T))
+        np.take(self._normals_ext, tri, axis=0, out=out.normal, mode="wrap")
+        np.take(self._objects_ext, tri, out=out.object_id, mode="wrap")
         np.copyto(out.triangle_id, tri)
-        np.copyto(out.depth, np.where(hit, depth, np.float32(0.0)))
+        out.depth.fill(0.0)
+        np.copyto(out.depth, depth, where=out.hit)
         return out
 
     def near_far(self, cam: Camera) -> tuple[float, float]:
@@ -173,11 +172,14 @@ class ModernGLRenderer(Renderer):
         self._moderngl = moderngl
         self.ctx = ctx if ctx is not None else moderngl.create_standalone_context(backend="egl")
         self._lock = threading.Lock()
-        # vertices per triangle corner, centred on the scene so float32 keeps precision far from the origin
-        corners = (scene.vertices[scene.faces.reshape(-1)] - self.center).astype(np.float32)
-        self.vbo = self.ctx.buffer(corners.tobytes())
+        # shared vertices and an index buffer (the vertex shader runs once per vertex, not per corner),
+        # centred on the scene so float32 keeps precision far from the origin
+        verts = (scene.vertices - self.center).astype(np.float32)
+        self.vbo = self.ctx.buffer(verts.tobytes())
+        self.ibo = self.ctx.buffer(np.ascontiguousarray(scene.faces, np.uint32).tobytes())
         self.prog = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_FRAGMENT)
-        self.vao = self.ctx.vertex_array(self.prog, [(self.vbo, "3f", "in_pos")])
+        self.vao = self.ctx.vertex_array(self.prog, [(self.vbo, "3f", "in_pos")], index_buffer=self.ibo,
+                                         index_element_size=4)
         self._fbo = None
         self._fbo_size = None
         self._flush = _gl_flush()
@@ -231,7 +233,7 @@ class ModernGLRenderer(Renderer):
         return self._assemble(np.where(z > 0, raw[..., 0], -1), z, out)
 
     def close(self) -> None:
-        for obj in (self.vao, self.prog, self.vbo, self._fbo):
+        for obj in (self.vao, self.prog, self.vbo, self.ibo, self._fbo):
             if obj is not None:
                 obj.release()
         self.ctx.release()
