@@ -168,7 +168,7 @@ OLD_REF = "f74539f"  # main before the prepare-speed work (issue 15 item 2)
 
 def _one_run(src: str, job_path: str, work: str, with_noise: bool) -> dict:
     """In a fresh process: ``videofrom3d prepare`` of ``job_path`` with the package from ``src``, timed per
-    part (wall seconds); "start+plan" is everything before the prepare stage (imports, plan, camera checks)."""
+    part (wall seconds); the parent counts the rest of the process ("start+plan": imports, plan, camera checks, exit)."""
     import importlib
 
     sys.path.insert(0, src)
@@ -285,8 +285,8 @@ def main(argv=None) -> int:
         print(f"{'code':<6} " + " ".join(f"{c:>18}" for c in cols))
         for r in whole:
             print(f"{r['variant']:<6} " + " ".join(f"{r.get(c, 0.0):18.2f}" for c in cols))
-    print(f"new: this tree; old: git {args.old}. start+plan: process start, imports, engine choice, plan and camera")
-    print("checks; render+edges+flows overlap on threads; hashes: the manifest's digests of the written files; the")
+    print(f"new: this tree; old: git {args.old}. start+plan: process start, imports, engine choice, plan, camera")
+    print("checks and exit; render+edges+flows overlap on threads; hashes: the manifest's digests of the written files; the")
     print("parts do not add up to total: the rest is scene loading, manifest writes, noise.npy, and the previews run")
     print("on a background thread in the new code (overlapping the noise).")
     if args.whole_only:
