@@ -2,17 +2,19 @@
 of the bundled example (examples/town) and of a generated scene of >= 100k triangles.
 
     python benchmarks/bench_prepare.py [--repeat 3] [--frames 46] [--backends moderngl embree]
-                                       [--whole-only]
+                                       [--whole-only] [--old REF] [--no-noise]
 
 Steps: G-buffer (render + readback + per-face lookups), edges (pair classification + soft look), flows
 (45 consecutive + end->start, with visibility), writing (PreparedArc.save: 46 x 3 PNGs + 2 npz).
 Noise is excluded. Each number is the best of ``--repeat`` runs (the machine is shared; best-of filters
 other processes out); "cpu" is the process CPU time of the best run (llvmpipe renders on worker threads).
 
-Then the whole of ``videofrom3d prepare`` on the example's first arc (46 frames), everything it writes
-(arc folder, preview.mp4, warped noise and noise.mp4, manifest hashes), median of ``--repeat`` runs into a
-fresh work folder, per part, for today's code ("new": compiled noise kernel, compact flow/depth files) and
-the code it replaced ("old": the vectorised numpy warper, float32 npz files), in the same run.
+First, the whole of ``videofrom3d prepare`` on the example's first arc (46 frames) as a user runs it: a fresh
+process (start, imports, plan and camera checks included) writing everything (arc folder, preview.mp4, warped
+noise and noise.mp4, manifest hashes) into a fresh work folder; per part the median of ``--repeat`` runs, for
+this tree ("new") and the tree at git ``--old REF`` ("old", exported to a temporary folder; default: the
+commit before the prepare-speed work), alternating in the same run, after one warm-up round of each; once with
+the noise and once with ``--no-noise`` (only the latter with ``--no-noise``).
 """
 
 from __future__ import annotations
@@ -149,60 +151,61 @@ def bench(name, scene, cameras, backend, repeat):
     }
 
 
-@contextlib.contextmanager
-def _timed(timers: dict, old: bool):
-    """Accumulate wall seconds per part of the prepare stage; ``old`` swaps in the replaced code paths."""
-    import videofrom3d.prepare as prep
-    from videofrom3d.io import compact
-    from videofrom3d.prepare import arcs, noise_warp
+# (owner module, attribute, part): the functions one prepare run spends its time in; owners imported in the
+# child process, attributes patched only where the tree has them (an older tree may lack some)
+PARTS = (
+    ("videofrom3d.prepare", "prepare_arc", "render+edges+flows"),
+    ("videofrom3d.prepare.arcs", "PreparedArc.save", "write arc"),
+    ("videofrom3d.prepare.arcs", "write_arc_preview", "preview.mp4"),
+    ("videofrom3d.io.manifest", "digest_path", "hashes"),
+    ("videofrom3d.prepare.arcs", "load_flows", "read flows"),
+    ("videofrom3d.prepare.noise_warp", "warped_noise_for_arc", "noise"),
+    ("videofrom3d.prepare.noise_warp", "write_noise_preview", "noise.mp4"),
+    ("videofrom3d.pipeline.stages", "prepare", "prepare stage"),
+)
+OLD_REF = "f74539f"  # main before the prepare-speed work (issue 15 item 2)
 
-    patches = [
-        (prep, "prepare_arc", "render+edges+flows"), (arcs.PreparedArc, "save", "write arc"),
-        (arcs, "write_arc_preview", "preview.mp4"), (arcs, "load_flows", "read flows"),
-        (noise_warp, "warped_noise_for_arc", "noise"), (noise_warp, "write_noise_preview", "noise.mp4"),
-    ]
-    pipeline = sys.modules.get("videofrom3d.pipeline")
-    for name in ("digest_path", "digest_file"):
-        if pipeline is not None and hasattr(pipeline, name):
-            patches.append((pipeline, name, "hashes"))
-    saved = []
 
-    def wrap(fn, part, **extra):
-        def timed(*a, **k):
+def _one_run(src: str, job_path: str, work: str, with_noise: bool) -> dict:
+    """In a fresh process: ``videofrom3d prepare`` of ``job_path`` with the package from ``src``, timed per
+    part (wall seconds); the parent counts the rest of the process ("start+plan": imports, plan, camera checks, exit)."""
+    import importlib
+
+    sys.path.insert(0, src)
+    timers: dict[str, float] = {}
+    for mod, attr, part in PARTS:
+        owner = importlib.import_module(mod)
+        *outer, name = attr.split(".")
+        for o in outer:
+            owner = getattr(owner, o)
+        fn = owner.__dict__.get(name)
+        if fn is None:
+            continue
+
+        def timed(*a, _fn=fn, _part=part, **k):
             t0 = time.perf_counter()
             try:
-                return fn(*a, **{**k, **extra})
+                return _fn(*a, **k)
             finally:
-                timers[part] = timers.get(part, 0.0) + time.perf_counter() - t0
+                timers[_part] = timers.get(_part, 0.0) + time.perf_counter() - t0
 
-        return timed
+        setattr(owner, name, timed)
+    from videofrom3d.cli import main as cli
 
-    for owner, name, part in patches:
-        fn = owner.__dict__[name]
-        saved.append((owner, name, fn))
-        extra = {"kernel": "vectorised"} if old and name == "warped_noise_for_arc" else {}
-        setattr(owner, name, wrap(fn, part, **extra))
-    if old:  # format 1: plain float32 / bool arrays, stored uncompressed
-        for name, fn in (("write_npz", lambda path, arrays, level=1: np.savez(path, **arrays)),
-                         ("encode_flow", lambda flow, prefix: {prefix: np.asarray(flow, np.float32)}),
-                         ("encode_mask", lambda mask, prefix: {prefix: np.asarray(mask, bool)}),
-                         ("encode_float_planes", lambda v, prefix: {prefix: np.asarray(v, np.float32)})):
-            saved.append((compact, name, compact.__dict__[name]))
-            setattr(compact, name, fn)
-    try:
-        yield
-    finally:
-        for owner, name, fn in reversed(saved):
-            setattr(owner, name, fn)
+    with contextlib.redirect_stdout(sys.stderr):
+        rc = cli(["prepare", job_path, "--out", work, *([] if with_noise else ["--no-noise"])])
+    if rc:
+        raise SystemExit(f"videofrom3d prepare failed ({rc})")
+    return timers
 
 
-def whole_prepare(repeat: int) -> list[dict] | None:
-    """``videofrom3d prepare`` of the example's first arc with noise and previews, new and old code paths,
-    alternating; per part the median over ``repeat`` runs (seconds, wall)."""
-    import dataclasses
+def whole_prepare(repeat: int, old_ref: str | None, with_noise: bool = True) -> list[dict] | None:
+    """``videofrom3d prepare`` of the example's first arc in a fresh process per run, this tree and the tree at
+    ``old_ref`` alternating; per part the median over ``repeat`` runs (seconds, wall) and MB written."""
+    import json
+    import subprocess
 
-    from videofrom3d.job import TrajectorySpec, job_cameras, load_job
-    from videofrom3d.pipeline import render
+    from videofrom3d.job import job_cameras, load_job
     from videofrom3d.scene.camera import save_cameras
 
     job_path = ROOT / "examples" / "town" / "job.toml"
@@ -212,16 +215,36 @@ def whole_prepare(repeat: int) -> list[dict] | None:
     tmp = Path(tempfile.mkdtemp(prefix="bench_prepare_whole_"))
     try:
         save_cameras(tmp / "first_arc.json", job_cameras(job)[: job.frames_per_arc + 1])
-        runs = {"new": [], "old": []}
-        for i in range(repeat + 1):  # the first round warms up (numba cache, renderer, allocator)
-            for variant in ("new", "old"):
+        text = job_path.read_text()
+        for key, value in (("path", job.scene.path), ("image", job.styles[0].image)):  # absolute paths
+            text = text.replace(f'{key} = "{Path(value).name}"', f'{key} = "{Path(value).resolve()}"', 1)
+        text = text.replace('path = "camera.json"', f'path = "{tmp / "first_arc.json"}"', 1)
+        text = text.replace("frames = 136", f"frames = {job.frames_per_arc + 1}", 1)
+        (tmp / "job.toml").write_text(text)
+        trees = {"new": ROOT / "src"}
+        if old_ref:
+            old = tmp / "old"
+            old.mkdir()
+            archive = subprocess.run(["git", "-C", str(ROOT), "archive", old_ref, "src"], check=True,
+                                     capture_output=True).stdout
+            subprocess.run(["tar", "-x", "-C", str(old)], input=archive, check=True)
+            trees["old"] = old / "src"
+        runs = {v: [] for v in trees}
+        env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": ""}
+        for i in range(repeat + 1):  # the first round warms up (numba's cache, the file cache)
+            for variant, src in trees.items():
                 work = tmp / f"work_{variant}_{i}"
-                one = dataclasses.replace(job, trajectory=TrajectorySpec(path=tmp / "first_arc.json"), out=work)
-                timers: dict[str, float] = {}
-                with _timed(timers, old=variant == "old"):
-                    t0 = time.perf_counter()
-                    render(one, until="prepare", engine="preview", with_noise=True, progress=False, log=lambda s: None)
-                    timers["total"] = time.perf_counter() - t0
+                code = (f"import json, sys; sys.path.insert(0, {str(ROOT / 'benchmarks')!r}); import bench_prepare as b; "
+                        f"print(json.dumps(b._one_run({str(src)!r}, {str(tmp / 'job.toml')!r}, {str(work)!r}, "
+                        f"{with_noise})))")
+                t0 = time.perf_counter()
+                out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True)
+                total = time.perf_counter() - t0
+                if out.returncode:
+                    raise SystemExit(f"{variant} run failed:\n{out.stderr[-3000:]}")
+                timers = json.loads(out.stdout.strip().splitlines()[-1])
+                timers["total"] = total
+                timers["start+plan"] = total - timers.pop("prepare stage")
                 timers["MB written"] = sum(f.stat().st_size for f in work.rglob("*") if f.is_file()) / 1e6
                 if i:
                     runs[variant].append(timers)
@@ -229,9 +252,10 @@ def whole_prepare(repeat: int) -> list[dict] | None:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     out = []
-    for variant, rs in runs.items():
-        parts = {k: float(np.median([r.get(k, 0.0) for r in rs])) for k in rs[0]}
-        out.append({"variant": variant, **parts})
+    for variant in ("old", "new"):
+        if variant in runs:
+            rs = runs[variant]
+            out.append({"variant": variant, **{k: float(np.median([r.get(k, 0.0) for r in rs])) for k in rs[0]}})
     return out
 
 
@@ -241,19 +265,30 @@ def main(argv=None) -> int:
     ap.add_argument("--frames", type=int, default=46)
     ap.add_argument("--backends", nargs="+", default=["moderngl", "embree"])
     ap.add_argument("--whole-only", action="store_true", help="only the whole-prepare table")
+    ap.add_argument("--old", default=OLD_REF, help=f"git ref of the old tree in the whole-prepare table (default "
+                    f"{OLD_REF}); '' for none")
+    ap.add_argument("--no-noise", action="store_true", help="the whole-prepare table without the warped noise "
+                    "only (default: with it, then without it)")
     args = ap.parse_args(argv)
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    whole = whole_prepare(args.repeat)
-    if whole is not None:
-        cols = ["render+edges+flows", "write arc", "preview.mp4", "hashes", "read flows", "noise", "noise.mp4",
-                "total", "MB written"]
-        print(f"\n`videofrom3d prepare` of one 46-frame 720x480 arc (the example's first), noise and previews "
-              f"included; wall seconds, median of {args.repeat}; {os.cpu_count()} cores, load average {load:.1f}")
+    for with_noise in (True, False) if not args.no_noise else (False,):
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        whole = whole_prepare(args.repeat, args.old, with_noise=with_noise)
+        if whole is None:
+            break
+        cols = ["start+plan", "render+edges+flows", "write arc", "preview.mp4", "hashes"]
+        cols += ["read flows", "noise", "noise.mp4"] if with_noise else []
+        cols += ["total", "MB written"]
+        load2 = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+        print(f"\n`videofrom3d prepare{'' if with_noise else ' --no-noise'}` of one 46-frame 720x480 arc (the example's "
+              f"first) in a fresh process, everything it writes; wall seconds, median of {args.repeat}; "
+              f"{os.cpu_count()} cores, load average {load:.1f} before, {load2:.1f} after")
         print(f"{'code':<6} " + " ".join(f"{c:>18}" for c in cols))
         for r in whole:
             print(f"{r['variant']:<6} " + " ".join(f"{r.get(c, 0.0):18.2f}" for c in cols))
-        print("new: compiled noise kernel, compact flow/depth files; old: vectorised numpy warper, float32 npz.")
-        print("render+edges+flows overlap on threads; hashes: the manifest's digests of the written files.")
+    print(f"new: this tree; old: git {args.old}. start+plan: process start, imports, engine choice, plan, camera")
+    print("checks and exit; render+edges+flows overlap on threads; hashes: the manifest's digests of the written files; the")
+    print("parts do not add up to total: the rest is scene loading, manifest writes, noise.npy, and the previews run")
+    print("on a background thread in the new code (overlapping the noise).")
     if args.whole_only:
         return 0
 

@@ -100,3 +100,19 @@ def test_newer_or_broken_folder_says_rerun_prepare(tmp_path):
     np.savez(folder / "flow.npz", something_else=np.zeros(3))
     with pytest.raises(VideoFrom3DError, match="flow.npz unreadable.*re-run `videofrom3d prepare`"):
         PreparedArc.load(folder)
+
+
+def test_written_npz_digest_is_remembered_and_equals_the_read_back_one(tmp_path, monkeypatch):
+    from videofrom3d.io import manifest
+
+    rng = np.random.default_rng(1)
+    arrays = {**compact.encode_flow(rng.normal(0, 4, (2, 6, 7, 2)).astype(np.float32), "forward"),
+              **compact.encode_mask(rng.random((2, 6, 7)) > 0.5, "valid"), "f": np.asfortranarray(rng.random((3, 4)))}
+    path = compact.write_npz(tmp_path / "a.npz", arrays)
+    remembered = manifest.digest_file(path)
+    moved = path.rename(tmp_path / "b.npz")  # the atomic writes rename; the digest stays known
+    assert manifest.digest_file(moved) == remembered
+    monkeypatch.setattr(manifest, "_WRITTEN", {})
+    assert manifest.digest_file(moved) == remembered  # read back and hashed: the same digest
+    np.savez(moved, x=np.zeros(3))  # rewritten by someone else: its size and time change, the entry misses
+    assert manifest.digest_file(moved) == manifest.digest_npz_arrays({"x": np.zeros(3)}) != remembered

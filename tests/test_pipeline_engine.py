@@ -105,3 +105,12 @@ def test_manifest_records_and_recovers_from_a_damaged_file(tmp_path):
     assert fresh.item("anchors", "anchor000") is None
     assert (tmp_path / "manifest.json.bad").read_text().startswith('{"format": 1')  # kept for a look
     assert fresh.save() and json.loads((tmp_path / "manifest.json").read_text())["stages"] == {}
+
+
+def test_no_gpu_driver_answers_without_importing_torch(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(plan, "gpu_driver_present", lambda: False)
+    monkeypatch.setitem(sys.modules, "torch", None)  # an import of torch would raise ImportError
+    ok, why = plan.cuda_status()
+    assert not ok and why.startswith("no GPU driver loaded")

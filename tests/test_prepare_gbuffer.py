@@ -112,3 +112,25 @@ def test_auto_backend_and_bad_name():
     assert r.backend in ("moderngl", "embree")
     with pytest.raises(ValueError, match="backend"):
         make_renderer(scene, "optix")
+
+
+def test_view_culling_draws_the_same_buffers_as_drawing_every_face(monkeypatch):
+    # many small objects around the camera: most chunks are culled, and the buffers equal a draw of every face
+    if not moderngl_ok():
+        pytest.skip("no EGL context here")
+    from videofrom3d.prepare import gbuffer
+
+    parts = [box([x, 0, z], [x + 0.8, 1 + (x * z) % 2, z + 0.8]) for x in range(-6, 7, 2) for z in range(-6, 7, 2)]
+    scene = combine(*parts, quad([[-20, 0, -20], [-20, 0, 20], [20, 0, 20], [20, 0, -20]]))
+    renderer = make_renderer(scene, "moderngl")
+    cams = [camera((0.5, 1.2, 0.3), (3, 0.5, 4), 160, 120), camera((-7, 4, 9), (0, 0, 0), 160, 120, fov_x=40),
+            camera((0, 0.5, 0), (0, 0.5, -10), 160, 120)]  # inside the grid, from outside it, low
+    culled = [gbuffer.visible_face_runs(renderer._chunks, c) for c in cams]
+    assert all(sum(b - a for a, b in runs) < scene.triangle_count for runs in culled[:1] + culled[2:])
+    views = [renderer.render(c) for c in cams]
+    monkeypatch.setattr(gbuffer, "visible_face_runs", lambda chunks, cam: [(0, scene.triangle_count)])
+    for cam, got in zip(cams, views):
+        want = renderer.render(cam)
+        for name in ("depth", "normal", "triangle_id", "object_id", "hit"):
+            assert np.array_equal(getattr(got, name), getattr(want, name)), name
+        assert got.hit.any()

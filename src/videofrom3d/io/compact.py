@@ -14,6 +14,7 @@ that makes them compress.
 
 from __future__ import annotations
 
+import math
 import os
 import zipfile
 from pathlib import Path
@@ -24,12 +25,17 @@ FLOW_SCALE = 64  # fixed-point steps per pixel
 
 
 def write_npz(path: str | os.PathLike, arrays: dict[str, np.ndarray], level: int = 1) -> Path:
-    """``np.savez_compressed`` at deflate ``level`` (1: ~5x faster to write than numpy's default)."""
+    """``np.savez_compressed`` at deflate ``level`` (1: ~5x faster to write than numpy's default). The
+    archive's manifest digest is computed from ``arrays`` and remembered, so the work folder's manifest
+    does not read it back (:func:`videofrom3d.io.manifest.remember_digest`)."""
+    from videofrom3d.io.manifest import digest_npz_arrays, remember_digest
+
     path = Path(path)
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as zf:
         for name, arr in arrays.items():
             with zf.open(f"{name}.npy", "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.asanyarray(arr), allow_pickle=False)
+    remember_digest(path, digest_npz_arrays(arrays))
     return path
 
 
@@ -37,16 +43,24 @@ def encode_flow(flow: np.ndarray, prefix: str) -> dict[str, np.ndarray]:
     """(..., H, W, 2) float flow -> npz members ``{prefix}_q`` (fixed point, planar, x-deltas) or, when
     it has non-finite values or exceeds int32 fixed point, ``{prefix}`` float32."""
     flow = np.asarray(flow, np.float32)
-    finite = bool(np.isfinite(flow).all())
-    peak = float(np.abs(flow).max()) if finite and flow.size else 0.0
-    if not finite or peak * FLOW_SCALE >= 2**24:  # beyond float32's exact integers: keep the floats
-        return {prefix: flow}
-    dtype = np.int16 if peak * FLOW_SCALE < 2**15 - 1 else np.int32
-    q = np.floor(np.moveaxis(flow, -1, -3) * FLOW_SCALE).astype(dtype)  # (..., 2, H, W)
-    delta = np.empty_like(q)
-    delta[..., 0] = q[..., 0]
-    np.subtract(q[..., 1:], q[..., :-1], out=delta[..., 1:])  # wraps in int16; the cumsum wraps back
-    return {f"{prefix}_q": delta}
+    lo, hi = (float(flow.min()), float(flow.max())) if flow.size else (0.0, 0.0)  # NaN propagates
+    if not (math.isfinite(lo) and math.isfinite(hi)) or max(-lo, hi) * FLOW_SCALE >= 2**24:
+        return {prefix: flow}  # beyond float32's exact integers: keep the floats
+    dtype = np.int16 if max(-lo, hi) * FLOW_SCALE < 2**15 - 1 else np.int32
+    lead = flow.shape[:-3]
+    flat = flow.reshape((-1,) + flow.shape[-3:])  # (n, H, W, 2)
+    delta = np.empty((len(flat), 2) + flow.shape[-3:-1], dtype)  # (n, 2, H, W)
+    scaled = np.empty(flow.shape[-3:-1], np.float32)
+    q = np.empty(flow.shape[-3:-1], dtype)
+    for i in range(len(flat)):  # one plane at a time: cache-sized temporaries
+        for c in range(2):
+            np.multiply(flat[i, ..., c], np.float32(FLOW_SCALE), out=scaled)
+            np.floor(scaled, out=scaled)
+            q[...] = scaled
+            d = delta[i, c]
+            d[:, 0] = q[:, 0]
+            np.subtract(q[:, 1:], q[:, :-1], out=d[:, 1:])  # wraps in int16; the cumsum wraps back
+    return {f"{prefix}_q": delta.reshape(lead + delta.shape[1:])}
 
 
 def decode_flow(members, prefix: str) -> np.ndarray:

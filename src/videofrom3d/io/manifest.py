@@ -66,8 +66,28 @@ def json_ready(x: Any) -> Any:
     return x
 
 
+_WRITTEN: dict[tuple, str] = {}  # identity -> digest of the files this process wrote (remember_digest)
+
+
+def _identity(path: Path) -> tuple:
+    st = path.stat()
+    return st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns
+
+
+def remember_digest(path: str | os.PathLike, digest: str) -> None:
+    """Note the digest of a file this process has just written and closed (computed from what it wrote), so
+    :func:`digest_file` need not read it back. Keyed by device, inode, size and modification time: a rename
+    (the atomic writes) keeps them, any rewrite changes them."""
+    if len(_WRITTEN) > 4096:
+        _WRITTEN.clear()
+    _WRITTEN[_identity(Path(path))] = digest
+
+
 def digest_file(path: str | os.PathLike) -> str:
     path = Path(path)
+    known = _WRITTEN.get(_identity(path))
+    if known is not None:
+        return known
     if path.suffix == ".npz":
         return _digest_npz(path)
     h = _hasher()
@@ -94,12 +114,17 @@ def digest_path(path: str | os.PathLike, exclude: tuple[str, ...] = ()) -> str:
     return h.hexdigest()
 
 
-def _digest_npz(path: Path) -> str:
+def digest_npz_arrays(arrays: dict[str, np.ndarray]) -> str:
+    """The digest of an ``.npz`` holding ``arrays`` (what :func:`digest_file` gives for it)."""
     h = _hasher()
-    with np.load(path, allow_pickle=False) as z:
-        for name in sorted(z.files):
-            h.update(name.encode() + b"\0" + digest_arrays(z[name]).encode())
+    for name in sorted(arrays):
+        h.update(name.encode() + b"\0" + digest_arrays(np.asanyarray(arrays[name])).encode())
     return h.hexdigest()
+
+
+def _digest_npz(path: Path) -> str:
+    with np.load(path, allow_pickle=False) as z:
+        return digest_npz_arrays(z)
 
 
 def _now() -> str:

@@ -78,35 +78,44 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
     loaded = _SceneOnce(job, cfg.backend, ctx.edge_choice, ctx.scene)
     cfg_dict = json_ready(_asdict(cfg))
     cfg_dict.pop("preview", None)  # the preview mp4 is a by-product, not an input of later stages
-    for k in ctx.bar(range(ctx.n_arcs), "prepare", total=ctx.n_arcs):
-        a, b = ctx.ranges[k]
-        cams = ctx.cameras[a : b + 1]
-        key = digest_json({
-            **ctx.common("prepare"), "scene": scene_digest, "cameras": [c.to_dict() for c in cams],
-            "size": [job.width, job.height], "config": cfg_dict, "index": k, "first_frame": a,
-            "edges": ctx.edge_choice.record(),
-        })
+    previews = _Previews(ctx)
+    try:
+        for k in ctx.bar(range(ctx.n_arcs), "prepare", total=ctx.n_arcs):
+            a, b = ctx.ranges[k]
+            cams = ctx.cameras[a : b + 1]
+            key = digest_json({
+                **ctx.common("prepare"), "scene": scene_digest, "cameras": [c.to_dict() for c in cams],
+                "size": [job.width, job.height], "config": cfg_dict, "index": k, "first_frame": a,
+                "edges": ctx.edge_choice.record(),
+            })
+            item = f"arc{k:03d}"
 
-        def make(k=k, a=a, cams=cams):
-            from videofrom3d.prepare import prepare_arc
-            from videofrom3d.prepare.arcs import write_arc_preview
+            def make(k=k, a=a, cams=cams, item=item):
+                from videofrom3d.prepare import prepare_arc
+                from videofrom3d.prepare.arcs import write_arc_preview
 
-            with warnings.catch_warnings():  # the plan's camera checks named every frame, one line per kind
-                warnings.filterwarnings("ignore", message=r"arc \d+: camera (sees nothing|is inside)")
-                arc = prepare_arc(loaded.renderer(), loaded.scene(), cams, cfg, index=k, first_frame=a,
-                                  hed=loaded.hed())
-            arc.save(ctx.work.arc(k))
-            if cfg.preview:
-                write_arc_preview(arc, ctx.work.arc_preview(k), fps=job.fps)
+                with warnings.catch_warnings():  # the plan's camera checks named every frame, one line per kind
+                    warnings.filterwarnings("ignore", message=r"arc \d+: camera (sees nothing|is inside)")
+                    arc = prepare_arc(loaded.renderer(), loaded.scene(), cams, cfg, index=k, first_frame=a,
+                                      hed=loaded.hed())
+                arc.save(ctx.work.arc(k))
+                if cfg.preview:
+                    previews.submit(item, write_arc_preview, arc, ctx.work.arc_preview(k), fps=job.fps)
 
-        item = f"arc{k:03d}"
-        res.add(item, ctx.manifest.cached("prepare", item, key, ctx.work.arc(k), make, exclude=ARC_EXTRAS))
-        ctx.digests[item] = ctx.manifest.item("prepare", item)["output"]
-        if need_noise:
-            res.add(f"noise{k:03d}", _noise(ctx, k, preview=cfg.preview))
-        if ctx.anchor_size is not None:
-            res.add(f"views{k:03d}", _anchor_views(ctx, k, loaded))
-        res.outputs.append(ctx.work.arc(k))
+            ran = ctx.manifest.cached("prepare", item, key, ctx.work.arc(k), make, exclude=ARC_EXTRAS)
+            res.add(item, ran)
+            ctx.digests[item] = ctx.manifest.item("prepare", item)["output"]
+            if cfg.preview and not ran and not ctx.work.arc_preview(k).is_file():  # e.g. killed before it
+                previews.submit(item, _arc_preview_from_disk, ctx, k)
+            if need_noise:
+                res.add(f"noise{k:03d}", _noise(ctx, k, preview=cfg.preview, previews=previews))
+            if ctx.anchor_size is not None:
+                res.add(f"views{k:03d}", _anchor_views(ctx, k, loaded))
+            res.outputs.append(ctx.work.arc(k))
+    except BaseException:
+        previews.wait(raise_error=False)  # the error in hand is the one to report
+        raise
+    previews.wait()
     ctx.scene_extent = _scene_extent(ctx, scene_digest, loaded)
     if ctx.manifest.stage("prepare").get("edges") != ctx.edge_choice.record():
         ctx.manifest.stage("prepare")["edges"] = ctx.edge_choice.record()  # doctor and the report say which
@@ -130,6 +139,35 @@ def prepare(ctx: RunContext, with_noise: bool | None, export_official) -> StageR
     return res
 
 
+class _Previews:
+    """The preview mp4s (by-products no stage reads) written on one background thread, so their colouring
+    and encoding overlap the next work (the noise, the next arc). :meth:`wait` joins them; an item whose
+    preview failed is dropped from the manifest (a re-run makes it again) and the error raised."""
+
+    def __init__(self, ctx: RunContext):
+        self.ctx, self.jobs, self.pool = ctx, [], None
+
+    def submit(self, item: str, fn, *args, **kwargs) -> None:
+        if self.pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            self.pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="preview")
+        self.jobs.append((item, self.pool.submit(fn, *args, **kwargs)))
+
+    def wait(self, raise_error: bool = True) -> None:
+        if self.pool is None:
+            return
+        self.pool.shutdown(wait=True)
+        failed = [(item, job.exception()) for item, job in self.jobs if job.exception() is not None]
+        self.jobs, self.pool = [], None
+        if failed:
+            for item, _ in failed:
+                self.ctx.manifest.items("prepare").pop(item, None)
+            self.ctx.manifest.save()
+            if raise_error:
+                raise failed[0][1]
+
+
 def _asdict(cfg) -> dict:
     import dataclasses
 
@@ -146,7 +184,7 @@ def _scene_extent(ctx: RunContext, scene_digest: str, loaded: _SceneOnce) -> flo
     return float(rec["scene"]["extent"])
 
 
-def _noise(ctx: RunContext, k: int, preview: bool) -> bool:
+def _noise(ctx: RunContext, k: int, preview: bool, previews: _Previews | None = None) -> bool:
     """Warped noise of arc k into ``arcNNN/noise.npy`` (its own item, so a preview run's arcs gain noise later
     without being prepared again). True when it ran."""
     cfg, item, path = ctx.configs["noise"], f"noise{k:03d}", ctx.work.noise(k)
@@ -164,12 +202,26 @@ def _noise(ctx: RunContext, k: int, preview: bool) -> bool:
         with atomic_path(path) as tmp:
             np.save(tmp, np.asarray(noise, np.float32).astype(np.float16))
         if preview:  # see it move with the camera
-            write_noise_preview(noise, path.with_suffix(".mp4"), fps=4.0)
+            if previews is None:
+                write_noise_preview(noise, path.with_suffix(".mp4"), fps=4.0)
+            else:
+                previews.submit(item, write_noise_preview, noise, path.with_suffix(".mp4"), fps=4.0)
         return {"seed": seed}
 
     ran = ctx.manifest.cached("prepare", item, key, path, make)
     ctx.digests[item] = ctx.manifest.item("prepare", item)["output"]
+    if preview and previews is not None and not ran and not path.with_suffix(".mp4").is_file():
+        from videofrom3d.prepare.noise_warp import write_noise_preview
+
+        previews.submit(item, lambda: write_noise_preview(np.load(path).astype(np.float32), path.with_suffix(".mp4"),
+                                                          fps=4.0))
     return ran
+
+
+def _arc_preview_from_disk(ctx: RunContext, k: int) -> None:
+    from videofrom3d.prepare.arcs import PreparedArc, write_arc_preview
+
+    write_arc_preview(PreparedArc.load(ctx.work.arc(k), with_noise=False), ctx.work.arc_preview(k), fps=ctx.job.fps)
 
 
 def _anchor_views(ctx: RunContext, k: int, loaded: _SceneOnce) -> bool:

@@ -124,9 +124,7 @@ class PreparedArc:
 
             def frame(i):
                 _png(tmp / "edges" / f"{i:04d}.png", to_uint8(self.edge_maps[i]))
-                hit = (self.object_ids[i] >= 0)[..., None]
-                bgr = np.where(hit, self.normals[i][..., ::-1] * 127.5 + 128.0, 0.0)
-                _png(tmp / "normals" / f"{i:04d}.png", np.clip(bgr, 0, 255).astype(np.uint8))
+                _png(tmp / "normals" / f"{i:04d}.png", _normals_bgr8(self.normals[i], self.object_ids[i]))
                 _png(tmp / "objects" / f"{i:04d}.png", (self.object_ids[i] + 1).astype(np.uint16))
 
             def flows():
@@ -196,9 +194,24 @@ class PreparedArc:
         )
 
 
+# deflate level 1 after the "up" row filter: about half the time of libpng's adaptive filter choice, and
+# files within a few % of its size on edge, normal and object maps (same pixels either way)
+_PNG_FLAGS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP]
+
+
 def _png(path: Path, arr: np.ndarray) -> None:
-    if not cv2.imwrite(str(path), arr, [cv2.IMWRITE_PNG_COMPRESSION, 1]):
+    if not cv2.imwrite(str(path), arr, _PNG_FLAGS):
         raise OSError(f"cannot write {path}")
+
+
+def _normals_bgr8(normals: np.ndarray, object_ids: np.ndarray) -> np.ndarray:
+    """(H, W, 3) world normals -> 8-bit BGR ``(n + 1) / 2`` (truncated), black where nothing was hit."""
+    t = normals * np.float32(127.5)
+    t += np.float32(128.0)
+    np.clip(t, 0, 255, out=t)
+    out = cv2.cvtColor(t.astype(np.uint8), cv2.COLOR_RGB2BGR)
+    out[object_ids < 0] = 0
+    return out
 
 
 def _read_normals(path: Path) -> np.ndarray:
@@ -491,7 +504,9 @@ def _subsample_into(gb, s: int, out) -> None:
 
 def write_arc_preview(arc: PreparedArc, path: str | os.PathLike, fps: float = 8.0, scale: float = 0.5) -> Path:
     """An mp4 of the arc: edge map | depth (turbo colours of inverse depth) | forward flow (colour wheel),
-    side by side, each panel ``scale`` x the arc size."""
+    side by side, each panel ``scale`` x the arc size. Depth and flow are sampled at the panel size (nearest
+    pixel) before colouring, and their colour ranges (1-99 % of inverse depth, 99 % of flow length) taken
+    there: ~4x less work at the default scale than colouring the full frames."""
     import cv2
 
     from videofrom3d.io.video import write_video
@@ -499,23 +514,34 @@ def write_arc_preview(arc: PreparedArc, path: str | os.PathLike, fps: float = 8.
 
     w, h = arc.size
     pw, ph = max(2, int(round(w * scale / 2)) * 2), max(2, int(round(h * scale / 2)) * 2)
-    hit = arc.depth > 0
-    inv = np.where(hit, 1.0 / np.where(hit, arc.depth, 1.0), 0.0)
+    ys, xs = _nearest_samples(h, ph), _nearest_samples(w, pw)
+    depth = arc.depth[:, ys][:, :, xs]
+    flow = arc.flow_forward[:, ys][:, :, xs]
+    valid = arc.flow_forward_valid[:, ys][:, :, xs]
+    hit = depth > 0
+    inv = np.where(hit, 1.0 / np.where(hit, depth, 1.0), 0.0)
     lo, hi = (np.percentile(inv[hit], [1, 99]) if hit.any() else (0.0, 1.0))
-    mags = np.linalg.norm(arc.flow_forward, axis=-1)[arc.flow_forward_valid]
+    mags = np.linalg.norm(flow[valid], axis=-1)
     max_mag = float(np.percentile(mags, 99)) if mags.size else 1.0
 
     def frames():
         for i in range(arc.frame_count):
-            e = np.repeat(arc.edge_maps[i][..., None], 3, axis=-1)
+            e = cv2.resize(arc.edge_maps[i], (pw, ph), interpolation=cv2.INTER_AREA)
             dn = np.clip((inv[i] - lo) / max(hi - lo, 1e-9), 0, 1)
             d = cv2.applyColorMap((dn * 255).astype(np.uint8), cv2.COLORMAP_TURBO)[..., ::-1].astype(np.float32) / 255
             d[~hit[i]] = 0.0
             if i < arc.frame_count - 1:
-                f = flow_to_color(arc.flow_forward[i], arc.flow_forward_valid[i], max_mag)
+                f = flow_to_color(flow[i], valid[i], max_mag)
             else:
-                f = np.zeros((h, w, 3), np.float32)
-            panels = [cv2.resize(x, (pw, ph), interpolation=cv2.INTER_AREA) for x in (e, d, f)]
-            yield np.concatenate(panels, axis=1)
+                f = np.zeros((ph, pw, 3), np.float32)
+            yield np.concatenate([np.repeat(e[..., None], 3, axis=-1), d, f], axis=1)
 
     return write_video(path, frames(), fps=fps)
+
+
+def _nearest_samples(n: int, m: int) -> slice | np.ndarray:
+    """Indices of the ``m`` pixels nearest to the centres of ``m`` equal cells over ``n`` pixels (a strided
+    slice, which copies nothing, when ``m`` divides ``n``)."""
+    if n % m == 0:
+        return slice(n // m // 2, None, n // m)
+    return np.minimum(((np.arange(m) + 0.5) * n / m).astype(np.intp), n - 1)

@@ -89,23 +89,22 @@ class Renderer:
         return self.collect(out)
 
     def _assemble(self, tri: np.ndarray, depth: np.ndarray, out: GBuffer | None = None) -> GBuffer:
-        # per-face lookups with a sentinel row T for misses (normal 0, object -1)
-        hit = tri >= 0
-        idx = np.where(hit, tri, len(self.face_object))
+        # per-face lookups; the extended tables' last row (normal 0, object -1) is what index -1 wraps to
         if out is None:
             out = GBuffer(
                 depth=np.empty(tri.shape, np.float32),
                 normal=np.empty(tri.shape + (3,), np.float32),
                 triangle_id=np.empty(tri.shape, np.int32),
                 object_id=np.empty(tri.shape, np.int32),
-                hit=hit,
+                hit=np.empty(tri.shape, bool),
             )
-        else:
-            out.hit[...] = hit
-        np.take(self._normals_ext, idx, axis=0, out=out.normal)
-        np.take(self._objects_ext, idx, out=out.object_id)
+        np.greater_equal(tri, 0, out=out.hit)
+        # mode="wrap": no bounds check and no buffered copy (ids are in [-1, T))
+        np.take(self._normals_ext, tri, axis=0, out=out.normal, mode="wrap")
+        np.take(self._objects_ext, tri, out=out.object_id, mode="wrap")
         np.copyto(out.triangle_id, tri)
-        np.copyto(out.depth, np.where(hit, depth, np.float32(0.0)))
+        out.depth.fill(0.0)
+        np.copyto(out.depth, depth, where=out.hit)
         return out
 
     def near_far(self, cam: Camera) -> tuple[float, float]:
@@ -134,10 +133,11 @@ _FRAGMENT = """
 #version 330
 uniform float near;
 uniform float far;
+uniform int first_face;  // gl_PrimitiveID counts from 0 in each draw call
 layout(location = 0) out ivec2 out_tri_z;
 void main() {
     float v_z = 1.0 / gl_FragCoord.w;  // clip w is the view depth z (projection row 4 = (0, 0, 1, 0))
-    out_tri_z = ivec2(gl_PrimitiveID, floatBitsToInt(v_z));
+    out_tri_z = ivec2(gl_PrimitiveID + first_face, floatBitsToInt(v_z));
     gl_FragDepth = (v_z - near) / (far - near);
 }
 """
@@ -173,11 +173,15 @@ class ModernGLRenderer(Renderer):
         self._moderngl = moderngl
         self.ctx = ctx if ctx is not None else moderngl.create_standalone_context(backend="egl")
         self._lock = threading.Lock()
-        # vertices per triangle corner, centred on the scene so float32 keeps precision far from the origin
-        corners = (scene.vertices[scene.faces.reshape(-1)] - self.center).astype(np.float32)
-        self.vbo = self.ctx.buffer(corners.tobytes())
+        # shared vertices and an index buffer (the vertex shader runs once per vertex, not per corner),
+        # centred on the scene so float32 keeps precision far from the origin
+        verts = (scene.vertices - self.center).astype(np.float32)
+        self.vbo = self.ctx.buffer(verts.tobytes())
+        self.ibo = self.ctx.buffer(np.ascontiguousarray(scene.faces, np.uint32).tobytes())
         self.prog = self.ctx.program(vertex_shader=_VERTEX, fragment_shader=_FRAGMENT)
-        self.vao = self.ctx.vertex_array(self.prog, [(self.vbo, "3f", "in_pos")])
+        self.vao = self.ctx.vertex_array(self.prog, [(self.vbo, "3f", "in_pos")], index_buffer=self.ibo,
+                                         index_element_size=4)
+        self._chunks = face_chunks(scene)
         self._fbo = None
         self._fbo_size = None
         self._flush = _gl_flush()
@@ -212,7 +216,10 @@ class ModernGLRenderer(Renderer):
             self.prog["mvp"].write(mvp.T.astype(np.float32).tobytes())
             self.prog["near"].value = near
             self.prog["far"].value = far
-            self.vao.render(self._moderngl.TRIANGLES)
+            # only the runs of faces whose chunks can be in view, in face order (the same depth-test ties)
+            for start, stop in visible_face_runs(self._chunks, cam):
+                self.prog["first_face"].value = int(start)
+                self.vao.render(self._moderngl.TRIANGLES, vertices=3 * int(stop - start), first=3 * int(start))
             if self._flush is not None:
                 self._flush()  # hand the frame to the rasteriser threads now, not at the readback
         except BaseException:
@@ -231,10 +238,64 @@ class ModernGLRenderer(Renderer):
         return self._assemble(np.where(z > 0, raw[..., 0], -1), z, out)
 
     def close(self) -> None:
-        for obj in (self.vao, self.prog, self.vbo, self._fbo):
+        for obj in (self.vao, self.prog, self.vbo, self.ibo, self._fbo):
             if obj is not None:
                 obj.release()
         self.ctx.release()
+
+
+@dataclass(frozen=True, eq=False)
+class FaceChunks:
+    """Consecutive faces in chunks (one object's run of faces, at most ``size`` faces each): ``bounds`` (n, 2)
+    first and past-the-last face, ``corners`` (n, 8, 4) homogeneous world corners of each chunk's box."""
+
+    bounds: np.ndarray
+    corners: np.ndarray
+
+
+def face_chunks(scene: Scene, size: int = 4096) -> FaceChunks:
+    """Chunks of consecutive faces for view culling (a chunk never spans two objects)."""
+    obj = np.asarray(scene.face_object)
+    cuts = np.flatnonzero(np.diff(obj)) + 1
+    starts = []
+    for a, b in zip(np.r_[0, cuts], np.r_[cuts, len(obj)]):
+        starts.extend(range(int(a), int(b), size))
+    starts = np.asarray(starts, np.int64)
+    stops = np.r_[starts[1:], len(obj)]
+    tri = scene.vertices[scene.faces]  # (T, 3, 3)
+    lo = np.minimum.reduceat(tri.min(axis=1), starts, axis=0)
+    hi = np.maximum.reduceat(tri.max(axis=1), starts, axis=0)
+    pick = np.array([[i, j, k] for i in (0, 1) for j in (0, 1) for k in (0, 1)])  # 0: lo, 1: hi per axis
+    corners = np.where(pick[None, :, :] == 0, lo[:, None, :], hi[:, None, :])
+    corners = np.concatenate([corners, np.ones(corners.shape[:2] + (1,))], axis=-1)
+    return FaceChunks(np.stack([starts, stops], axis=1), corners)
+
+
+def visible_face_runs(chunks: FaceChunks, cam: Camera, margin_px: float = 2.0) -> list[tuple[int, int]]:
+    """(start, stop) face ranges covering every chunk whose box is not wholly outside one side of ``cam``'s
+    view (behind the camera, or beyond an image border plus ``margin_px``); adjacent chunks merged. Culling is
+    conservative: a culled chunk could not have drawn a single fragment."""
+    p = chunks.corners @ cam.world_to_cam[:3].T  # (n, 8, 3) camera coordinates
+    x, y, z = p[..., 0], p[..., 1], p[..., 2]
+    K, m = cam.K, margin_px
+    u = K[0, 0] * x + K[0, 1] * y + K[0, 2] * z  # u * z
+    v = K[1, 0] * x + K[1, 1] * y + K[1, 2] * z  # v * z
+    outside = (
+        (z <= 0).all(axis=1)
+        | (u < -m * z).all(axis=1)
+        | (u > (cam.width + m) * z).all(axis=1)
+        | (v < -m * z).all(axis=1)
+        | (v > (cam.height + m) * z).all(axis=1)
+    )
+    runs: list[tuple[int, int]] = []
+    for (a, b), out in zip(chunks.bounds, outside):
+        if out:
+            continue
+        if runs and runs[-1][1] == a:
+            runs[-1] = (runs[-1][0], int(b))
+        else:
+            runs.append((int(a), int(b)))
+    return runs
 
 
 def _gl_flush():

@@ -8,6 +8,7 @@ Blender camera exported to glTF lines up with it.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import warnings
@@ -42,7 +43,11 @@ class Scene:
 
     @property
     def bounds(self) -> np.ndarray:
-        """(2, 3) min and max corner of the referenced vertices."""
+        """(2, 3) min and max corner of the referenced vertices (computed once; a copy each call)."""
+        return self._bounds.copy()
+
+    @functools.cached_property
+    def _bounds(self) -> np.ndarray:
         used = self.vertices[np.unique(self.faces)] if self.faces.size else self.vertices
         return np.stack([used.min(axis=0), used.max(axis=0)])
 
