@@ -177,8 +177,11 @@ class AnchorGenerator:
     def generate(self, edge_map: np.ndarray, prompt: str, seed: int, guide: AnchorGuide | None = None,
                  arc: Any = None, step_callback=None, style: int | None = None) -> np.ndarray:
         """The anchor image (H, W, 3) f32 in [0, 1] for ``edge_map`` (H, W) f32 (white lines on black)."""
-        latents = self.generate_latents(edge_map, prompt, seed, guide, step_callback, style=style)
-        return decode_image(self.comps, latents)
+        from videofrom3d.models import cpu_heap_reuse
+
+        with cpu_heap_reuse(self.comps.device):
+            latents = self.generate_latents(edge_map, prompt, seed, guide, step_callback, style=style)
+            return decode_image(self.comps, latents)
 
     def reference_for(self, style: int | None):
         """The reference tokens of style index ``style`` (default ``[anchors] style``), or None without any."""

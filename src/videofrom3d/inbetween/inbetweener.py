@@ -31,7 +31,7 @@ from videofrom3d.inbetween.conditioning import latent_frame_count, video_frame_c
 from videofrom3d.inbetween.config import InbetweenConfig, InbetweenError
 from videofrom3d.inbetween.sampling import encode_text, inbetween_arc
 from videofrom3d.io.manifest import digest_arrays
-from videofrom3d.models import model_offload, resolve_device, resolve_dtype
+from videofrom3d.models import cpu_heap_reuse, model_offload, resolve_device, resolve_dtype
 
 PROMPT_HINT = (
     'give one in the job: [inbetween] prompt = "a photo of ..." (the authors caption the first anchor with '
@@ -183,7 +183,7 @@ class Inbetweener:
             raise InbetweenError("no prompt for the inbetweening stage; " + PROMPT_HINT)
         embeds = self.text_embeddings(prompt)
         c = self.components
-        with self._on_device(c.transformer, c.vae):
+        with self._on_device(c.transformer, c.vae), cpu_heap_reuse(self.device):
             frames, decoded = inbetween_arc(
                 c,
                 start,
