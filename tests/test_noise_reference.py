@@ -48,12 +48,13 @@ def _draws(seed):
     return rng, lambda rows, channels: rng.standard_normal((rows, channels), dtype=np.float32)
 
 
+@pytest.mark.parametrize("scale", [1.0, 3e6, 3e-7])  # weights far from 1 are rescaled (mean outside 1e-6..1e6)
 @pytest.mark.parametrize("name", list(FLOWS))
-def test_warpers_equal_the_per_cell_reference(name):
+def test_warpers_equal_the_per_cell_reference(name, scale):
     flow, valid = FLOWS[name]
     start = np.random.default_rng(0)
     noise = start.standard_normal((H, W, C), dtype=np.float32)
-    weight = start.uniform(0.5, 2.0, (H, W)).astype(np.float32)
+    weight = (start.uniform(0.5, 2.0, (H, W)) * scale).astype(np.float32)
     ref_state, vec_state, fast_state = (noise, weight), WarpState(noise, weight), WarpState(noise, weight)
     _, ref_draws = _draws(1)
     vec_rng, fast_rng = np.random.default_rng(1), np.random.default_rng(1)
@@ -64,6 +65,7 @@ def test_warpers_equal_the_per_cell_reference(name):
         for state in (vec_state, fast_state):
             assert np.array_equal(state.noise, ref_state[0])
             assert np.array_equal(state.weight, ref_state[1])
+        assert 1e-3 < ref_state[1].mean() < 1e3  # rescaled when it started far from 1
     # the case did exercise new values (copies, merges or fresh cells), not only plain moves
     new_rows = ~(ref_state[0].reshape(-1, 1, C) == noise.reshape(1, -1, C)).all(axis=-1).any(axis=1)
     assert new_rows.sum() >= 4

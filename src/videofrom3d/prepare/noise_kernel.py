@@ -145,14 +145,14 @@ def fill_rows(seed, table, key0, out):
         _value_row(seed, table, key0 + i, out, i)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def displacement(flow, valid, g, dy, dx, ok):
     """Video-pixel flow (h, w, 2) = (dx, dy) float32 in pixels and ``valid`` (h, w) bool -> the displacement
     in cells ``floor(g f + 0.5)`` (int64) and ``ok`` = valid and finite, exactly as ``noise_warp``'s
     ``_round_disp(flow * g)`` (float32 product, float64 rounding; non-finite -> 0) does it."""
     h, w = ok.shape
     scale = np.float32(g)
-    for y in range(h):
+    for y in prange(h):
         for x in range(w):
             fx = flow[y, x, 0]
             fy = flow[y, x, 1]
@@ -550,23 +550,23 @@ def _merge(scat_dst, merge_use, n_mu, merge_val, merge_uw, store, new_idx, new_w
     return row
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _place_fresh(fresh, n_front, fresh_back, n_back, new_idx, new_weight, row):
     """Step 5, first half: fresh targets (the front list, then the back list) take the store rows
     ``row``.. (filled with N(0, 1) draws, or virtual) and weight 0 until the mean carried weight is known."""
-    for i in range(n_front):
+    for i in prange(n_front):
         new_idx[fresh[i]] = row + i
         new_weight[fresh[i]] = 0.0
-    for i in range(n_back):
+    for i in prange(n_back):
         new_idx[fresh_back[i]] = row + n_front + i
         new_weight[fresh_back[i]] = 0.0
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, parallel=True)
 def _set_fresh_weight(fresh, n_front, fresh_back, n_back, new_weight, value):
-    for i in range(n_front):
+    for i in prange(n_front):
         new_weight[fresh[i]] = value
-    for i in range(n_back):
+    for i in prange(n_back):
         new_weight[fresh_back[i]] = value
 
 
@@ -866,12 +866,16 @@ class LazyWarper:
         if n_fresh:
             carried = self.n - n_fresh
             # the vectorised warper's own numpy sums (pairwise float64), so the same fresh weight
-            fresh_w = self.new_weight.sum(dtype=np.float64) / carried if carried else 1.0
-            fresh_w = fresh_w if fresh_w > 0 and math.isfinite(fresh_w) else 1.0
-            _set_fresh_weight(self.fresh, n_front, self.fresh_back, n_back, self.new_weight, np.float32(fresh_w))
-        mean_w = self.new_weight.sum(dtype=np.float64) / self.n
-        if not 1e-6 < mean_w < 1e6:
-            self.new_weight /= mean_w
+            carried_sum = self.new_weight.sum(dtype=np.float64)
+            fresh_w = carried_sum / carried if carried else 1.0
+            fresh_w = np.float32(fresh_w if fresh_w > 0 and math.isfinite(fresh_w) else 1.0)
+            _set_fresh_weight(self.fresh, n_front, self.fresh_back, n_back, self.new_weight, fresh_w)
+            estimate = (carried_sum + n_fresh * float(fresh_w)) / self.n
+        # numpy's exact mean decides a rescale; a cheap estimate far inside both bounds means none
+        if not n_fresh or not 1e-5 < estimate < 1e5:
+            mean_w = self.new_weight.sum(dtype=np.float64) / self.n
+            if not 1e-6 < mean_w < 1e6:
+                self.new_weight /= mean_w
         self.row = row
         self.moved = True
         self.idx, self.new_idx = self.new_idx, self.idx

@@ -185,8 +185,10 @@ class _NumpyOps:
     def empty_like(self, a):
         return np.empty_like(a)
 
-    def sum64(self, a) -> float:
-        return float(a.sum(dtype=np.float64))
+    def sum64(self, a) -> np.float64:
+        # a numpy float64, not a Python float: dividing the float32 weights by it rounds once from float64,
+        # as the compiled kernel and the reference do (a Python float would divide in float32)
+        return a.sum(dtype=np.float64)
 
 
 class _TorchOps:
