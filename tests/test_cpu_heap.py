@@ -49,3 +49,23 @@ def test_large_cpu_blocks_come_from_the_heap_inside_and_are_mapped_alone_again_a
 def test_nothing_changes_off_the_cpu():
     with cpu_heap_reuse("cuda"):
         assert mapped_alone() >= BLOCK
+
+
+def test_overlapping_uses_on_two_threads_keep_the_heap_until_the_last_ends():
+    import threading
+
+    entered, release = threading.Event(), threading.Event()
+
+    def other():
+        with cpu_heap_reuse("cpu"):
+            entered.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other)
+    with cpu_heap_reuse("cpu"):
+        t.start()
+        assert entered.wait(10)
+    assert mapped_alone() == 0  # this thread's use ended, the other's has not
+    release.set()
+    t.join(10)
+    assert mapped_alone() >= BLOCK

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -270,6 +271,7 @@ def model_offload(memory: str, device, *modules) -> Iterator[None]:
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD, _M_MMAP_MAX = -1, -3, -4
 _AFTER = {_M_MMAP_MAX: 65536, _M_MMAP_THRESHOLD: 32 << 20, _M_TRIM_THRESHOLD: 64 << 20}
 _heap_depth = 0
+_heap_lock = threading.Lock()  # the job server runs CPU jobs on threads of one process
 
 
 def _glibc():
@@ -294,24 +296,27 @@ def cpu_heap_reuse(device) -> Iterator[None]:
     glibc maps every block over its mmap threshold (32 MB at most) afresh and unmaps it on free, so the next
     such tensor faults its pages in again, zeroed, 4 KB at a time: the CogVideoX VAE at 720x480 allocates
     hundreds of 50-500 MB activations per arc, about 10 M page faults, half its time in the kernel. The
-    numbers computed are the same; only where the memory comes from changes. Nothing on an accelerator."""
+    numbers computed are the same; only where the memory comes from changes. Nothing on an accelerator.
+    The settings are the process's: overlapping uses on several threads share them until the last one ends."""
     global _heap_depth
     libc = _glibc() if getattr(device, "type", str(device)) == "cpu" else None
     if libc is None:
         yield
         return
-    if _heap_depth == 0:
-        libc.mallopt(_M_MMAP_MAX, 0)  # every block from the heap, none mapped alone
-        libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # and the heap's free top kept, not trimmed on each free
-    _heap_depth += 1
+    with _heap_lock:
+        if _heap_depth == 0:
+            libc.mallopt(_M_MMAP_MAX, 0)  # every block from the heap, none mapped alone
+            libc.mallopt(_M_TRIM_THRESHOLD, 2**31 - 1)  # and the heap's free top kept, not trimmed on each free
+        _heap_depth += 1
     try:
         yield
     finally:
-        _heap_depth -= 1
-        if _heap_depth == 0:
-            for param, value in _AFTER.items():
-                libc.mallopt(param, value)
-            libc.malloc_trim(0)
+        with _heap_lock:
+            _heap_depth -= 1
+            if _heap_depth == 0:
+                for param, value in _AFTER.items():
+                    libc.mallopt(param, value)
+                libc.malloc_trim(0)
 
 
 def tiny_t5_tokenizer():
