@@ -35,7 +35,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
-from gpu import sync  # noqa: E402
+from gpu import device_and_dtype, sync  # noqa: E402
 
 FLUX_DEV = {
     "patch_size": 1, "in_channels": 64, "num_layers": 19, "num_single_layers": 38, "attention_head_dim": 128,
@@ -134,11 +134,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tiny", action="store_true", help="tiny random models (checks the script on a CPU)")
     args = p.parse_args(argv)
 
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("no CUDA device available; use --tiny to check the script on the CPU", file=sys.stderr)
+    picked = device_and_dtype(args.device)
+    if picked is None:
         return 2
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    device, dtype = picked
     if args.tiny:
         from videofrom3d.anchors.components import TINY_CONTROLNET, TINY_TRANSFORMER
 

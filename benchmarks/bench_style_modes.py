@@ -25,7 +25,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the shared helpers beside this script
 from bench_flux import FLUX_DEV, XLABS_HED, build  # noqa: E402
-from gpu import sync  # noqa: E402
+from gpu import device_and_dtype, sync  # noqa: E402
 
 SIGLIP_SO400M = {"hidden_size": 1152, "intermediate_size": 4304, "num_hidden_layers": 27, "num_attention_heads": 16,
                  "image_size": 384, "patch_size": 14, "num_channels": 3}
@@ -124,11 +124,10 @@ def main(argv: list[str] | None = None) -> int:
     from videofrom3d.align import AlignConfig
     from videofrom3d.align.train import QUICK_PRESET, _attach_trainable_lora
 
-    device = torch.device(args.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        print("no CUDA device available; use --tiny to check the script on the CPU", file=sys.stderr)
+    picked = device_and_dtype(args.device)
+    if picked is None:
         return 2
-    dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
+    device, dtype = picked
     crop = tuple(int(v) for v in args.crop.split("x"))
     anchor = tuple(int(v) for v in args.anchor.split("x"))
     if args.tiny:

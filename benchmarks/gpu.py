@@ -4,6 +4,7 @@ peak of its memory. CPU devices have no peak to read (None)."""
 from __future__ import annotations
 
 import gc
+import sys
 
 import torch
 
@@ -25,3 +26,13 @@ def reset_peak(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+
+
+def device_and_dtype(name: str) -> tuple[torch.device, torch.dtype] | None:
+    """The benchmark's device and its dtype (bf16 on a GPU, float32 on the CPU), or None with a one-line
+    reason when a GPU is asked for and there is none."""
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        print("no CUDA device available; use --tiny to check the script on the CPU", file=sys.stderr)
+        return None
+    return device, (torch.bfloat16 if device.type == "cuda" else torch.float32)
