@@ -578,53 +578,31 @@ def _gather_rows(store, idx, out, seed, epoch, table):
 
 
 @njit(cache=True, nogil=True, parallel=True)
-def _downsample_rows(store, idx, height, width, h, w, out, seed, epoch, table):
-    """``noise_warp.downsample_to_latent`` of the noise ``store[idx]`` (H x W cells) into ``out`` (C, h, w),
-    without gathering it: float32 sums over the b rows of each block in row order, then float64 sums over
-    its b columns, / b, the order numpy's two reductions there add in (bit-identical)."""
+def _downsample_rows(store, idx, other, compact, height, width, h, w, out, seed, epoch, table):
+    """``noise_warp.downsample_to_latent`` of the noise ``store[idx]`` (H x W cells) into ``out`` (C, h, w):
+    float32 sums over the b rows of each block in row order, then float64 sums over its b columns, / b, the
+    order numpy's two reductions there add in (bit-identical). With ``compact`` it also gathers the noise
+    into ``other`` (N, C) (virtual rows made) and sets ``idx`` to the identity: a keyframe reads every row
+    anyway, and the steps after it read the store in grid order instead of scattered."""
     channels = store.shape[1]
     b = height // h
     for i in prange(h):  # latent rows are independent: the same bytes on any number of threads
         acc32 = np.empty((width, channels), np.float32)
-        tmp = np.empty((1, channels), np.float32)
-        for j in range(b):
-            base = (i * b + j) * width
-            for x in range(width):
-                if j == 0:
-                    _load_row(store, idx[base + x], seed, epoch, table, acc32, x)
-                else:
-                    _load_row(store, idx[base + x], seed, epoch, table, tmp, 0)
-                    for c in range(channels):
-                        acc32[x, c] = np.float32(acc32[x, c] + tmp[0, c])
-        for k in range(w):
-            for c in range(channels):
-                acc = 0.0
-                for j in range(b):
-                    acc += np.float64(acc32[k * b + j, c])
-                out[c, i, k] = np.float32(acc / b)
-
-
-@njit(cache=True, nogil=True, parallel=True)
-def _dense_latent(store, idx, other, height, width, h, w, out, seed, epoch, table):
-    """:func:`_downsample_rows` that also gathers the noise into ``other`` (N, C) (virtual rows made) and sets
-    ``idx`` to the identity: a keyframe reads every row anyway, and the steps after it read the store in
-    grid order instead of scattered."""
-    channels = store.shape[1]
-    b = height // h
-    for i in prange(h):
-        acc32 = np.empty((width, channels), np.float32)
+        rows = other if compact else np.empty((width, channels), np.float32)
         for j in range(b):
             base = (i * b + j) * width
             for x in range(width):
                 q = base + x
-                _load_row(store, idx[q], seed, epoch, table, other, q)
-                idx[q] = q
+                r = q if compact else x  # where this cell's row is read into
+                _load_row(store, idx[q], seed, epoch, table, rows, r)
+                if compact:
+                    idx[q] = q
                 if j == 0:
                     for c in range(channels):
-                        acc32[x, c] = other[q, c]
+                        acc32[x, c] = rows[r, c]
                 else:
                     for c in range(channels):
-                        acc32[x, c] = np.float32(acc32[x, c] + other[q, c])
+                        acc32[x, c] = np.float32(acc32[x, c] + rows[r, c])
         for k in range(w):
             for c in range(channels):
                 acc = 0.0
@@ -760,13 +738,11 @@ class LazyWarper:
         if self.height % h or self.width % w or self.height // h != self.width // w:
             raise ValueError(f"grid {self.height}x{self.width} is not a whole number of square blocks over {h}x{w}")
         out = np.empty((self.store.shape[1], h, w), np.float32) if out is None else out
-        if self.moved:
-            _dense_latent(self.store, self.idx, self.other[: self.n], self.height, self.width, h, w, out, self.seed,
-                          self.epoch, self.table)
+        compact = self.moved
+        _downsample_rows(self.store, self.idx, self.other[: self.n], compact, self.height, self.width, h, w, out,
+                         self.seed, self.epoch, self.table)
+        if compact:
             self._compacted()
-        else:
-            _downsample_rows(self.store, self.idx, self.height, self.width, h, w, out, self.seed, self.epoch,
-                             self.table)
         return out
 
     def _buffer(self, name: str, shape: tuple[int, ...], dtype) -> np.ndarray:
